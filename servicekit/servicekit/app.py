@@ -1,0 +1,147 @@
+"""`create_service_app`: the plumbing every service's `create_app` starts from."""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import time
+import uuid
+from typing import Callable
+
+from flask import Flask, Response, g, jsonify, request
+from flask_migrate import Migrate
+from sqlalchemy import text
+from werkzeug.middleware.proxy_fix import ProxyFix
+
+from .config import BaseConfig
+from .consumer import EventConsumer
+from .db import db
+from .kafka import broker_reachable
+from .logs import configure_logging, request_id_var
+from .metrics import ServiceMetrics
+from .openapi import init_openapi
+from .outbox import OutboxRelay
+from .problems import register_error_handlers
+
+log = logging.getLogger("servicekit.access")
+
+MAX_BODY_BYTES = 1024 * 1024
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+
+
+def create_service_app(import_name: str, config: BaseConfig, *, openapi: dict) -> Flask:
+    """A Flask app with config, JSON logs, request ids, problem+json, metrics, health, database and docs."""
+    configure_logging(config.service_name, config.log_level)
+    app = Flask(import_name, static_folder=None)
+    app.config.update(
+        SERVICE=config,
+        SQLALCHEMY_DATABASE_URI=config.database_url,
+        MAX_CONTENT_LENGTH=MAX_BODY_BYTES,
+        JSON_SORT_KEYS=False,
+    )
+    app.json.sort_keys = False
+    if config.trusted_proxies:
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=config.trusted_proxies, x_proto=config.trusted_proxies)
+    db.init_app(app)
+    Migrate(app, db, directory=os.path.join(os.path.dirname(app.root_path), "migrations"))
+    register_error_handlers(app)
+    _init_request_ids(app)
+    app.extensions["servicekit.metrics"] = ServiceMetrics(app, config.service_name)
+    _init_health(app)
+    init_openapi(app, openapi)
+    app.extensions["servicekit.background"] = Background(app)
+    return app
+
+
+def _init_request_ids(app: Flask) -> None:
+    @app.before_request
+    def _assign_request_id():
+        incoming = request.headers.get("X-Request-ID", "")
+        g.request_id = incoming if _REQUEST_ID.match(incoming) else uuid.uuid4().hex
+        g.request_started = time.perf_counter()
+        request_id_var.set(g.request_id)
+
+    @app.after_request
+    def _echo_request_id(response: Response) -> Response:
+        request_id = g.get("request_id")
+        if request_id:
+            response.headers["X-Request-ID"] = request_id
+        if request.path not in ("/healthz", "/readyz", "/metrics"):
+            elapsed_ms = (time.perf_counter() - g.get("request_started", time.perf_counter())) * 1000
+            log.info(
+                "%s %s %s",
+                request.method,
+                request.path,
+                response.status_code,
+                extra={"method": request.method, "path": request.path, "status": response.status_code, "duration_ms": round(elapsed_ms, 2)},
+            )
+        return response
+
+    @app.teardown_request
+    def _forget_request_id(_exc):
+        request_id_var.set(None)
+
+
+def current_request_id() -> str | None:
+    """The request id to pass on to outgoing calls."""
+    return request_id_var.get()
+
+
+def _init_health(app: Flask) -> None:
+    @app.get("/healthz")
+    def healthz():
+        """Liveness: the process answers.
+        ---
+        tags: [health]
+        security: []
+        responses:
+          200: {description: The process is up.}
+        """
+        return jsonify(status="ok")
+
+    @app.get("/readyz")
+    def readyz():
+        """Readiness: the database and the broker are reachable.
+        ---
+        tags: [health]
+        security: []
+        responses:
+          200: {description: Ready.}
+          503: {description: The database or the broker is unreachable.}
+        """
+        checks = {"database": "ok", "broker": "ok"}
+        try:
+            db.session.execute(text("SELECT 1"))
+        except Exception:
+            checks["database"] = "unreachable"
+        if not broker_reachable(app.config["SERVICE"].kafka_bootstrap_servers):
+            checks["broker"] = "unreachable"
+        ready = all(v == "ok" for v in checks.values())
+        return jsonify(status="ok" if ready else "unavailable", checks=checks), 200 if ready else 503
+
+
+class Background:
+    """The outbox relay and the service's consumers, run as threads of the web process."""
+
+    def __init__(self, app: Flask):
+        self.app = app
+        self.consumer_factories: list[Callable[[Flask], EventConsumer]] = []
+        self.relay: OutboxRelay | None = None
+        self.consumers: list[EventConsumer] = []
+
+    def add_consumer(self, factory: Callable[[Flask], EventConsumer]) -> None:
+        self.consumer_factories.append(factory)
+
+    def start(self) -> None:
+        self.relay = OutboxRelay(self.app)
+        self.relay.start()
+        self.consumers = [factory(self.app) for factory in self.consumer_factories]
+        for consumer in self.consumers:
+            consumer.start()
+
+    def stop(self) -> None:
+        for consumer in self.consumers:
+            consumer.stop()
+        if self.relay:
+            self.relay.stop()

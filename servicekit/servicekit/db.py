@@ -1,0 +1,144 @@
+"""The one SQLAlchemy instance of a service, its kit tables, and their migration."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from flask_sqlalchemy import SQLAlchemy
+from sqlalchemy import BigInteger, DateTime, Index, Integer, MetaData, String, Text, text
+from sqlalchemy.dialects.postgresql import JSONB, UUID
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+db = SQLAlchemy(model_class=Base, engine_options={"pool_pre_ping": True, "pool_size": 10, "max_overflow": 5})
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class OutboxEvent(db.Model):
+    """An event written in the same transaction as the change it describes."""
+
+    __tablename__ = "outbox_events"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    event_id: Mapped[str] = mapped_column(UUID(as_uuid=False), unique=True, nullable=False)
+    topic: Mapped[str] = mapped_column(String(200), nullable=False)
+    key: Mapped[str] = mapped_column(String(200), nullable=False)
+    event_type: Mapped[str] = mapped_column(String(100), nullable=False)
+    envelope: Mapped[dict] = mapped_column(JSONB, nullable=False)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False, server_default=text("now()"))
+    published_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    claimed_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    attempts: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
+    last_error: Mapped[str | None] = mapped_column(Text)
+
+    __table_args__ = (
+        Index("ix_outbox_events_pending", "topic", "key", "id", postgresql_where=text("published_at IS NULL")),
+        Index("ix_outbox_events_published_at", "published_at"),
+    )
+
+
+class ProcessedEvent(db.Model):
+    """An event a consumer group has already applied: the idempotency record."""
+
+    __tablename__ = "processed_events"
+
+    consumer_group: Mapped[str] = mapped_column(String(200), primary_key=True)
+    event_id: Mapped[str] = mapped_column(String(100), primary_key=True)
+    processed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False, server_default=text("now()"))
+
+
+class ParkedEvent(db.Model):
+    """A message that could not be handled; kept for an operator instead of blocking the partition."""
+
+    __tablename__ = "parked_events"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    consumer_group: Mapped[str] = mapped_column(String(200), nullable=False)
+    topic: Mapped[str] = mapped_column(String(200), nullable=False)
+    partition: Mapped[int] = mapped_column(Integer, nullable=False)
+    offset: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    key: Mapped[str | None] = mapped_column(Text)
+    value: Mapped[str | None] = mapped_column(Text)
+    error: Mapped[str] = mapped_column(Text, nullable=False)
+    parked_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False, server_default=text("now()"))
+
+
+class RevokedUser(db.Model):
+    """A deactivated user, learnt from `user-events`: their tokens are refused."""
+
+    __tablename__ = "revoked_users"
+
+    user_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    revoked_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False, server_default=text("now()"))
+
+
+def create_kit_tables(op) -> None:
+    """Alembic migration step creating the kit's tables (every service's first migration calls it)."""
+    import sqlalchemy as sa
+
+    op.create_table(
+        "outbox_events",
+        sa.Column("id", sa.BigInteger(), primary_key=True, autoincrement=True),
+        sa.Column("event_id", UUID(as_uuid=False), nullable=False),
+        sa.Column("topic", sa.String(200), nullable=False),
+        sa.Column("key", sa.String(200), nullable=False),
+        sa.Column("event_type", sa.String(100), nullable=False),
+        sa.Column("envelope", JSONB(), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.text("now()")),
+        sa.Column("published_at", sa.DateTime(timezone=True)),
+        sa.Column("claimed_until", sa.DateTime(timezone=True)),
+        sa.Column("attempts", sa.Integer(), nullable=False, server_default="0"),
+        sa.Column("last_error", sa.Text()),
+        sa.PrimaryKeyConstraint("id", name="pk_outbox_events"),
+        sa.UniqueConstraint("event_id", name="uq_outbox_events_event_id"),
+    )
+    op.create_index(
+        "ix_outbox_events_pending", "outbox_events", ["topic", "key", "id"], postgresql_where=sa.text("published_at IS NULL")
+    )
+    op.create_index("ix_outbox_events_published_at", "outbox_events", ["published_at"])
+    op.create_table(
+        "processed_events",
+        sa.Column("consumer_group", sa.String(200), nullable=False),
+        sa.Column("event_id", sa.String(100), nullable=False),
+        sa.Column("processed_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.text("now()")),
+        sa.PrimaryKeyConstraint("consumer_group", "event_id", name="pk_processed_events"),
+    )
+    op.create_table(
+        "parked_events",
+        sa.Column("id", sa.BigInteger(), autoincrement=True, nullable=False),
+        sa.Column("consumer_group", sa.String(200), nullable=False),
+        sa.Column("topic", sa.String(200), nullable=False),
+        sa.Column("partition", sa.Integer(), nullable=False),
+        sa.Column("offset", sa.BigInteger(), nullable=False),
+        sa.Column("key", sa.Text()),
+        sa.Column("value", sa.Text()),
+        sa.Column("error", sa.Text(), nullable=False),
+        sa.Column("parked_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.text("now()")),
+        sa.PrimaryKeyConstraint("id", name="pk_parked_events"),
+    )
+    op.create_table(
+        "revoked_users",
+        sa.Column("user_id", sa.String(64), nullable=False),
+        sa.Column("revoked_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.text("now()")),
+        sa.PrimaryKeyConstraint("user_id", name="pk_revoked_users"),
+    )
+
+
+def drop_kit_tables(op) -> None:
+    for table in ("revoked_users", "parked_events", "processed_events", "outbox_events"):
+        op.drop_table(table)

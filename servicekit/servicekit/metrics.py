@@ -1,0 +1,39 @@
+"""Prometheus metrics: prometheus-flask-exporter's request metrics plus the kit's own."""
+
+from __future__ import annotations
+
+from flask import Flask
+from prometheus_client import CollectorRegistry, Counter, Gauge
+from prometheus_flask_exporter import PrometheusMetrics
+
+
+class ServiceMetrics:
+    """One registry per app, so several apps can live in one process (tests)."""
+
+    def __init__(self, app: Flask, service: str):
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.exporter = PrometheusMetrics(
+            app,
+            registry=self.registry,
+            group_by="endpoint",
+            default_labels={"service": service},
+            excluded_paths=["^/metrics$", "^/healthz$", "^/readyz$"],
+        )
+        self.outbox_pending = Gauge("outbox_pending_events", "Outbox events not yet published", registry=self.registry)
+        self.outbox_published = Counter("outbox_published_total", "Outbox events published", ["topic"], registry=self.registry)
+        self.outbox_failures = Counter("outbox_publish_failures_total", "Failed publish attempts", ["topic"], registry=self.registry)
+        self.events_consumed = Counter(
+            "events_consumed_total", "Events handled by a consumer", ["topic", "event_type", "outcome"], registry=self.registry
+        )
+        self.events_parked = Counter("events_parked_total", "Messages parked after failing", ["topic"], registry=self.registry)
+        self.consumer_lag = Gauge("consumer_lag_messages", "Messages behind the partition end", ["topic", "partition"], registry=self.registry)
+
+    def counter(self, name: str, documentation: str, labels: tuple[str, ...] = ()) -> Counter:
+        return Counter(name, documentation, list(labels), registry=self.registry)
+
+    def gauge(self, name: str, documentation: str, labels: tuple[str, ...] = ()) -> Gauge:
+        return Gauge(name, documentation, list(labels), registry=self.registry)
+
+
+def metrics_of(app: Flask) -> ServiceMetrics:
+    return app.extensions["servicekit.metrics"]

@@ -1,0 +1,85 @@
+"""OpenAPI 3 documents served by flasgger; request/response schemas come from the pydantic models."""
+
+from __future__ import annotations
+
+from typing import Iterable
+
+from flasgger import Swagger
+from flask import Flask
+from pydantic import BaseModel
+
+PROBLEM_SCHEMA = {
+    "type": "object",
+    "description": "RFC 9457 problem details",
+    "required": ["type", "title", "status", "detail"],
+    "properties": {
+        "type": {"type": "string"},
+        "title": {"type": "string"},
+        "status": {"type": "integer"},
+        "detail": {"type": "string"},
+        "errors": {
+            "type": "array",
+            "description": "Present on 422: one entry per invalid field.",
+            "items": {
+                "type": "object",
+                "properties": {"field": {"type": "string"}, "message": {"type": "string"}},
+            },
+        },
+    },
+}
+
+
+def _problem_response(description: str) -> dict:
+    return {"description": description, "content": {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}}
+
+
+STANDARD_RESPONSES = {
+    "BadRequest": _problem_response("Malformed JSON, or a body that is not an object."),
+    "Unauthorized": _problem_response("Missing, invalid or expired access token."),
+    "Forbidden": _problem_response("Authenticated but not allowed."),
+    "NotFound": _problem_response("No such resource."),
+    "Conflict": _problem_response("Uniqueness or booking conflict."),
+    "ValidationFailed": _problem_response("Invalid fields: wrong type, out of range, unknown or missing."),
+    "TooManyRequests": _problem_response("Too many requests; see Retry-After."),
+    "ServiceUnavailable": _problem_response("A dependency is unavailable; retry later (see Retry-After)."),
+}
+
+
+def schemas_of(models: Iterable[type[BaseModel]]) -> dict[str, dict]:
+    """Component schemas for `models` (and the models they reference)."""
+    components: dict[str, dict] = {}
+    for model in models:
+        schema = model.model_json_schema(ref_template="#/components/schemas/{model}", mode="serialization")
+        components.update(schema.pop("$defs", {}))
+        components[model.__name__] = schema
+    return components
+
+
+def build_spec(title: str, description: str, models: Iterable[type[BaseModel]], extra_schemas: dict | None = None) -> dict:
+    schemas = {"Problem": PROBLEM_SCHEMA, **schemas_of(models), **(extra_schemas or {})}
+    return {
+        "openapi": "3.0.3",
+        "info": {"title": title, "version": "1.0.0", "description": description},
+        "components": {
+            "securitySchemes": {"bearerAuth": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}},
+            "schemas": schemas,
+            "responses": STANDARD_RESPONSES,
+        },
+        "security": [{"bearerAuth": []}],
+    }
+
+
+def init_openapi(app: Flask, template: dict) -> None:
+    """Serve the spec at `/apispec.json` and Swagger UI at `/apidocs/`."""
+    app.config["SWAGGER"] = {"openapi": "3.0.3", "uiversion": 3, "title": template["info"]["title"]}
+    Swagger(
+        app,
+        template=template,
+        config={
+            "headers": [],
+            "specs": [{"endpoint": "apispec", "route": "/apispec.json", "rule_filter": lambda rule: True, "model_filter": lambda tag: True}],
+            "static_url_path": "/flasgger_static",
+            "swagger_ui": True,
+            "specs_route": "/apidocs/",
+        },
+    )

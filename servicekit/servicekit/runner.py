@@ -1,0 +1,43 @@
+"""The command line every service's run.py hands over to: `migrate`, `serve`, `dev`."""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Callable
+
+from flask import Flask
+
+from .config import ConfigError
+
+
+def main(create_app: Callable[[], Flask], *, at_start: Callable[[Flask], None] | None = None) -> None:
+    """`at_start` runs after migrating and before serving (e.g. ensuring the first admin)."""
+    command = sys.argv[1] if len(sys.argv) > 1 else "serve"
+    try:
+        app = create_app()  # validates the configuration before anything else happens
+    except ConfigError as exc:
+        print(f"configuration error: {exc}", file=sys.stderr)
+        sys.exit(2)
+    service = app.config["SERVICE"].service_name
+    if command == "migrate":
+        from flask_migrate import upgrade
+
+        with app.app_context():
+            upgrade()
+            if at_start:
+                at_start(app)
+        print(f"{service}: database is at the latest migration")
+    elif command == "serve":
+        if at_start:
+            with app.app_context():
+                at_start(app)
+        args = [sys.executable, "-m", "gunicorn", "-c", "python:servicekit.gunicorn_conf", "app:create_app()"]
+        os.execv(sys.executable, args)
+    elif command == "dev":
+        if app.config["SERVICE"].background_workers:
+            app.extensions["servicekit.background"].start()
+        app.run(host="127.0.0.1", port=app.config["SERVICE"].port, threaded=True)
+    else:
+        print(f"usage: python run.py [migrate|serve|dev]  (got {command!r})", file=sys.stderr)
+        sys.exit(2)

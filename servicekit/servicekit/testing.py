@@ -1,0 +1,78 @@
+"""pytest fixtures shared by the services' suites: signing keys and a reader of real Kafka topics."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from typing import Callable
+
+import pytest
+from confluent_kafka import Consumer, Producer
+
+from .kafka import consumer_config
+
+
+class TopicReader:
+    """Reads a topic from the beginning with a fresh consumer group."""
+
+    def __init__(self, bootstrap: str):
+        self.bootstrap = bootstrap
+
+    def collect(self, topic: str, predicate: Callable[[str | None, dict], bool], *, expect: int = 1, timeout: float = 30.0, settle: float = 0.0) -> list[dict]:
+        """Messages (as dicts) on `topic` matching predicate(key, value); waits until `expect` arrived, then `settle` more seconds."""
+        consumer = Consumer(consumer_config(self.bootstrap, f"test-{uuid.uuid4().hex}", "test-reader"))
+        consumer.subscribe([topic])
+        found: list[dict] = []
+        deadline = time.monotonic() + timeout
+        settle_until = None
+        try:
+            while time.monotonic() < deadline:
+                if settle_until is not None and time.monotonic() >= settle_until:
+                    break
+                message = consumer.poll(0.2)
+                if message is None or message.error():
+                    continue
+                key = message.key().decode() if message.key() else None
+                try:
+                    value = json.loads(message.value())
+                except ValueError:
+                    continue
+                if predicate(key, value):
+                    found.append(value)
+                    if len(found) >= expect and settle_until is None:
+                        settle_until = time.monotonic() + settle
+        finally:
+            consumer.close()
+        return found
+
+    def produce(self, topic: str, key: str, value: bytes) -> None:
+        producer = Producer({"bootstrap.servers": self.bootstrap})
+        producer.produce(topic, key=key.encode(), value=value)
+        assert producer.flush(10) == 0, "the test producer could not deliver"
+
+
+@pytest.fixture(scope="session")
+def topics(infrastructure) -> TopicReader:
+    return TopicReader(infrastructure.bootstrap)
+
+
+@pytest.fixture(scope="session")
+def signing_key_file(tmp_path_factory):
+    from devstack.stack import generate_signing_key
+
+    path = tmp_path_factory.mktemp("keys") / "signing.pem"
+    generate_signing_key(path)
+    return path
+
+
+def wait_until(condition: Callable[[], object], timeout: float = 20.0, interval: float = 0.1, message: str = "condition"):
+    """Poll `condition` until it returns something truthy; fail the test after `timeout`."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = condition()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout}s waiting for {message}")
+        time.sleep(interval)

@@ -1,0 +1,46 @@
+"""user-service: accounts, login, JWT and roles."""
+
+from __future__ import annotations
+
+from flask import Flask
+from sqlalchemy import select
+
+from servicekit.app import create_service_app
+from servicekit.auth import TokenVerifier, init_auth
+from servicekit.db import db
+from servicekit.openapi import build_spec
+
+from config import UserServiceConfig
+
+from . import kafka_consumer, routes, services
+from .models import User
+from .schemas import SCHEMAS
+from .tokens import KeyRing
+
+
+def create_app(config: UserServiceConfig | None = None) -> Flask:
+    config = config or UserServiceConfig.from_env()
+    keys = KeyRing.from_config(config)
+    spec = build_spec("user-service", "Accounts, login, JWT access tokens (JWKS) and roles.", SCHEMAS)
+    app = create_service_app(__name__, config, openapi=spec)
+    app.extensions["user-service.tokens"] = services.TokenSettings(
+        keys=keys,
+        issuer=config.jwt_issuer,
+        audience=config.jwt_audience,
+        access_ttl=config.access_token_ttl,
+        refresh_ttl=config.refresh_token_ttl,
+        max_failures=config.login_max_failures,
+        lockout_seconds=config.login_lockout_seconds,
+    )
+    verifier = TokenVerifier(keys, issuer=config.jwt_issuer, audience=config.jwt_audience, algorithms=config.jwt_algorithms)
+    init_auth(app, verifier, is_revoked=_is_inactive)
+    app.register_blueprint(routes.auth)
+    app.register_blueprint(routes.users)
+    app.extensions["servicekit.background"].add_consumer(kafka_consumer.make_consumer)
+    return app
+
+
+def _is_inactive(user_id: int) -> bool:
+    """user-service knows first-hand: a deactivated (or deleted) user's tokens stop at once."""
+    active = db.session.execute(select(User.is_active).where(User.id == user_id)).scalar_one_or_none()
+    return not active

@@ -1,0 +1,267 @@
+"""HTTP routes: parse, authorise, call the operation, serialise."""
+
+from __future__ import annotations
+
+from flask import Blueprint, current_app, jsonify
+
+from servicekit.auth import current_principal, ensure_self_or_admin, require_admin, require_auth
+from servicekit.db import db
+from servicekit.pagination import paginate
+from servicekit.validation import parse_body, parse_query
+
+from . import services
+from .schemas import LoginRequest, RefreshRequest, RegisterRequest, UserListQuery, UserUpdate
+
+auth = Blueprint("auth", __name__, url_prefix="/api/auth")
+users = Blueprint("users", __name__, url_prefix="/api/users")
+
+
+def _settings() -> services.TokenSettings:
+    return current_app.extensions["user-service.tokens"]
+
+
+def _user_out(user, *, with_stats: bool) -> dict:
+    body = user.to_dict()
+    if with_stats:
+        body["booking_stats"] = services.booking_stats([user.id])[user.id]
+    return body
+
+
+@auth.post("/register")
+def register():
+    """Register a new account (role `user`).
+    ---
+    tags: [auth]
+    security: []
+    requestBody:
+      required: true
+      content:
+        application/json:
+          schema: {$ref: '#/components/schemas/RegisterRequest'}
+    responses:
+      201:
+        description: The new user.
+        content:
+          application/json:
+            schema: {$ref: '#/components/schemas/UserOut'}
+      400: {$ref: '#/components/responses/BadRequest'}
+      409: {$ref: '#/components/responses/Conflict'}
+      422: {$ref: '#/components/responses/ValidationFailed'}
+      429: {$ref: '#/components/responses/TooManyRequests'}
+    """
+    user = services.register_user(parse_body(RegisterRequest))
+    return jsonify(user.to_dict()), 201, {"Location": f"/api/users/{user.id}"}
+
+
+@auth.post("/login")
+def login():
+    """Exchange e-mail and password for tokens.
+    ---
+    tags: [auth]
+    security: []
+    requestBody:
+      required: true
+      content:
+        application/json:
+          schema: {$ref: '#/components/schemas/LoginRequest'}
+    responses:
+      200:
+        description: Access and refresh tokens.
+        content:
+          application/json:
+            schema: {$ref: '#/components/schemas/Tokens'}
+      400: {$ref: '#/components/responses/BadRequest'}
+      401:
+        description: Wrong e-mail or password (the same answer for both).
+        content:
+          application/problem+json:
+            schema: {$ref: '#/components/schemas/Problem'}
+      403:
+        description: The account is deactivated.
+        content:
+          application/problem+json:
+            schema: {$ref: '#/components/schemas/Problem'}
+      422: {$ref: '#/components/responses/ValidationFailed'}
+      429:
+        description: Too many failed logins for this account; it is locked for a while (see Retry-After).
+        content:
+          application/problem+json:
+            schema: {$ref: '#/components/schemas/Problem'}
+    """
+    body = parse_body(LoginRequest)
+    return jsonify(services.login(body.email, body.password, _settings()))
+
+
+@auth.post("/refresh")
+def refresh():
+    """Rotate a refresh token: the one sent is dead afterwards; reusing it revokes the session.
+    ---
+    tags: [auth]
+    security: []
+    requestBody:
+      required: true
+      content:
+        application/json:
+          schema: {$ref: '#/components/schemas/RefreshRequest'}
+    responses:
+      200:
+        description: New access and refresh tokens.
+        content:
+          application/json:
+            schema: {$ref: '#/components/schemas/Tokens'}
+      400: {$ref: '#/components/responses/BadRequest'}
+      401: {$ref: '#/components/responses/Unauthorized'}
+      422: {$ref: '#/components/responses/ValidationFailed'}
+    """
+    return jsonify(services.refresh(parse_body(RefreshRequest).refresh_token, _settings()))
+
+
+@auth.post("/logout")
+def logout():
+    """End the session of a refresh token (its whole rotation family is revoked).
+    ---
+    tags: [auth]
+    security: []
+    requestBody:
+      required: true
+      content:
+        application/json:
+          schema: {$ref: '#/components/schemas/RefreshRequest'}
+    responses:
+      204: {description: Logged out.}
+      400: {$ref: '#/components/responses/BadRequest'}
+      401: {$ref: '#/components/responses/Unauthorized'}
+      422: {$ref: '#/components/responses/ValidationFailed'}
+    """
+    services.logout(parse_body(RefreshRequest).refresh_token)
+    return "", 204
+
+
+@auth.get("/jwks")
+def jwks():
+    """The public keys that verify access tokens (JWKS, RFC 7517).
+    ---
+    tags: [auth]
+    security: []
+    responses:
+      200:
+        description: The JWK set.
+        content:
+          application/json:
+            schema:
+              type: object
+              properties:
+                keys: {type: array, items: {type: object}}
+    """
+    response = jsonify(_settings().keys.jwks())
+    response.headers["Cache-Control"] = "public, max-age=300"
+    return response
+
+
+@users.get("")
+@require_admin
+def list_users():
+    """List users (admins only), with booking statistics.
+    ---
+    tags: [users]
+    parameters:
+      - {name: page, in: query, schema: {type: integer, minimum: 1, default: 1}}
+      - {name: per_page, in: query, schema: {type: integer, minimum: 1, maximum: 100, default: 20}}
+      - {name: role, in: query, schema: {type: string, enum: [user, admin]}}
+      - {name: is_active, in: query, schema: {type: boolean}}
+      - {name: q, in: query, description: substring of the e-mail or name, schema: {type: string}}
+    responses:
+      200:
+        description: A page of users.
+        content:
+          application/json:
+            schema: {$ref: '#/components/schemas/UserPage'}
+      401: {$ref: '#/components/responses/Unauthorized'}
+      403: {$ref: '#/components/responses/Forbidden'}
+      422: {$ref: '#/components/responses/ValidationFailed'}
+    """
+    query = parse_query(UserListQuery)
+    page = paginate(db.session, services.list_users(query), query, lambda user: user)
+    stats = services.booking_stats([user.id for user in page["items"]])
+    page["items"] = [{**user.to_dict(), "booking_stats": stats[user.id]} for user in page["items"]]
+    return jsonify(page)
+
+
+@users.get("/me")
+@require_auth
+def me():
+    """The caller's own account.
+    ---
+    tags: [users]
+    responses:
+      200:
+        description: The user.
+        content:
+          application/json:
+            schema: {$ref: '#/components/schemas/UserOut'}
+      401: {$ref: '#/components/responses/Unauthorized'}
+    """
+    principal = current_principal()
+    return jsonify(_user_out(services.get_user(principal.user_id), with_stats=principal.is_admin))
+
+
+@users.get("/<int:user_id>")
+@require_auth
+def get_user(user_id: int):
+    """One user: yourself, or anyone if you are an admin.
+    ---
+    tags: [users]
+    parameters:
+      - {name: user_id, in: path, required: true, schema: {type: integer}}
+    responses:
+      200:
+        description: The user (admins also see booking_stats).
+        content:
+          application/json:
+            schema: {$ref: '#/components/schemas/UserOut'}
+      401: {$ref: '#/components/responses/Unauthorized'}
+      403: {$ref: '#/components/responses/Forbidden'}
+      404: {$ref: '#/components/responses/NotFound'}
+    """
+    principal = ensure_self_or_admin(user_id)
+    return jsonify(_user_out(services.get_user(user_id), with_stats=principal.is_admin))
+
+
+@users.put("/<int:user_id>")
+@require_auth
+def update_user(user_id: int):
+    """Change an account. Self: full_name, password (with current_password). Admin: also role and is_active.
+    ---
+    tags: [users]
+    parameters:
+      - {name: user_id, in: path, required: true, schema: {type: integer}}
+    requestBody:
+      required: true
+      content:
+        application/json:
+          schema: {$ref: '#/components/schemas/UserUpdate'}
+    responses:
+      200:
+        description: The updated user.
+        content:
+          application/json:
+            schema: {$ref: '#/components/schemas/UserOut'}
+      400: {$ref: '#/components/responses/BadRequest'}
+      401: {$ref: '#/components/responses/Unauthorized'}
+      403:
+        description: Not your account, or a non-admin sent role or is_active.
+        content:
+          application/problem+json:
+            schema: {$ref: '#/components/schemas/Problem'}
+      404: {$ref: '#/components/responses/NotFound'}
+      409:
+        description: An administrator tried to demote or deactivate themselves.
+        content:
+          application/problem+json:
+            schema: {$ref: '#/components/schemas/Problem'}
+      422: {$ref: '#/components/responses/ValidationFailed'}
+    """
+    changes = parse_body(UserUpdate)
+    principal = current_principal()
+    user = services.update_user(user_id, changes, principal)
+    return jsonify(_user_out(user, with_stats=principal.is_admin))

@@ -1,0 +1,83 @@
+"""Request and response schemas: the single source of validation and of the OpenAPI spec."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, EmailStr, Field, StringConstraints
+
+from servicekit.pagination import PageQuery
+
+Password = Annotated[str, StringConstraints(min_length=8, max_length=256)]
+FullName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+Email = Annotated[EmailStr, AfterValidator(lambda value: value.lower()), Field(max_length=320)]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class RegisterRequest(Strict):
+    email: Email
+    password: Password
+    full_name: FullName
+
+
+class LoginRequest(Strict):
+    email: Annotated[str, StringConstraints(min_length=1, max_length=320)]
+    password: Annotated[str, StringConstraints(min_length=1, max_length=256)]
+
+
+class RefreshRequest(Strict):
+    refresh_token: Annotated[str, StringConstraints(min_length=1, max_length=200)]
+
+
+class UserUpdate(Strict):
+    """PUT /api/users/{id}: any subset. role and is_active are for admins only."""
+
+    full_name: FullName | None = None
+    password: Password | None = None
+    current_password: Annotated[str, StringConstraints(max_length=256)] | None = None
+    role: Literal["user", "admin"] | None = None
+    is_active: bool | None = None
+
+
+class UserListQuery(PageQuery):
+    role: Literal["user", "admin"] | None = None
+    is_active: bool | None = None
+    q: Annotated[str, StringConstraints(max_length=200)] | None = Field(None, description="substring of the e-mail or name")
+
+
+class BookingStats(BaseModel):
+    total_reservations: int
+    confirmed_reservations: int
+    upcoming_reservations: int
+    cancelled_reservations: int
+
+
+class UserOut(BaseModel):
+    id: int
+    email: str
+    full_name: str
+    role: Literal["user", "admin"]
+    is_active: bool
+    created_at: datetime
+    booking_stats: BookingStats | None = Field(None, description="Shown to admins only.")
+
+
+class UserPage(BaseModel):
+    items: list[UserOut]
+    page: int
+    per_page: int
+    total: int
+
+
+class Tokens(BaseModel):
+    access_token: str
+    refresh_token: str
+    token_type: Literal["Bearer"]
+    expires_in: int = Field(description="seconds until the access token expires")
+
+
+SCHEMAS = [RegisterRequest, LoginRequest, RefreshRequest, UserUpdate, UserOut, UserPage, Tokens, BookingStats]

@@ -1,0 +1,15 @@
+"""user-service: `python run.py migrate` (schema + first admin), `python run.py serve` (gunicorn), `python run.py dev`."""
+
+from app import create_app, services
+from servicekit.runner import main
+
+
+def ensure_first_admin(app):
+    config = app.config["SERVICE"]
+    if config.admin_email and config.admin_password:
+        services.ensure_admin(config.admin_email, config.admin_password)
+        print(f"user-service: admin {config.admin_email} is present")
+
+
+if __name__ == "__main__":
+    main(create_app, at_start=ensure_first_admin)

@@ -1,0 +1,93 @@
+"""Fixtures for user-service: the app on a fresh real database, clients, users and tokens."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+from flask_migrate import upgrade
+from sqlalchemy import text
+
+from app import create_app
+from app import services
+from config import UserServiceConfig
+from servicekit.db import db
+
+pytest_plugins = ["devstack.pytest_plugin", "servicekit.testing"]
+
+TABLES = "users, refresh_tokens, login_attempts, booking_records, outbox_events, processed_events, parked_events, revoked_users"
+
+
+@pytest.fixture(scope="session")
+def config(fresh_database, infrastructure, signing_key_file):
+    return UserServiceConfig.from_env(
+        {
+            "DATABASE_URL": fresh_database("users"),
+            "KAFKA_BOOTSTRAP_SERVERS": infrastructure.bootstrap,
+            "JWT_PRIVATE_KEY_FILE": str(signing_key_file),
+            "LOG_LEVEL": "WARNING",
+            "LOGIN_MAX_FAILURES": "5",
+        }
+    )
+
+
+@pytest.fixture(scope="session")
+def app(config):
+    app = create_app(config)
+    app.config["TESTING"] = True
+    with app.app_context():
+        upgrade()
+    return app
+
+
+@pytest.fixture(autouse=True)
+def _clean_tables(app):
+    yield
+    with app.app_context():
+        db.session.remove()
+        db.session.execute(text(f"TRUNCATE {TABLES} CASCADE"))
+        db.session.commit()
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+def unique_email(prefix: str = "user") -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:10]}@example.com"
+
+
+class Accounts:
+    """Registers users and logs them in through the API."""
+
+    def __init__(self, client, app):
+        self.client = client
+        self.app = app
+
+    def register(self, email: str | None = None, password: str = "correct horse", full_name: str = "Ada Lovelace") -> dict:
+        response = self.client.post("/api/auth/register", json={"email": email or unique_email(), "password": password, "full_name": full_name})
+        assert response.status_code == 201, response.get_json()
+        return response.get_json()
+
+    def login(self, email: str, password: str = "correct horse") -> dict:
+        response = self.client.post("/api/auth/login", json={"email": email, "password": password})
+        assert response.status_code == 200, response.get_json()
+        return response.get_json()
+
+    def user_with_token(self, **kwargs) -> tuple[dict, dict]:
+        user = self.register(**kwargs)
+        tokens = self.login(user["email"], kwargs.get("password", "correct horse"))
+        return user, {"Authorization": f"Bearer {tokens['access_token']}"}
+
+    def admin_with_token(self) -> tuple[dict, dict]:
+        email = unique_email("admin")
+        with self.app.app_context():
+            admin = services.ensure_admin(email, "admin password").to_dict()
+        tokens = self.login(email, "admin password")
+        return admin, {"Authorization": f"Bearer {tokens['access_token']}"}
+
+
+@pytest.fixture
+def accounts(client, app):
+    return Accounts(client, app)
