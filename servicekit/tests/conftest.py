@@ -1,0 +1,85 @@
+"""A minimal service built on the kit, on a fresh real database, to test the kit itself."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pytest
+from flask import jsonify
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy import text
+
+from servicekit.app import create_service_app
+from servicekit.auth import init_auth, require_auth
+from servicekit.config import BaseConfig
+from servicekit.db import db
+from servicekit.openapi import build_spec
+from servicekit.pagination import PageQuery
+from servicekit.problems import Conflict
+from servicekit.validation import parse_body, parse_query
+
+pytest_plugins = ["devstack.pytest_plugin", "servicekit.testing"]
+
+
+@dataclass(frozen=True)
+class KitTestConfig(BaseConfig):
+    service_name: str = "kit-test"
+
+
+class Widget(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+    name: str = Field(min_length=1, max_length=10)
+    size: int = Field(ge=1)
+
+
+class AllowAll:
+    def verify(self, token):
+        from servicekit.auth import Principal
+
+        return Principal(user_id=int(token), role="user", token_id="t")
+
+
+@pytest.fixture(scope="session")
+def app(fresh_database, infrastructure):
+    config = KitTestConfig.from_env({"DATABASE_URL": fresh_database("kit"), "KAFKA_BOOTSTRAP_SERVERS": infrastructure.bootstrap, "LOG_LEVEL": "WARNING"})
+    app = create_service_app(__name__, config, openapi=build_spec("kit-test", "kit test", [Widget]))
+    init_auth(app, AllowAll())
+
+    @app.post("/widgets")
+    def create_widget():
+        return jsonify(parse_body(Widget).model_dump()), 201
+
+    @app.get("/widgets")
+    def list_widgets():
+        query = parse_query(PageQuery)
+        return jsonify(page=query.page, per_page=query.per_page)
+
+    @app.get("/boom")
+    def boom():
+        raise RuntimeError("secret internals")
+
+    @app.get("/conflict")
+    def conflict():
+        raise Conflict("taken", conflicts=[{"id": 1}])
+
+    @app.get("/whoami")
+    @require_auth
+    def whoami():
+        return jsonify(ok=True)
+
+    with app.app_context():
+        db.create_all()
+    return app
+
+
+@pytest.fixture(autouse=True)
+def _clean(app):
+    yield
+    with app.app_context():
+        db.session.execute(text("TRUNCATE outbox_events, processed_events, parked_events, revoked_users"))
+        db.session.commit()
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()

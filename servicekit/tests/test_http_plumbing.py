@@ -1,0 +1,112 @@
+"""problem+json for every error, request ids, health, metrics and validation."""
+
+from __future__ import annotations
+
+import pytest
+
+PROBLEM = "application/problem+json"
+
+
+def test_an_unexpected_error_is_a_generic_500_without_internals(client):
+    response = client.get("/boom")
+    assert response.status_code == 500
+    assert response.content_type == PROBLEM
+    assert "secret internals" not in response.get_data(as_text=True)
+    assert response.get_json()["title"] == "Internal Server Error"
+
+
+@pytest.mark.parametrize(("method", "path", "status"), [("get", "/nowhere", 404), ("delete", "/widgets", 405)])
+def test_werkzeug_errors_are_problem_json(client, method, path, status):
+    response = getattr(client, method)(path)
+    assert response.status_code == status
+    assert response.content_type == PROBLEM
+    assert response.get_json()["status"] == status
+
+
+def test_a_body_over_the_limit_is_413_problem_json(client):
+    response = client.post("/widgets", data=b"x" * (1024 * 1024 + 1), content_type="application/json")
+    assert response.status_code == 413
+    assert response.content_type == PROBLEM
+
+
+def test_problem_extensions_are_kept(client):
+    body = client.get("/conflict").get_json()
+    assert body["status"] == 409 and body["conflicts"] == [{"id": 1}]
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "field"),
+    [
+        ({"name": "ok", "size": 2}, 201, None),
+        ({"name": "ok", "size": "2"}, 422, "size"),
+        ({"name": "ok", "size": 0}, 422, "size"),
+        ({"name": "ok"}, 422, "size"),
+        ({"name": "ok", "size": 2, "extra": 1}, 422, "extra"),
+        ({"name": "far too long a name", "size": 2}, 422, "name"),
+    ],
+)
+def test_bodies_are_validated_strictly(client, body, status, field):
+    response = client.post("/widgets", json=body)
+    assert response.status_code == status
+    if field:
+        assert response.content_type == PROBLEM
+        assert [e["field"] for e in response.get_json()["errors"]] == [field]
+
+
+@pytest.mark.parametrize(("query", "status"), [("", 200), ("per_page=100", 200), ("per_page=101", 422), ("page=0", 422), ("page=x", 422), ("what=1", 422)])
+def test_pagination_parameters_are_validated(client, query, status):
+    assert client.get(f"/widgets?{query}").status_code == status
+
+
+def test_request_ids_are_generated_or_echoed(client):
+    generated = client.get("/healthz").headers["X-Request-ID"]
+    assert len(generated) == 32
+    assert client.get("/healthz", headers={"X-Request-ID": "abc-123"}).headers["X-Request-ID"] == "abc-123"
+    # A header that could inject into logs is replaced, not echoed.
+    assert client.get("/healthz", headers={"X-Request-ID": "bad id\twith tab"}).headers["X-Request-ID"] != "bad id\twith tab"
+
+
+def test_healthz_and_readyz_report_the_real_dependencies(client):
+    assert client.get("/healthz").get_json() == {"status": "ok"}
+    ready = client.get("/readyz")
+    assert ready.status_code == 200
+    assert ready.get_json()["checks"] == {"database": "ok", "broker": "ok"}
+
+
+def test_readyz_is_503_when_the_broker_is_unreachable(app):
+    from dataclasses import replace
+
+    from servicekit.kafka import broker_reachable
+    from devstack.processes import free_port
+
+    assert broker_reachable(app.config["SERVICE"].kafka_bootstrap_servers)
+    original = app.config["SERVICE"]
+    app.config["SERVICE"] = replace(original, kafka_bootstrap_servers=f"127.0.0.1:{free_port()}")
+    try:
+        response = app.test_client().get("/readyz")
+        assert response.status_code == 503
+        assert response.get_json()["checks"]["broker"] == "unreachable"
+    finally:
+        app.config["SERVICE"] = original
+
+
+def test_metrics_expose_request_counts_with_the_service_label(client):
+    client.post("/widgets", json={"name": "ok", "size": 1})
+    text = client.get("/metrics").get_data(as_text=True)
+    assert 'flask_http_request_total{method="POST",service="kit-test",status="201"}' in text
+    assert "outbox_pending_events" in text
+
+
+def test_the_openapi_spec_carries_the_schemas(client):
+    spec = client.get("/apispec.json").get_json()
+    assert spec["openapi"].startswith("3.")
+    assert {"Problem", "Widget"} <= set(spec["components"]["schemas"])
+
+
+def test_config_reports_every_missing_or_bad_variable_at_once():
+    from servicekit.config import BaseConfig, ConfigError
+
+    with pytest.raises(ConfigError) as error:
+        BaseConfig.from_env({"PORT": "zero", "JWT_ALGORITHMS": "HS256"})
+    message = str(error.value)
+    assert "DATABASE_URL is required" in message and "PORT" in message and "HS256" in message
