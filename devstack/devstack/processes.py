@@ -53,14 +53,18 @@ def free_port() -> int:
 
 def require_free_port(port: int, what: str) -> None:
     if not port_is_free(port):
-        raise StartError(f"port {port} is already in use, so {what} cannot start there (stop whatever holds it, or choose another port)")
+        raise StartError(
+            f"port {port} is already in use, so {what} cannot start there (stop whatever holds it, or choose another port)"
+        )
 
 
-def wait_for_port(port: int, proc: "Child", timeout: float, what: str) -> None:
+def wait_for_port(port: int, proc: Child, timeout: float, what: str) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.popen.poll() is not None:
-            raise StartError(f"{what} exited during start-up (code {proc.popen.returncode}); see {proc.log_path}: {proc.last_line()}")
+            raise StartError(
+                f"{what} exited during start-up (code {proc.popen.returncode}); see {proc.log_path}: {proc.last_line()}"
+            )
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=0.5):
                 return
@@ -72,7 +76,16 @@ def wait_for_port(port: int, proc: "Child", timeout: float, what: str) -> None:
 class Child:
     """A supervised child process whose output goes to a log file."""
 
-    def __init__(self, name: str, args: list[str], log_path: Path, *, env: dict | None = None, cwd: Path | None = None, user: str | None = None):
+    def __init__(
+        self,
+        name: str,
+        args: list[str],
+        log_path: Path,
+        *,
+        env: dict | None = None,
+        cwd: Path | None = None,
+        user: str | None = None,
+    ):
         self.name = name
         self.log_path = log_path
         log_path.parent.mkdir(parents=True, exist_ok=True)

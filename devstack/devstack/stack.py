@@ -58,11 +58,19 @@ class Ports:
     broker: int = 9092
     smtp: int = 1025
     gateway: int = 8080
-    services: dict[str, int] = field(default_factory=lambda: {"user-service": 5001, "room-service": 5002, "reservation-service": 5003})
+    services: dict[str, int] = field(
+        default_factory=lambda: {"user-service": 5001, "room-service": 5002, "reservation-service": 5003}
+    )
 
     @classmethod
-    def random(cls) -> "Ports":
-        return cls(free_port(), free_port(), free_port(), free_port(), {name: free_port() for name in ("user-service", "room-service", "reservation-service")})
+    def random(cls) -> Ports:
+        return cls(
+            free_port(),
+            free_port(),
+            free_port(),
+            free_port(),
+            {name: free_port() for name in ("user-service", "room-service", "reservation-service")},
+        )
 
 
 class Stack:

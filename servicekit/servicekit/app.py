@@ -7,7 +7,7 @@ import os
 import re
 import time
 import uuid
-from typing import Callable
+from collections.abc import Callable
 
 from flask import Flask, Response, g, jsonify, request
 from flask_migrate import Migrate
@@ -74,7 +74,12 @@ def _init_request_ids(app: Flask) -> None:
                 request.method,
                 request.path,
                 response.status_code,
-                extra={"method": request.method, "path": request.path, "status": response.status_code, "duration_ms": round(elapsed_ms, 2)},
+                extra={
+                    "method": request.method,
+                    "path": request.path,
+                    "status": response.status_code,
+                    "duration_ms": round(elapsed_ms, 2),
+                },
             )
         return response
 

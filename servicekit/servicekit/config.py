@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
-from typing import Any, Callable, Mapping
+from typing import Any
 
 
 class ConfigError(RuntimeError):
@@ -69,10 +70,16 @@ class BaseConfig:
     log_level: str = env_field("LOG_LEVEL", "INFO", str.upper, doc="DEBUG, INFO, WARNING or ERROR")
     jwt_issuer: str = env_field("JWT_ISSUER", "meeting-rooms", doc="`iss` of access tokens")
     jwt_audience: str = env_field("JWT_AUDIENCE", "meeting-rooms-api", doc="`aud` of access tokens")
-    jwt_algorithms: tuple[str, ...] = env_field("JWT_ALGORITHMS", ("EdDSA",), parse_algorithms, doc="accepted token algorithms (asymmetric only)")
+    jwt_algorithms: tuple[str, ...] = env_field(
+        "JWT_ALGORITHMS", ("EdDSA",), parse_algorithms, doc="accepted token algorithms (asymmetric only)"
+    )
     jwks_url: str = env_field("JWKS_URL", "", doc="URL of user-service's JWKS document")
-    background_workers: bool = env_field("BACKGROUND_WORKERS", True, parse_bool, doc="run the outbox relay and Kafka consumers in the web process")
-    trusted_proxies: int = env_field("TRUSTED_PROXY_HOPS", 1, int, doc="number of proxies (the gateway) in front, for client addresses")
+    background_workers: bool = env_field(
+        "BACKGROUND_WORKERS", True, parse_bool, doc="run the outbox relay and Kafka consumers in the web process"
+    )
+    trusted_proxies: int = env_field(
+        "TRUSTED_PROXY_HOPS", 1, int, doc="number of proxies (the gateway) in front, for client addresses"
+    )
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any):

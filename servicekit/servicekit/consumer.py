@@ -13,7 +13,8 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
 from flask import Flask
@@ -151,7 +152,9 @@ class EventConsumer:
             return
         self._attempts.pop((message.topic(), message.partition(), message.offset()), None)
         metrics_of(self.app).events_parked.labels(message.topic()).inc()
-        log.error("consumer %s: parked %s[%d]@%d: %s", self.group_id, message.topic(), message.partition(), message.offset(), error)
+        log.error(
+            "consumer %s: parked %s[%d]@%d: %s", self.group_id, message.topic(), message.partition(), message.offset(), error
+        )
         self._commit(message)
 
     def _commit(self, message: Message) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from flask_sqlalchemy import SQLAlchemy
 from sqlalchemy import BigInteger, DateTime, Index, Integer, MetaData, String, Text, text
@@ -26,7 +26,7 @@ db = SQLAlchemy(model_class=Base, engine_options={"pool_pre_ping": True, "pool_s
 
 
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 class OutboxEvent(db.Model):

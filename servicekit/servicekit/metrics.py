@@ -21,12 +21,16 @@ class ServiceMetrics:
         )
         self.outbox_pending = Gauge("outbox_pending_events", "Outbox events not yet published", registry=self.registry)
         self.outbox_published = Counter("outbox_published_total", "Outbox events published", ["topic"], registry=self.registry)
-        self.outbox_failures = Counter("outbox_publish_failures_total", "Failed publish attempts", ["topic"], registry=self.registry)
+        self.outbox_failures = Counter(
+            "outbox_publish_failures_total", "Failed publish attempts", ["topic"], registry=self.registry
+        )
         self.events_consumed = Counter(
             "events_consumed_total", "Events handled by a consumer", ["topic", "event_type", "outcome"], registry=self.registry
         )
         self.events_parked = Counter("events_parked_total", "Messages parked after failing", ["topic"], registry=self.registry)
-        self.consumer_lag = Gauge("consumer_lag_messages", "Messages behind the partition end", ["topic", "partition"], registry=self.registry)
+        self.consumer_lag = Gauge(
+            "consumer_lag_messages", "Messages behind the partition end", ["topic", "partition"], registry=self.registry
+        )
 
     def counter(self, name: str, documentation: str, labels: tuple[str, ...] = ()) -> Counter:
         return Counter(name, documentation, list(labels), registry=self.registry)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 from flasgger import Swagger
 from flask import Flask
@@ -30,7 +30,10 @@ PROBLEM_SCHEMA = {
 
 
 def _problem_response(description: str) -> dict:
-    return {"description": description, "content": {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}}
+    return {
+        "description": description,
+        "content": {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}},
+    }
 
 
 STANDARD_RESPONSES = {
@@ -77,7 +80,14 @@ def init_openapi(app: Flask, template: dict) -> None:
         template=template,
         config={
             "headers": [],
-            "specs": [{"endpoint": "apispec", "route": "/apispec.json", "rule_filter": lambda rule: True, "model_filter": lambda tag: True}],
+            "specs": [
+                {
+                    "endpoint": "apispec",
+                    "route": "/apispec.json",
+                    "rule_filter": lambda rule: True,
+                    "model_filter": lambda tag: True,
+                }
+            ],
             "static_url_path": "/flasgger_static",
             "swagger_ui": True,
             "specs_route": "/apidocs/",

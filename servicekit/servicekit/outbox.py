@@ -132,7 +132,9 @@ class OutboxRelay:
         failed = [o for o in outcomes if o.error is not None]
         self._in_flight -= len([o for o in outcomes if not (o.error or "").startswith("local queue full")])
         if delivered:
-            db.session.execute(update(OutboxEvent).where(OutboxEvent.id.in_(delivered)).values(published_at=func.now(), last_error=None))
+            db.session.execute(
+                update(OutboxEvent).where(OutboxEvent.id.in_(delivered)).values(published_at=func.now(), last_error=None)
+            )
         for outcome in failed:
             # Release the claim after a backoff that grows with the attempts.
             db.session.execute(

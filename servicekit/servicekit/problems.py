@@ -62,7 +62,7 @@ class ValidationFailed(Problem):
         super().__init__(detail or "The request contains invalid fields.", errors=errors)
 
     @classmethod
-    def single(cls, field: str, message: str) -> "ValidationFailed":
+    def single(cls, field: str, message: str) -> ValidationFailed:
         return cls([{"field": field, "message": message}], detail=f"{field}: {message}")
 
 

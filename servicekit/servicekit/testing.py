@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from typing import Callable
+from collections.abc import Callable
 
 import pytest
 from confluent_kafka import Consumer, Producer
@@ -19,7 +19,15 @@ class TopicReader:
     def __init__(self, bootstrap: str):
         self.bootstrap = bootstrap
 
-    def collect(self, topic: str, predicate: Callable[[str | None, dict], bool], *, expect: int = 1, timeout: float = 30.0, settle: float = 0.0) -> list[dict]:
+    def collect(
+        self,
+        topic: str,
+        predicate: Callable[[str | None, dict], bool],
+        *,
+        expect: int = 1,
+        timeout: float = 30.0,
+        settle: float = 0.0,
+    ) -> list[dict]:
         """Messages (as dicts) on `topic` matching predicate(key, value); waits until `expect` arrived, then `settle` more seconds."""
         consumer = Consumer(consumer_config(self.bootstrap, f"test-{uuid.uuid4().hex}", "test-reader"))
         consumer.subscribe([topic])

@@ -41,7 +41,9 @@ class AllowAll:
 
 @pytest.fixture(scope="session")
 def app(fresh_database, infrastructure):
-    config = KitTestConfig.from_env({"DATABASE_URL": fresh_database("kit"), "KAFKA_BOOTSTRAP_SERVERS": infrastructure.bootstrap, "LOG_LEVEL": "WARNING"})
+    config = KitTestConfig.from_env(
+        {"DATABASE_URL": fresh_database("kit"), "KAFKA_BOOTSTRAP_SERVERS": infrastructure.bootstrap, "LOG_LEVEL": "WARNING"}
+    )
     app = create_service_app(__name__, config, openapi=build_spec("kit-test", "kit test", [Widget]))
     init_auth(app, AllowAll())
 

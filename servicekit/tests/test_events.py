@@ -32,7 +32,12 @@ def test_events_of_one_key_are_published_in_commit_order_by_two_relays(app, topi
             relay.stop()
     assert [e["data"]["n"] for e in events] == list(range(12))  # in order, none twice
     with app.app_context():
-        assert db.session.execute(select(func.count()).where(OutboxEvent.key == key, OutboxEvent.published_at.is_(None))).scalar_one() == 0
+        assert (
+            db.session.execute(
+                select(func.count()).where(OutboxEvent.key == key, OutboxEvent.published_at.is_(None))
+            ).scalar_one()
+            == 0
+        )
 
 
 def test_a_rolled_back_change_leaves_no_event(app):

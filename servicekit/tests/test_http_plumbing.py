@@ -53,7 +53,10 @@ def test_bodies_are_validated_strictly(client, body, status, field):
         assert [e["field"] for e in response.get_json()["errors"]] == [field]
 
 
-@pytest.mark.parametrize(("query", "status"), [("", 200), ("per_page=100", 200), ("per_page=101", 422), ("page=0", 422), ("page=x", 422), ("what=1", 422)])
+@pytest.mark.parametrize(
+    ("query", "status"),
+    [("", 200), ("per_page=100", 200), ("per_page=101", 422), ("page=0", 422), ("page=x", 422), ("what=1", 422)],
+)
 def test_pagination_parameters_are_validated(client, query, status):
     assert client.get(f"/widgets?{query}").status_code == status
 
@@ -76,8 +79,8 @@ def test_healthz_and_readyz_report_the_real_dependencies(client):
 def test_readyz_is_503_when_the_broker_is_unreachable(app):
     from dataclasses import replace
 
-    from servicekit.kafka import broker_reachable
     from devstack.processes import free_port
+    from servicekit.kafka import broker_reachable
 
     assert broker_reachable(app.config["SERVICE"].kafka_bootstrap_servers)
     original = app.config["SERVICE"]

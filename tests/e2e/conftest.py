@@ -22,7 +22,12 @@ def platform(infrastructure, fresh_database, tmp_path_factory):
     saved = dict(os.environ)
     for spec in specs:
         os.environ[f"DATABASE_URL_{spec.database.upper()}"] = fresh_database(f"e2e_{spec.database}")
-    os.environ.update(KAFKA_BOOTSTRAP_SERVERS=infrastructure.bootstrap, ADMIN_EMAIL="root@example.com", ADMIN_PASSWORD="root password", LOG_LEVEL="INFO")
+    os.environ.update(
+        KAFKA_BOOTSTRAP_SERVERS=infrastructure.bootstrap,
+        ADMIN_EMAIL="root@example.com",
+        ADMIN_PASSWORD="root password",
+        LOG_LEVEL="INFO",
+    )
     stack = Stack(state=Path(tmp_path_factory.mktemp("stack")), ports=Ports.random())
     try:
         stack.start_infrastructure([spec.database for spec in specs])

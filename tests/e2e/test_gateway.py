@@ -24,7 +24,9 @@ def test_the_first_admin_exists_and_can_list_users(gateway):
 
 def test_registration_through_the_gateway_reaches_user_events(gateway, topics):
     user, _ = gateway.register_and_login()
-    events = topics.collect("user-events", lambda key, value: key == str(user["id"]) and value["data"].get("email") == user["email"], settle=1.0)
+    events = topics.collect(
+        "user-events", lambda key, value: key == str(user["id"]) and value["data"].get("email") == user["email"], settle=1.0
+    )
     assert len(events) == 1 and events[0]["event_type"] == "user.registered"
 
 
@@ -33,7 +35,12 @@ def test_request_ids_are_generated_echoed_and_passed_to_the_service(gateway, pla
     assert len(generated.headers["X-Request-ID"]) >= 16
     mine = gateway.request("GET", "/api/auth/jwks", headers={"X-Request-ID": "trace-abc-123"})
     assert mine.headers["X-Request-ID"] == "trace-abc-123"
-    gateway.request("POST", "/api/auth/login", json={"email": "nobody@example.com", "password": "x"}, headers={"X-Request-ID": "trace-login-1"})
+    gateway.request(
+        "POST",
+        "/api/auth/login",
+        json={"email": "nobody@example.com", "password": "x"},
+        headers={"X-Request-ID": "trace-login-1"},
+    )
     log = platform.services["user-service"].child.log_path.read_text()
     lines = [json.loads(line) for line in log.splitlines() if line.startswith("{") and "trace-login-1" in line]
     assert lines and all(line["request_id"] == "trace-login-1" for line in lines)
@@ -54,7 +61,9 @@ def test_service_errors_pass_through_as_problem_json(gateway):
 
 
 def test_a_body_over_one_mebibyte_is_413_problem_json(gateway):
-    response = gateway.request("POST", "/api/auth/register", data=b"x" * (1024 * 1024 + 10), headers={"Content-Type": "application/json"})
+    response = gateway.request(
+        "POST", "/api/auth/register", data=b"x" * (1024 * 1024 + 10), headers={"Content-Type": "application/json"}
+    )
     assert response.status_code == 413
     assert response.headers["Content-Type"] == PROBLEM
 

@@ -5,12 +5,11 @@ from __future__ import annotations
 from flask import Flask
 from sqlalchemy import select
 
+from config import UserServiceConfig
 from servicekit.app import create_service_app
 from servicekit.auth import TokenVerifier, init_auth
 from servicekit.db import db
 from servicekit.openapi import build_spec
-
-from config import UserServiceConfig
 
 from . import kafka_consumer, routes, services
 from .models import User

@@ -131,13 +131,17 @@ def _password_matches(user: User | None, password: str) -> bool:
 
 def _revoke_family(family_id: str) -> None:
     db.session.execute(
-        update(RefreshToken).where(RefreshToken.family_id == family_id, RefreshToken.revoked_at.is_(None)).values(revoked_at=func.now())
+        update(RefreshToken)
+        .where(RefreshToken.family_id == family_id, RefreshToken.revoked_at.is_(None))
+        .values(revoked_at=func.now())
     )
 
 
 def revoke_all_sessions(user_id: int) -> None:
     db.session.execute(
-        update(RefreshToken).where(RefreshToken.user_id == user_id, RefreshToken.revoked_at.is_(None)).values(revoked_at=func.now())
+        update(RefreshToken)
+        .where(RefreshToken.user_id == user_id, RefreshToken.revoked_at.is_(None))
+        .values(revoked_at=func.now())
     )
 
 
@@ -247,9 +251,17 @@ def booking_stats(user_ids: list[int]) -> dict[int, dict]:
         .where(BookingRecord.user_id.in_(user_ids))
         .group_by(BookingRecord.user_id)
     ).all()
-    stats = {uid: {"total_reservations": 0, "confirmed_reservations": 0, "upcoming_reservations": 0, "cancelled_reservations": 0} for uid in user_ids}
+    stats = {
+        uid: {"total_reservations": 0, "confirmed_reservations": 0, "upcoming_reservations": 0, "cancelled_reservations": 0}
+        for uid in user_ids
+    }
     for user_id, total, conf, upcoming, cancelled in rows:
-        stats[user_id] = {"total_reservations": total, "confirmed_reservations": conf, "upcoming_reservations": upcoming, "cancelled_reservations": cancelled}
+        stats[user_id] = {
+            "total_reservations": total,
+            "confirmed_reservations": conf,
+            "upcoming_reservations": upcoming,
+            "cancelled_reservations": cancelled,
+        }
     return stats
 
 
@@ -269,5 +281,3 @@ def ensure_admin(email: str, password: str) -> User:
         publish_user_event("user.updated", user)
     db.session.commit()
     return user
-
-

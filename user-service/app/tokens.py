@@ -82,7 +82,7 @@ class KeyRing:
             self.keys.setdefault(published.kid, published)
 
     @classmethod
-    def from_config(cls, config) -> "KeyRing":
+    def from_config(cls, config) -> KeyRing:
         if config.jwt_private_key:
             signing = config.jwt_private_key.encode()
         elif config.jwt_private_key_file:

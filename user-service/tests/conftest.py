@@ -8,8 +8,7 @@ import pytest
 from flask_migrate import upgrade
 from sqlalchemy import text
 
-from app import create_app
-from app import services
+from app import create_app, services
 from config import UserServiceConfig
 from servicekit.db import db
 
@@ -66,7 +65,9 @@ class Accounts:
         self.app = app
 
     def register(self, email: str | None = None, password: str = "correct horse", full_name: str = "Ada Lovelace") -> dict:
-        response = self.client.post("/api/auth/register", json={"email": email or unique_email(), "password": password, "full_name": full_name})
+        response = self.client.post(
+            "/api/auth/register", json={"email": email or unique_email(), "password": password, "full_name": full_name}
+        )
         assert response.status_code == 201, response.get_json()
         return response.get_json()
 

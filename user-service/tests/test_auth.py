@@ -11,7 +11,9 @@ PROBLEM = "application/problem+json"
 
 def test_register_returns_the_user_without_secrets_and_lowercases_the_email(client):
     email = unique_email("MiXeD").replace("mixed", "MiXeD")
-    response = client.post("/api/auth/register", json={"email": email.upper(), "password": "long enough", "full_name": "Grace Hopper"})
+    response = client.post(
+        "/api/auth/register", json={"email": email.upper(), "password": "long enough", "full_name": "Grace Hopper"}
+    )
     assert response.status_code == 201
     body = response.get_json()
     assert set(body) == {"id", "email", "full_name", "role", "is_active", "created_at"}
@@ -23,7 +25,9 @@ def test_register_returns_the_user_without_secrets_and_lowercases_the_email(clie
 
 def test_duplicate_email_in_any_case_is_409(client, accounts):
     user = accounts.register()
-    response = client.post("/api/auth/register", json={"email": user["email"].upper(), "password": "long enough", "full_name": "X"})
+    response = client.post(
+        "/api/auth/register", json={"email": user["email"].upper(), "password": "long enough", "full_name": "X"}
+    )
     assert response.status_code == 409
     assert response.content_type == PROBLEM
     assert response.get_json()["status"] == 409
@@ -68,7 +72,9 @@ def test_login_returns_tokens_whose_claims_match_the_contract(client, accounts):
     assert header["alg"] == "EdDSA"
     jwks = client.get("/api/auth/jwks").get_json()
     key = jwt.PyJWK(next(k for k in jwks["keys"] if k["kid"] == header["kid"]))
-    claims = jwt.decode(tokens["access_token"], key.key, algorithms=["EdDSA"], audience="meeting-rooms-api", issuer="meeting-rooms")
+    claims = jwt.decode(
+        tokens["access_token"], key.key, algorithms=["EdDSA"], audience="meeting-rooms-api", issuer="meeting-rooms"
+    )
     assert claims["sub"] == str(user["id"]) and claims["role"] == "user"
     assert {"exp", "iat", "jti"} <= set(claims)
     assert claims["exp"] - claims["iat"] == 900

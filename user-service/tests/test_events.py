@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import func, select
@@ -30,7 +30,11 @@ def background(app):
 
 def test_registration_publishes_user_registered_in_the_documented_envelope(client, accounts, topics, background):
     user = accounts.register()
-    events = topics.collect("user-events", lambda key, value: key == str(user["id"]) and value.get("data", {}).get("email") == user["email"], settle=1.0)
+    events = topics.collect(
+        "user-events",
+        lambda key, value: key == str(user["id"]) and value.get("data", {}).get("email") == user["email"],
+        settle=1.0,
+    )
     assert len(events) == 1
     event = events[0]
     assert set(event) == {"event_id", "event_type", "occurred_at", "producer", "version", "data"}
@@ -52,7 +56,12 @@ def test_a_rejected_change_writes_no_event(app, client, accounts):
     user = accounts.register()
     with app.app_context():
         before = db.session.execute(select(func.count()).select_from(OutboxEvent)).scalar_one()
-    assert client.post("/api/auth/register", json={"email": user["email"], "password": "long enough", "full_name": "Dup"}).status_code == 409
+    assert (
+        client.post(
+            "/api/auth/register", json={"email": user["email"], "password": "long enough", "full_name": "Dup"}
+        ).status_code
+        == 409
+    )
     with app.app_context():
         assert db.session.execute(select(func.count()).select_from(OutboxEvent)).scalar_one() == before
 
@@ -89,7 +98,7 @@ def test_events_written_while_the_broker_is_down_arrive_exactly_once_when_it_ret
 
 
 def _reservation_envelope(user_id: int, status: str = "confirmed", event_type: str = "reservation.created") -> dict:
-    start = datetime.now(timezone.utc) + timedelta(days=1)
+    start = datetime.now(UTC) + timedelta(days=1)
     data = {
         "id": str(uuid.uuid4()),
         "room_id": 1,
@@ -118,14 +127,27 @@ def test_the_same_reservation_event_twice_has_one_effect(app, client, accounts, 
     wait_until(processed, message="the reservation event to be processed")
     # A later event for the same user proves the duplicate behind it was handled (same partition, in order).
     marker = _reservation_envelope(user["id"], status="cancelled", event_type="reservation.cancelled")
-    topics.produce("reservation-events", envelope["data"]["id"], json.dumps(marker | {"data": {**envelope["data"], "status": "cancelled"}}).encode())
+    topics.produce(
+        "reservation-events",
+        envelope["data"]["id"],
+        json.dumps(marker | {"data": {**envelope["data"], "status": "cancelled"}}).encode(),
+    )
     stats = wait_until(
-        lambda: (s := client.get(f"/api/users/{user['id']}", headers=headers).get_json()["booking_stats"])["cancelled_reservations"] == 1 and s,
+        lambda: (
+            (s := client.get(f"/api/users/{user['id']}", headers=headers).get_json()["booking_stats"])["cancelled_reservations"]
+            == 1
+            and s
+        ),
         message="the cancellation to be applied",
     )
     assert stats["total_reservations"] == 1
     with app.app_context():
-        assert db.session.execute(select(func.count()).select_from(BookingRecord).where(BookingRecord.user_id == user["id"])).scalar_one() == 1
+        assert (
+            db.session.execute(
+                select(func.count()).select_from(BookingRecord).where(BookingRecord.user_id == user["id"])
+            ).scalar_one()
+            == 1
+        )
 
 
 def test_booking_stats_count_upcoming_and_cancelled_reservations(client, accounts, topics, background):
@@ -136,10 +158,18 @@ def test_booking_stats_count_upcoming_and_cancelled_reservations(client, account
     for envelope in (confirmed, cancelled):
         topics.produce("reservation-events", envelope["data"]["id"], json.dumps(envelope).encode())
     stats = wait_until(
-        lambda: (s := client.get(f"/api/users/{user['id']}", headers=headers).get_json()["booking_stats"])["total_reservations"] == 2 and s,
+        lambda: (
+            (s := client.get(f"/api/users/{user['id']}", headers=headers).get_json()["booking_stats"])["total_reservations"] == 2
+            and s
+        ),
         message="both reservation events to be applied",
     )
-    assert stats == {"total_reservations": 2, "confirmed_reservations": 1, "upcoming_reservations": 1, "cancelled_reservations": 1}
+    assert stats == {
+        "total_reservations": 2,
+        "confirmed_reservations": 1,
+        "upcoming_reservations": 1,
+        "cancelled_reservations": 1,
+    }
 
 
 def test_a_poison_message_is_parked_and_does_not_block_the_partition(app, client, accounts, topics, background):

@@ -43,7 +43,9 @@ def _b64(data: dict | bytes) -> str:
 
 def test_a_peer_service_verifies_tokens_with_the_published_jwks(accounts, live_jwks_url):
     user, headers = accounts.user_with_token()
-    verifier = TokenVerifier(JwksKeySource(live_jwks_url), issuer="meeting-rooms", audience="meeting-rooms-api", algorithms=("EdDSA",))
+    verifier = TokenVerifier(
+        JwksKeySource(live_jwks_url), issuer="meeting-rooms", audience="meeting-rooms-api", algorithms=("EdDSA",)
+    )
     principal = verifier.verify(headers["Authorization"].split()[1])
     assert principal.user_id == user["id"] and principal.role == "user"
 
@@ -51,19 +53,39 @@ def test_a_peer_service_verifies_tokens_with_the_published_jwks(accounts, live_j
 def test_a_token_signed_by_another_key_is_refused_by_the_jwks_verifier(live_jwks_url):
     foreign = Ed25519PrivateKey.generate()
     token = jwt.encode(
-        {"sub": "1", "role": "admin", "typ": "access", "iss": "meeting-rooms", "aud": "meeting-rooms-api", "iat": int(time.time()), "exp": int(time.time()) + 60, "jti": "x"},
+        {
+            "sub": "1",
+            "role": "admin",
+            "typ": "access",
+            "iss": "meeting-rooms",
+            "aud": "meeting-rooms-api",
+            "iat": int(time.time()),
+            "exp": int(time.time()) + 60,
+            "jti": "x",
+        },
         foreign,
         algorithm="EdDSA",
         headers={"kid": "attacker"},
     )
-    verifier = TokenVerifier(JwksKeySource(live_jwks_url), issuer="meeting-rooms", audience="meeting-rooms-api", algorithms=("EdDSA",))
+    verifier = TokenVerifier(
+        JwksKeySource(live_jwks_url), issuer="meeting-rooms", audience="meeting-rooms-api", algorithms=("EdDSA",)
+    )
     with pytest.raises(Unauthorized):
         verifier.verify(token)
 
 
 def _claims(user_id: int, role: str = "user", **overrides) -> dict:
     now = int(time.time())
-    claims = {"sub": str(user_id), "role": role, "typ": "access", "iss": "meeting-rooms", "aud": "meeting-rooms-api", "iat": now, "exp": now + 600, "jti": "j"}
+    claims = {
+        "sub": str(user_id),
+        "role": role,
+        "typ": "access",
+        "iss": "meeting-rooms",
+        "aud": "meeting-rooms-api",
+        "iat": now,
+        "exp": now + 600,
+        "jti": "j",
+    }
     claims.update(overrides)
     return claims
 

@@ -109,7 +109,12 @@ def test_a_non_admin_sending_role_or_is_active_is_403_and_nothing_changes(client
 
 @pytest.mark.parametrize(
     ("body", "field"),
-    [({"email": "new@example.com"}, "email"), ({"id": 5}, "id"), ({"full_name": 7}, "full_name"), ({"password": "short", "current_password": "correct horse"}, "password")],
+    [
+        ({"email": "new@example.com"}, "email"),
+        ({"id": 5}, "id"),
+        ({"full_name": 7}, "full_name"),
+        ({"password": "short", "current_password": "correct horse"}, "password"),
+    ],
 )
 def test_invalid_or_unknown_update_fields_are_422(client, accounts, body, field):
     me, headers = accounts.user_with_token()
@@ -129,7 +134,9 @@ def test_password_change_needs_the_current_password(client, accounts):
 def test_password_change_works_and_ends_other_sessions(client, accounts):
     me, headers = accounts.user_with_token()
     old_session = accounts.login(me["email"])
-    response = client.put(f"/api/users/{me['id']}", json={"password": "a new password", "current_password": "correct horse"}, headers=headers)
+    response = client.put(
+        f"/api/users/{me['id']}", json={"password": "a new password", "current_password": "correct horse"}, headers=headers
+    )
     assert response.status_code == 200
     assert client.post("/api/auth/login", json={"email": me["email"], "password": "correct horse"}).status_code == 401
     assert client.post("/api/auth/login", json={"email": me["email"], "password": "a new password"}).status_code == 200
@@ -172,7 +179,9 @@ def test_ensure_admin_is_idempotent_and_promotes_an_existing_account(app, accoun
         second = services.ensure_admin(user["email"], "ignored for existing")
         assert first.id == second.id == user["id"]
         assert second.role == "admin" and second.is_active
-        count = db.session.execute(db.select(db.func.count()).select_from(services.User).where(services.User.email == user["email"])).scalar_one()
+        count = db.session.execute(
+            db.select(db.func.count()).select_from(services.User).where(services.User.email == user["email"])
+        ).scalar_one()
         assert count == 1
     new_email = unique_email("boss")
     with app.app_context():
