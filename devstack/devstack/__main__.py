@@ -129,6 +129,7 @@ def test(extra_args: list[str]) -> int:
                 continue
             report = state / f"{name}.xml"
             _say(f"\n===== {name} =====")
+            stack.fresh_broker()
             result = subprocess.run(
                 [
                     sys.executable,

@@ -87,6 +87,17 @@ class Stack:
         self.bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "")
         self.services: dict[str, Service] = {}
         self.admin: tuple[str, str, bool] | None = None
+        self.broker: Broker | None = None
+
+    def fresh_broker(self) -> None:
+        """Replace our broker with an empty one on the same port (test suites do not see each other's events)."""
+        if self.broker is None:
+            return
+        index = self.started.index(self.broker)
+        self.broker.stop()
+        self.broker = Broker(self.ports.broker, self.state / "logs")
+        self.broker.start()
+        self.started[index] = self.broker
 
     def _start(self, component) -> None:
         component.start()
@@ -106,9 +117,9 @@ class Stack:
                 self.postgres.ensure_database(db)
                 self.database_urls[db] = self.postgres.url(db)
         if not self.bootstrap:
-            broker = Broker(self.ports.broker, self.state / "logs")
-            self._start(broker)
-            self.bootstrap = broker.bootstrap
+            self.broker = Broker(self.ports.broker, self.state / "logs")
+            self._start(self.broker)
+            self.bootstrap = self.broker.bootstrap
         self._start(SmtpSink(self.ports.smtp, self.state / "mail", self.state / "logs"))
 
     def service_env(self, spec: ServiceSpec) -> dict[str, str]:

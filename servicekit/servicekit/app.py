@@ -8,6 +8,7 @@ import re
 import time
 import uuid
 from collections.abc import Callable
+from typing import Protocol
 
 from flask import Flask, Response, g, jsonify, request
 from flask_migrate import Migrate
@@ -126,27 +127,36 @@ def _init_health(app: Flask) -> None:
         return jsonify(status="ok" if ready else "unavailable", checks=checks), 200 if ready else 503
 
 
+class Worker(Protocol):
+    def start(self) -> None: ...
+    def stop(self) -> None: ...
+
+
 class Background:
-    """The outbox relay and the service's consumers, run as threads of the web process."""
+    """The outbox relay, the service's consumers and other workers, run as threads of the web process."""
 
     def __init__(self, app: Flask):
         self.app = app
-        self.consumer_factories: list[Callable[[Flask], EventConsumer]] = []
+        self.factories: list[Callable[[Flask], Worker]] = []
         self.relay: OutboxRelay | None = None
-        self.consumers: list[EventConsumer] = []
+        self.workers: list[Worker] = []
 
     def add_consumer(self, factory: Callable[[Flask], EventConsumer]) -> None:
-        self.consumer_factories.append(factory)
+        self.factories.append(factory)
+
+    def add_worker(self, factory: Callable[[Flask], Worker]) -> None:
+        """Any object with start() and stop() (e.g. a mail sender)."""
+        self.factories.append(factory)
 
     def start(self) -> None:
         self.relay = OutboxRelay(self.app)
         self.relay.start()
-        self.consumers = [factory(self.app) for factory in self.consumer_factories]
-        for consumer in self.consumers:
-            consumer.start()
+        self.workers = [factory(self.app) for factory in self.factories]
+        for worker in self.workers:
+            worker.start()
 
     def stop(self) -> None:
-        for consumer in self.consumers:
-            consumer.stop()
+        for worker in self.workers:
+            worker.stop()
         if self.relay:
             self.relay.stop()

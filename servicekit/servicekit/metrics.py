@@ -28,15 +28,23 @@ class ServiceMetrics:
             "events_consumed_total", "Events handled by a consumer", ["topic", "event_type", "outcome"], registry=self.registry
         )
         self.events_parked = Counter("events_parked_total", "Messages parked after failing", ["topic"], registry=self.registry)
+        # Service-specific metrics, created once per app by whoever needs them first.
+        self.extra: dict = {}
         self.consumer_lag = Gauge(
             "consumer_lag_messages", "Messages behind the partition end", ["topic", "partition"], registry=self.registry
         )
 
     def counter(self, name: str, documentation: str, labels: tuple[str, ...] = ()) -> Counter:
-        return Counter(name, documentation, list(labels), registry=self.registry)
+        """A service-specific counter, created on first use and shared after."""
+        if name not in self.extra:
+            self.extra[name] = Counter(name, documentation, list(labels), registry=self.registry)
+        return self.extra[name]
 
     def gauge(self, name: str, documentation: str, labels: tuple[str, ...] = ()) -> Gauge:
-        return Gauge(name, documentation, list(labels), registry=self.registry)
+        """A service-specific gauge, created on first use and shared after."""
+        if name not in self.extra:
+            self.extra[name] = Gauge(name, documentation, list(labels), registry=self.registry)
+        return self.extra[name]
 
 
 def metrics_of(app: Flask) -> ServiceMetrics:

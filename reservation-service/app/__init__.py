@@ -1,0 +1,39 @@
+"""reservation-service: bookings that never overlap, schedules, notifications."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from flask import Flask
+
+from config import ReservationServiceConfig
+from servicekit.app import create_service_app
+from servicekit.auth import JwksKeySource, TokenVerifier, init_auth
+from servicekit.openapi import build_spec
+from servicekit.peers import PeerClient
+
+from . import kafka_consumer, routes, services
+from .directory import RoomDirectory, UserDirectory
+from .email_utils import MailSender
+from .schemas import SCHEMAS
+
+
+def create_app(config: ReservationServiceConfig | None = None) -> Flask:
+    config = config or ReservationServiceConfig.from_env()
+    spec = build_spec("reservation-service", "Bookings that never overlap, room schedules, idempotent create, e-mail notifications.", SCHEMAS)
+    app = create_service_app(__name__, config, openapi=spec)
+    verifier = TokenVerifier(JwksKeySource(config.jwks_url), issuer=config.jwt_issuer, audience=config.jwt_audience, algorithms=config.jwt_algorithms)
+    init_auth(app, verifier)
+    app.extensions["reservation-service.booking"] = services.BookingSettings(
+        max_duration=timedelta(minutes=config.max_duration_minutes),
+        horizon=timedelta(days=config.horizon_days),
+        rooms=RoomDirectory(PeerClient("room-service", config.room_service_url, timeout=config.peer_timeout_seconds)),
+        users=UserDirectory(PeerClient("user-service", config.user_service_url, timeout=config.peer_timeout_seconds)),
+    )
+    app.extensions["reservation-service.idempotency_ttl"] = timedelta(hours=config.idempotency_hours)
+    app.register_blueprint(routes.reservations)
+    background = app.extensions["servicekit.background"]
+    background.add_consumer(kafka_consumer.make_consumer)
+    background.add_consumer(kafka_consumer.make_mail_consumer)
+    background.add_worker(MailSender)
+    return app

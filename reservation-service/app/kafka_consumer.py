@@ -1,0 +1,107 @@
+"""reservation-service's consumers.
+
+- group `reservation-service`: `room-events` and `user-events` keep the read models of rooms and
+  users; a deleted room or a deactivated user has its future reservations cancelled (each with
+  its `reservation.cancelled` event, and so its e-mail); deactivated users' tokens are refused.
+- group `reservation-service-mailer`: `reservation-events` (our own) queue the notification mail.
+"""
+
+from __future__ import annotations
+
+from flask import Flask
+from sqlalchemy.dialects.postgresql import insert
+
+from servicekit.auth import revocation_handlers
+from servicekit.consumer import EventConsumer
+from servicekit.db import db
+
+from . import services
+from .email_utils import queue_notifications
+from .models import NotifiedReservation, RoomReplica, UserReplica
+
+GROUP_ID = "reservation-service"
+MAILER_GROUP_ID = "reservation-service-mailer"
+
+
+def upsert_room(envelope: dict, *, deleted: bool = False) -> None:
+    data = envelope["data"]
+    values = {
+        "room_id": int(data["id"]),
+        "name": data["name"],
+        "capacity": int(data["capacity"]),
+        "location": data.get("location"),
+        "is_active": bool(data["is_active"]),
+        "deleted": deleted,
+    }
+    db.session.execute(insert(RoomReplica).values(**values).on_conflict_do_update(index_elements=[RoomReplica.room_id], set_=values))
+
+
+def on_room_deleted(envelope: dict) -> None:
+    upsert_room(envelope, deleted=True)
+    services.cancel_future_reservations(room_id=int(envelope["data"]["id"]))
+
+
+def upsert_user(envelope: dict) -> None:
+    data = envelope["data"]
+    values = {"user_id": int(data["id"]), "email": data["email"], "full_name": data["full_name"], "is_active": bool(data["is_active"])}
+    db.session.execute(insert(UserReplica).values(**values).on_conflict_do_update(index_elements=[UserReplica.user_id], set_=values))
+
+
+_revocation = revocation_handlers()
+
+
+def on_user_updated(envelope: dict) -> None:
+    upsert_user(envelope)
+    _revocation["user.updated"](envelope)
+
+
+def on_user_deactivated(envelope: dict) -> None:
+    upsert_user(envelope)
+    _revocation["user.deactivated"](envelope)
+    services.cancel_future_reservations(user_id=int(envelope["data"]["id"]))
+
+
+HANDLERS = {
+    "room-events": {
+        "room.created": upsert_room,
+        "room.updated": upsert_room,
+        "room.deleted": on_room_deleted,
+    },
+    "user-events": {
+        "user.registered": upsert_user,
+        "user.updated": on_user_updated,
+        "user.deactivated": on_user_deactivated,
+    },
+}
+
+
+def swap_snapshot(reservation_id: str, data: dict) -> dict | None:
+    """Store the state the owner is being told about; return the one they were told before."""
+    row = db.session.get(NotifiedReservation, reservation_id, with_for_update=True)
+    previous = row.snapshot if row else None
+    db.session.merge(NotifiedReservation(reservation_id=reservation_id, snapshot=data))
+    return previous
+
+
+def notify(envelope: dict) -> None:
+    data = envelope["data"]
+    previous = swap_snapshot(str(data["id"]), data)
+    queue_notifications(envelope["event_id"], envelope["event_type"], data, previous)
+
+
+MAIL_HANDLERS = {
+    "reservation-events": {
+        "reservation.created": notify,
+        "reservation.updated": notify,
+        "reservation.cancelled": notify,
+    }
+}
+
+
+def make_consumer(app: Flask) -> EventConsumer:
+    return EventConsumer(app, GROUP_ID, HANDLERS)
+
+
+def make_mail_consumer(app: Flask) -> EventConsumer:
+    # Many attempts: the owner's user.registered may arrive after their first booking.
+    return EventConsumer(app, MAILER_GROUP_ID, MAIL_HANDLERS, max_attempts=8)

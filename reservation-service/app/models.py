@@ -1,0 +1,118 @@
+"""reservation-service tables: reservations (never overlapping), read models of rooms and users,
+idempotency keys and outgoing e-mail."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import BigInteger, Boolean, CheckConstraint, Computed, DateTime, Integer, String, Text, text
+from sqlalchemy.dialects.postgresql import JSONB, TSTZRANGE, ExcludeConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+
+from servicekit.db import db
+
+
+class Reservation(db.Model):
+    __tablename__ = "reservations"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    room_id: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    user_id: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    title: Mapped[str] = mapped_column(String(200), nullable=False)
+    description: Mapped[str | None] = mapped_column(Text)
+    start_time: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    end_time: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    attendees: Mapped[list] = mapped_column(JSONB, nullable=False, server_default=text("'[]'::jsonb"))
+    status: Mapped[str] = mapped_column(String(20), nullable=False, server_default="confirmed")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False, server_default=text("now()"))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False, server_default=text("now()"))
+    # Half-open [start, end): one booking may end exactly when the next starts.
+    during = mapped_column(TSTZRANGE, Computed("tstzrange(start_time, end_time, '[)')", persisted=True))
+
+    __table_args__ = (
+        CheckConstraint("end_time > start_time", name="ends_after_start"),
+        CheckConstraint("status IN ('confirmed', 'cancelled')", name="status_known"),
+        # The guarantee: no two confirmed reservations of one room overlap, whatever the concurrency.
+        ExcludeConstraint(("room_id", "="), ("during", "&&"), name="no_overlapping_reservations", using="gist", where=text("status = 'confirmed'")),
+    )
+
+    def to_dict(self) -> dict:
+        return {
+            "id": self.id,
+            "room_id": self.room_id,
+            "user_id": self.user_id,
+            "title": self.title,
+            "description": self.description,
+            "start_time": self.start_time.isoformat(),
+            "end_time": self.end_time.isoformat(),
+            "attendees": list(self.attendees),
+            "status": self.status,
+            "created_at": self.created_at.isoformat(),
+            "updated_at": self.updated_at.isoformat(),
+        }
+
+
+class RoomReplica(db.Model):
+    """What this service knows of a room, from `room-events` (or a REST look-up when it knew nothing)."""
+
+    __tablename__ = "room_replicas"
+
+    room_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    name: Mapped[str] = mapped_column(String(200), nullable=False)
+    capacity: Mapped[int] = mapped_column(Integer, nullable=False)
+    location: Mapped[str | None] = mapped_column(String(200))
+    is_active: Mapped[bool] = mapped_column(Boolean, nullable=False)
+    deleted: Mapped[bool] = mapped_column(Boolean, nullable=False, server_default=text("false"))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False, server_default=text("now()"))
+
+
+class UserReplica(db.Model):
+    """What this service knows of a user, from `user-events` (or a REST look-up)."""
+
+    __tablename__ = "user_replicas"
+
+    user_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    email: Mapped[str] = mapped_column(String(320), nullable=False)
+    full_name: Mapped[str] = mapped_column(String(200), nullable=False)
+    is_active: Mapped[bool] = mapped_column(Boolean, nullable=False)
+
+
+class IdempotencyKey(db.Model):
+    """The first answer to a POST with an Idempotency-Key, per user."""
+
+    __tablename__ = "idempotency_keys"
+
+    user_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    request_hash: Mapped[str] = mapped_column(String(64), nullable=False)
+    state: Mapped[str] = mapped_column(String(20), nullable=False)  # in_flight | done
+    response_status: Mapped[int | None] = mapped_column(Integer)
+    response_body: Mapped[dict | None] = mapped_column(JSONB)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False, server_default=text("now()"))
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+
+
+class OutgoingEmail(db.Model):
+    """A notification to send; the mail sender retries it with backoff until it goes or is given up."""
+
+    __tablename__ = "outgoing_emails"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    event_id: Mapped[str] = mapped_column(String(64), nullable=False)
+    recipient: Mapped[str] = mapped_column(String(320), nullable=False)
+    subject: Mapped[str] = mapped_column(String(300), nullable=False)
+    body: Mapped[str] = mapped_column(Text, nullable=False)
+    attempts: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
+    next_attempt_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False, server_default=text("now()"))
+    sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    failed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    last_error: Mapped[str | None] = mapped_column(Text)
+
+
+class NotifiedReservation(db.Model):
+    """The reservation as last described to its owner by e-mail."""
+
+    __tablename__ = "notified_reservations"
+
+    reservation_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    snapshot: Mapped[dict] = mapped_column(JSONB, nullable=False)

@@ -1,0 +1,197 @@
+"""Fixtures for reservation-service: real peers (user-service under gunicorn), the app served over
+real HTTP on a fresh database, its consumers and mail sender running, users and rooms."""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+from socketserver import ThreadingMixIn
+
+import pytest
+import requests
+from flask_migrate import upgrade
+from sqlalchemy import text
+
+from app import create_app
+from config import ReservationServiceConfig
+from devstack.components import SERVICES, Service
+from devstack.processes import free_port
+from servicekit.db import db
+from servicekit.events import make_envelope
+
+pytest_plugins = ["devstack.pytest_plugin", "servicekit.testing"]
+
+TABLES = "reservations, idempotency_keys, outgoing_emails, notified_reservations"
+ADMIN = ("admin@example.com", "admin password")
+
+
+@pytest.fixture(scope="session")
+def user_service(infrastructure, fresh_database, signing_key_file, tmp_path_factory):
+    """The real user-service, as `make dev` runs it."""
+    spec = next(s for s in SERVICES if s.name == "user-service")
+    port = free_port()
+    env = dict(os.environ)
+    env.update(
+        DATABASE_URL=fresh_database("peer_users"),
+        KAFKA_BOOTSTRAP_SERVERS=infrastructure.bootstrap,
+        PORT=str(port),
+        JWT_PRIVATE_KEY_FILE=str(signing_key_file),
+        ADMIN_EMAIL=ADMIN[0],
+        ADMIN_PASSWORD=ADMIN[1],
+        LOG_LEVEL="WARNING",
+    )
+    service = Service(spec, port, env, Path(tmp_path_factory.mktemp("peer-logs")))
+    service.migrate()
+    service.start()
+    yield f"http://127.0.0.1:{port}"
+    service.stop()
+
+
+@pytest.fixture(scope="session")
+def config(infrastructure, fresh_database, user_service):
+    return ReservationServiceConfig.from_env(
+        {
+            "DATABASE_URL": fresh_database("reservations"),
+            "KAFKA_BOOTSTRAP_SERVERS": infrastructure.bootstrap,
+            "JWKS_URL": f"{user_service}/api/auth/jwks",
+            "USER_SERVICE_URL": user_service,
+            # Room look-ups are answered from room-events; this address has nobody behind it.
+            "ROOM_SERVICE_URL": f"http://127.0.0.1:{free_port()}",
+            "SMTP_HOST": "127.0.0.1",
+            "SMTP_PORT": str(infrastructure.smtp_port),
+            "LOG_LEVEL": "WARNING",
+        }
+    )
+
+
+@pytest.fixture(scope="session")
+def app(config):
+    app = create_app(config)
+    app.config["TESTING"] = True
+    with app.app_context():
+        upgrade()
+    background = app.extensions["servicekit.background"]
+    background.start()
+    yield app
+    background.stop()
+
+
+class _ThreadingServer(ThreadingMixIn, WSGIServer):
+    daemon_threads = True
+
+
+class _Quiet(WSGIRequestHandler):
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture(scope="session")
+def base_url(app):
+    """The app over real HTTP with a thread per request, for concurrency tests."""
+    server = make_server("127.0.0.1", 0, app, server_class=_ThreadingServer, handler_class=_Quiet)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_port}"
+    server.shutdown()
+
+
+@pytest.fixture(autouse=True)
+def _clean_tables(app):
+    yield
+    with app.app_context():
+        db.session.remove()
+        db.session.execute(text(f"TRUNCATE {TABLES}"))
+        db.session.commit()
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+class People:
+    """Users registered and logged in through the real user-service."""
+
+    def __init__(self, user_service: str):
+        self.url = user_service
+
+    def _login(self, email: str, password: str) -> dict:
+        response = requests.post(f"{self.url}/api/auth/login", json={"email": email, "password": password}, timeout=10)
+        assert response.status_code == 200, response.text
+        return {"Authorization": f"Bearer {response.json()['access_token']}"}
+
+    def user(self) -> tuple[dict, dict]:
+        email = f"booker-{uuid.uuid4().hex[:10]}@example.com"
+        response = requests.post(f"{self.url}/api/auth/register", json={"email": email, "password": "long enough", "full_name": "Booker"}, timeout=10)
+        assert response.status_code == 201, response.text
+        return response.json(), self._login(email, "long enough")
+
+    def admin(self) -> tuple[dict, dict]:
+        headers = self._login(*ADMIN)
+        me = requests.get(f"{self.url}/api/users/me", headers=headers, timeout=10).json()
+        return me, headers
+
+
+@pytest.fixture(scope="session")
+def people(user_service) -> People:
+    return People(user_service)
+
+
+class Rooms:
+    """Rooms as room-service announces them on `room-events`."""
+
+    def __init__(self, topics, app):
+        self.topics = topics
+        self.app = app
+
+    def publish(self, event_type: str, room: dict) -> None:
+        envelope = make_envelope(event_type, room, "room-service")
+        self.topics.produce("room-events", str(room["id"]), json.dumps(envelope).encode())
+
+    def create(self, capacity: int = 10, is_active: bool = True) -> dict:
+        from servicekit.testing import wait_until
+
+        from app.models import RoomReplica
+
+        room_id = uuid.uuid4().int % 10**9 + 1
+        now = datetime.now(UTC).isoformat()
+        room = {
+            "id": room_id,
+            "name": f"Room {room_id}",
+            "capacity": capacity,
+            "location": "Floor 2",
+            "equipment": ["projector"],
+            "description": "",
+            "is_active": is_active,
+            "created_at": now,
+            "updated_at": now,
+        }
+        self.publish("room.created", room)
+
+        def known():
+            with self.app.app_context():
+                return db.session.get(RoomReplica, room_id) is not None
+
+        wait_until(known, message=f"room {room_id} to reach the read model")
+        return room
+
+
+@pytest.fixture
+def rooms(topics, app) -> Rooms:
+    return Rooms(topics, app)
+
+
+def slot(hours_ahead: float, minutes: int = 60) -> tuple[str, str]:
+    """An hour-aligned slot in the future, as RFC 3339 with a +01:00 offset."""
+    base = (datetime.now(UTC) + timedelta(days=2)).replace(minute=0, second=0, microsecond=0)
+    start = (base + timedelta(hours=hours_ahead)).astimezone(datetime.fromisoformat("2000-01-01T00:00:00+01:00").tzinfo)
+    return start.isoformat(), (start + timedelta(minutes=minutes)).isoformat()
+
+
+def booking(room_id: int, hours_ahead: float = 0, minutes: int = 60, **extra) -> dict:
+    start, end = slot(hours_ahead, minutes)
+    return {"room_id": room_id, "title": "Planning", "start_time": start, "end_time": end, **extra}

@@ -1,0 +1,184 @@
+"""Creating, reading, changing and cancelling reservations: the rules of API.md."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from conftest import booking, slot
+
+PROBLEM = "application/problem+json"
+
+
+def test_booking_a_room_returns_the_reservation_in_utc(client, people, rooms):
+    user, headers = people.user()
+    room = rooms.create()
+    body = booking(room["id"], attendees=["Bob@Example.com"], description="Quarterly")
+    response = client.post("/api/reservations", json=body, headers=headers)
+    assert response.status_code == 201, response.get_json()
+    reservation = response.get_json()
+    assert set(reservation) == {"id", "room_id", "user_id", "title", "description", "start_time", "end_time", "attendees", "status", "created_at", "updated_at"}
+    assert reservation["user_id"] == user["id"] and reservation["room_id"] == room["id"]
+    assert reservation["status"] == "confirmed"
+    assert reservation["attendees"] == ["bob@example.com"]
+    assert reservation["start_time"].endswith("+00:00")
+    assert datetime.fromisoformat(reservation["start_time"]) == datetime.fromisoformat(body["start_time"])
+    assert response.headers["Location"] == f"/api/reservations/{reservation['id']}"
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"start_time": "2030-03-01T09:00:00", "end_time": "2030-03-01T10:00:00"}, "start_time"),
+        ({"room_id": "1"}, "room_id"),
+        ({"title": ""}, "title"),
+        ({"attendees": ["not-an-email"]}, "attendees.0"),
+        ({"attendees": "a@example.com"}, "attendees"),
+        ({"status": "cancelled"}, "status"),
+        ({"user_id": 1}, "user_id"),
+    ],
+    ids=["naive-times", "string-room-id", "empty-title", "bad-attendee", "attendees-not-a-list", "status-not-writable", "no-mass-assignment"],
+)
+def test_invalid_fields_are_422_naming_the_field(client, people, rooms, change, field):
+    _, headers = people.user()
+    room = rooms.create()
+    response = client.post("/api/reservations", json={**booking(room["id"]), **change}, headers=headers)
+    assert response.status_code == 422
+    assert response.content_type == PROBLEM
+    assert field in [e["field"] for e in response.get_json()["errors"]]
+
+
+def _times(start: datetime, minutes: int) -> dict:
+    return {"start_time": start.isoformat(), "end_time": (start + timedelta(minutes=minutes)).isoformat()}
+
+
+@pytest.mark.parametrize(
+    ("times", "field"),
+    [
+        (lambda now: {"start_time": (now + timedelta(hours=2)).isoformat(), "end_time": (now + timedelta(hours=1)).isoformat()}, "end_time"),
+        (lambda now: {"start_time": (now + timedelta(hours=2)).isoformat(), "end_time": (now + timedelta(hours=2)).isoformat()}, "end_time"),
+        (lambda now: _times(now - timedelta(hours=1), 60), "start_time"),
+        (lambda now: _times(now + timedelta(days=1), 13 * 60), "end_time"),
+        (lambda now: _times(now + timedelta(days=400), 60), "start_time"),
+    ],
+    ids=["end-before-start", "empty-interval", "start-in-the-past", "longer-than-12h", "beyond-horizon"],
+)
+def test_time_rules_are_422(client, people, rooms, times, field):
+    _, headers = people.user()
+    room = rooms.create()
+    body = {"room_id": room["id"], "title": "T", **times(datetime.now(UTC))}
+    response = client.post("/api/reservations", json=body, headers=headers)
+    assert response.status_code == 422
+    assert field in [e["field"] for e in response.get_json()["errors"]]
+
+
+def test_unknown_inactive_or_too_small_rooms_are_422(client, people, rooms):
+    _, headers = people.user()
+    inactive = rooms.create(is_active=False)
+    small = rooms.create(capacity=2)
+    assert client.post("/api/reservations", json=booking(inactive["id"]), headers=headers).status_code == 422
+    crowd = booking(small["id"], attendees=["a@example.com", "b@example.com", "c@example.com"])
+    response = client.post("/api/reservations", json=crowd, headers=headers)
+    assert response.status_code == 422 and response.get_json()["errors"][0]["field"] == "attendees"
+    assert client.post("/api/reservations", json=booking(small["id"], attendees=["a@example.com", "b@example.com"]), headers=headers).status_code == 201
+
+
+def test_an_unknown_room_while_room_service_is_down_is_503_not_a_booking(client, people):
+    _, headers = people.user()
+    response = client.post("/api/reservations", json=booking(987654321), headers=headers)
+    assert response.status_code == 503
+    assert response.content_type == PROBLEM and response.headers["Retry-After"]
+    assert client.get("/api/reservations", headers=headers).get_json()["total"] == 0
+
+
+def test_overlapping_booking_is_409_with_conflicts(client, people, rooms):
+    _, alice = people.user()
+    _, bob = people.user()
+    room = rooms.create()
+    first = client.post("/api/reservations", json=booking(room["id"], 0, 120), headers=alice).get_json()
+    response = client.post("/api/reservations", json=booking(room["id"], 1, 60), headers=bob)
+    assert response.status_code == 409
+    assert response.content_type == PROBLEM
+    assert response.get_json()["conflicts"] == [{"reservation_id": first["id"], "start_time": first["start_time"], "end_time": first["end_time"]}]
+
+
+def test_adjacent_bookings_are_allowed(client, people, rooms):
+    _, headers = people.user()
+    room = rooms.create()
+    assert client.post("/api/reservations", json=booking(room["id"], 0, 60), headers=headers).status_code == 201
+    assert client.post("/api/reservations", json=booking(room["id"], 1, 60), headers=headers).status_code == 201
+    assert client.post("/api/reservations", json=booking(room["id"], -1, 60), headers=headers).status_code == 201
+
+
+def test_the_same_time_in_another_room_is_fine(client, people, rooms):
+    _, headers = people.user()
+    assert client.post("/api/reservations", json=booking(rooms.create()["id"]), headers=headers).status_code == 201
+    assert client.post("/api/reservations", json=booking(rooms.create()["id"]), headers=headers).status_code == 201
+
+
+def test_cancelling_frees_the_slot_and_keeps_the_reservation_readable(client, people, rooms):
+    _, alice = people.user()
+    _, bob = people.user()
+    room = rooms.create()
+    first = client.post("/api/reservations", json=booking(room["id"]), headers=alice).get_json()
+    assert client.delete(f"/api/reservations/{first['id']}", headers=alice).status_code == 204
+    cancelled = client.get(f"/api/reservations/{first['id']}", headers=alice).get_json()
+    assert cancelled["status"] == "cancelled"
+    assert client.post("/api/reservations", json=booking(room["id"]), headers=bob).status_code == 201
+    assert client.delete(f"/api/reservations/{first['id']}", headers=alice).status_code == 204  # idempotent
+
+
+def test_moving_onto_another_booking_is_409_and_changes_nothing(client, people, rooms):
+    _, headers = people.user()
+    room = rooms.create()
+    first = client.post("/api/reservations", json=booking(room["id"], 0), headers=headers).get_json()
+    second = client.post("/api/reservations", json=booking(room["id"], 3), headers=headers).get_json()
+    start, end = slot(0)
+    response = client.put(f"/api/reservations/{second['id']}", json={"start_time": start, "end_time": end}, headers=headers)
+    assert response.status_code == 409
+    assert [c["reservation_id"] for c in response.get_json()["conflicts"]] == [first["id"]]
+    assert client.get(f"/api/reservations/{second['id']}", headers=headers).get_json() == second
+
+
+def test_updating_title_time_and_attendees(client, people, rooms):
+    _, headers = people.user()
+    room = rooms.create()
+    created = client.post("/api/reservations", json=booking(room["id"]), headers=headers).get_json()
+    start, end = slot(5, 30)
+    response = client.put(f"/api/reservations/{created['id']}", json={"title": "Retro", "start_time": start, "end_time": end, "attendees": ["c@example.com"]}, headers=headers)
+    assert response.status_code == 200
+    updated = response.get_json()
+    assert updated["title"] == "Retro" and updated["attendees"] == ["c@example.com"]
+    assert datetime.fromisoformat(updated["start_time"]) == datetime.fromisoformat(start)
+    assert updated["updated_at"] > created["updated_at"]
+
+
+def test_updates_follow_the_creation_rules(client, people, rooms):
+    _, headers = people.user()
+    room = rooms.create(capacity=1)
+    created = client.post("/api/reservations", json=booking(room["id"]), headers=headers).get_json()
+    past = (datetime.now(UTC) - timedelta(hours=3)).isoformat()
+    assert client.put(f"/api/reservations/{created['id']}", json={"start_time": past}, headers=headers).status_code == 422
+    assert client.put(f"/api/reservations/{created['id']}", json={"attendees": ["a@example.com", "b@example.com"]}, headers=headers).status_code == 422
+    assert client.put(f"/api/reservations/{created['id']}", json={"title": None}, headers=headers).status_code == 422
+    assert client.put(f"/api/reservations/{created['id']}", json={"status": "confirmed"}, headers=headers).status_code == 422
+
+
+def test_a_cancelled_reservation_cannot_be_changed(client, people, rooms):
+    _, headers = people.user()
+    created = client.post("/api/reservations", json=booking(rooms.create()["id"]), headers=headers).get_json()
+    client.delete(f"/api/reservations/{created['id']}", headers=headers)
+    assert client.put(f"/api/reservations/{created['id']}", json={"title": "Back"}, headers=headers).status_code == 409
+
+
+def test_unknown_and_non_numeric_ids_are_404(client, people):
+    _, headers = people.user()
+    for method in ("get", "put", "delete"):
+        assert getattr(client, method)("/api/reservations/999999999", headers=headers, json={"title": "x"}).status_code == 404
+        assert getattr(client, method)("/api/reservations/abc", headers=headers, json={"title": "x"}).status_code == 404
+
+
+def test_no_token_is_401(client):
+    assert client.get("/api/reservations").status_code == 401
+    assert client.post("/api/reservations", json={}).status_code == 401
+    assert client.get("/api/reservations/room/1").status_code == 401
