@@ -14,14 +14,20 @@ class ReservationServiceConfig(BaseConfig):
     jwks_url: str = env_field("JWKS_URL", required=True, doc="user-service's JWKS document")
     user_service_url: str = env_field("USER_SERVICE_URL", required=True, doc="base URL of user-service")
     room_service_url: str = env_field("ROOM_SERVICE_URL", required=True, doc="base URL of room-service")
-    peer_timeout_seconds: int = env_field("PEER_TIMEOUT_SECONDS", 2, parse_positive_int, doc="timeout of a call to a peer service")
+    peer_timeout_seconds: int = env_field(
+        "PEER_TIMEOUT_SECONDS", 2, parse_positive_int, doc="timeout of a call to a peer service"
+    )
     max_duration_minutes: int = env_field("MAX_BOOKING_MINUTES", 720, parse_positive_int, doc="longest booking (default 12 h)")
     horizon_days: int = env_field("BOOKING_HORIZON_DAYS", 365, parse_positive_int, doc="how far ahead a booking may start")
-    idempotency_hours: int = env_field("IDEMPOTENCY_KEY_HOURS", 24, parse_positive_int, doc="how long Idempotency-Key answers are kept")
+    idempotency_hours: int = env_field(
+        "IDEMPOTENCY_KEY_HOURS", 24, parse_positive_int, doc="how long Idempotency-Key answers are kept"
+    )
     smtp_host: str = env_field("SMTP_HOST", "localhost", doc="SMTP server for notifications")
     smtp_port: int = env_field("SMTP_PORT", 25, parse_positive_int, doc="SMTP port")
     smtp_from: str = env_field("SMTP_FROM", "Meeting Rooms <no-reply@meeting-rooms.local>", doc="From: of notifications")
     smtp_username: str = env_field("SMTP_USERNAME", "", doc="SMTP login (optional)")
     smtp_password: str = env_field("SMTP_PASSWORD", "", doc="SMTP password (optional)")
     smtp_starttls: bool = env_field("SMTP_STARTTLS", False, parse_bool, doc="use STARTTLS")
-    mail_max_attempts: int = env_field("MAIL_MAX_ATTEMPTS", 10, parse_positive_int, doc="sending attempts before a mail is given up (logged, counted)")
+    mail_max_attempts: int = env_field(
+        "MAIL_MAX_ATTEMPTS", 10, parse_positive_int, doc="sending attempts before a mail is given up (logged, counted)"
+    )

@@ -20,9 +20,13 @@ from .schemas import SCHEMAS
 
 def create_app(config: ReservationServiceConfig | None = None) -> Flask:
     config = config or ReservationServiceConfig.from_env()
-    spec = build_spec("reservation-service", "Bookings that never overlap, room schedules, idempotent create, e-mail notifications.", SCHEMAS)
+    spec = build_spec(
+        "reservation-service", "Bookings that never overlap, room schedules, idempotent create, e-mail notifications.", SCHEMAS
+    )
     app = create_service_app(__name__, config, openapi=spec)
-    verifier = TokenVerifier(JwksKeySource(config.jwks_url), issuer=config.jwt_issuer, audience=config.jwt_audience, algorithms=config.jwt_algorithms)
+    verifier = TokenVerifier(
+        JwksKeySource(config.jwks_url), issuer=config.jwt_issuer, audience=config.jwt_audience, algorithms=config.jwt_algorithms
+    )
     init_auth(app, verifier)
     app.extensions["reservation-service.booking"] = services.BookingSettings(
         max_duration=timedelta(minutes=config.max_duration_minutes),

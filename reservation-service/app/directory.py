@@ -51,7 +51,9 @@ class RoomDirectory:
         try:
             response = self.client.get(f"/internal/rooms/{room_id}", bearer=bearer)
         except PeerUnavailable:
-            raise ServiceUnavailable("room-service is unavailable and this room is not known here yet; try again shortly.") from None
+            raise ServiceUnavailable(
+                "room-service is unavailable and this room is not known here yet; try again shortly."
+            ) from None
         if response.status == 404:
             return None
         if response.status != 200 or not isinstance(response.body, dict):
@@ -90,7 +92,12 @@ class UserDirectory:
         if response.status != 200 or not isinstance(response.body, dict):
             return None
         body = response.body
-        values = {"user_id": user_id, "email": body["email"], "full_name": body["full_name"], "is_active": bool(body["is_active"])}
+        values = {
+            "user_id": user_id,
+            "email": body["email"],
+            "full_name": body["full_name"],
+            "is_active": bool(body["is_active"]),
+        }
         db.session.execute(insert(UserReplica).values(**values).on_conflict_do_nothing())
         db.session.commit()
         return UserInfo(**values)

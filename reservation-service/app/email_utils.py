@@ -14,7 +14,7 @@ from email.utils import make_msgid
 from flask import Flask
 from sqlalchemy import func, select, text, update
 
-from servicekit.db import db, utcnow
+from servicekit.db import db
 from servicekit.metrics import metrics_of
 
 from .models import OutgoingEmail, RoomReplica, UserReplica
@@ -27,7 +27,11 @@ MAX_BACKOFF_SECONDS = 900
 
 def _when(start: str, end: str) -> str:
     s, e = datetime.fromisoformat(start), datetime.fromisoformat(end)
-    return f"{s:%A %d %B %Y, %H:%M} to {e:%H:%M} UTC" if s.date() == e.date() else f"{s:%A %d %B %Y %H:%M} UTC to {e:%A %d %B %Y %H:%M} UTC"
+    return (
+        f"{s:%A %d %B %Y, %H:%M} to {e:%H:%M} UTC"
+        if s.date() == e.date()
+        else f"{s:%A %d %B %Y %H:%M} UTC to {e:%A %d %B %Y %H:%M} UTC"
+    )
 
 
 def _room_line(room_id: int) -> str:
@@ -37,7 +41,14 @@ def _room_line(room_id: int) -> str:
     return f"{room.name}" + (f" ({room.location})" if room.location else "")
 
 
-FIELD_LABELS = {"room_id": "room", "start_time": "start", "end_time": "end", "title": "title", "description": "description", "attendees": "attendees"}
+FIELD_LABELS = {
+    "room_id": "room",
+    "start_time": "start",
+    "end_time": "end",
+    "title": "title",
+    "description": "description",
+    "attendees": "attendees",
+}
 
 
 def describe_changes(previous: dict | None, current: dict) -> list[str]:
@@ -50,7 +61,10 @@ def describe_changes(previous: dict | None, current: dict) -> list[str]:
             if field == "room_id":
                 before, after = _room_line(before), _room_line(after)
             elif field in ("start_time", "end_time"):
-                before, after = f"{datetime.fromisoformat(before):%Y-%m-%d %H:%M} UTC", f"{datetime.fromisoformat(after):%Y-%m-%d %H:%M} UTC"
+                before, after = (
+                    f"{datetime.fromisoformat(before):%Y-%m-%d %H:%M} UTC",
+                    f"{datetime.fromisoformat(after):%Y-%m-%d %H:%M} UTC",
+                )
             elif field == "attendees":
                 before, after = ", ".join(before or []) or "none", ", ".join(after or []) or "none"
             lines.append(f"  {label}: {before} -> {after}")
@@ -77,9 +91,14 @@ def compose(event_type: str, data: dict, previous: dict | None) -> tuple[str, st
         changes = describe_changes(previous, data)
         if not changes:
             return None
-        return f"Changed: {data['title']} — {room}", f"Your reservation was changed.\n\n{header}\nWhat changed:\n" + "\n".join(changes) + f"\n\nReservation #{data['id']}.\n"
+        return f"Changed: {data['title']} — {room}", f"Your reservation was changed.\n\n{header}\nWhat changed:\n" + "\n".join(
+            changes
+        ) + f"\n\nReservation #{data['id']}.\n"
     if event_type == "reservation.cancelled":
-        return f"Cancelled: {data['title']} — {room}", f"This reservation was cancelled and its slot is free again.\n\n{header}\n{_cancellation_reason(data)}\n\nReservation #{data['id']}.\n"
+        return (
+            f"Cancelled: {data['title']} — {room}",
+            f"This reservation was cancelled and its slot is free again.\n\n{header}\n{_cancellation_reason(data)}\n\nReservation #{data['id']}.\n",
+        )
     return None
 
 
@@ -169,14 +188,18 @@ class MailSender:
             except (OSError, smtplib.SMTPException) as exc:
                 self._failed(row_id, attempts, f"{exc.__class__.__name__}: {exc}")
                 continue
-            db.session.execute(update(OutgoingEmail).where(OutgoingEmail.id == row_id).values(sent_at=func.now(), last_error=None))
+            db.session.execute(
+                update(OutgoingEmail).where(OutgoingEmail.id == row_id).values(sent_at=func.now(), last_error=None)
+            )
             db.session.commit()
             self.sent.inc()
         return len(rows)
 
     def _failed(self, row_id: int, attempts: int, error: str) -> None:
         if attempts >= self.config.mail_max_attempts:
-            db.session.execute(update(OutgoingEmail).where(OutgoingEmail.id == row_id).values(failed_at=func.now(), last_error=error[:2000]))
+            db.session.execute(
+                update(OutgoingEmail).where(OutgoingEmail.id == row_id).values(failed_at=func.now(), last_error=error[:2000])
+            )
             self.failed.inc()
             log.error("giving up e-mail %s after %d attempts: %s", row_id, attempts, error)
         else:
@@ -192,4 +215,6 @@ class MailSender:
 
 
 def pending_count() -> int:
-    return db.session.execute(select(func.count()).select_from(OutgoingEmail).where(OutgoingEmail.sent_at.is_(None), OutgoingEmail.failed_at.is_(None))).scalar_one()
+    return db.session.execute(
+        select(func.count()).select_from(OutgoingEmail).where(OutgoingEmail.sent_at.is_(None), OutgoingEmail.failed_at.is_(None))
+    ).scalar_one()

@@ -33,7 +33,9 @@ def upsert_room(envelope: dict, *, deleted: bool = False) -> None:
         "is_active": bool(data["is_active"]),
         "deleted": deleted,
     }
-    db.session.execute(insert(RoomReplica).values(**values).on_conflict_do_update(index_elements=[RoomReplica.room_id], set_=values))
+    db.session.execute(
+        insert(RoomReplica).values(**values).on_conflict_do_update(index_elements=[RoomReplica.room_id], set_=values)
+    )
 
 
 def on_room_deleted(envelope: dict) -> None:
@@ -43,8 +45,15 @@ def on_room_deleted(envelope: dict) -> None:
 
 def upsert_user(envelope: dict) -> None:
     data = envelope["data"]
-    values = {"user_id": int(data["id"]), "email": data["email"], "full_name": data["full_name"], "is_active": bool(data["is_active"])}
-    db.session.execute(insert(UserReplica).values(**values).on_conflict_do_update(index_elements=[UserReplica.user_id], set_=values))
+    values = {
+        "user_id": int(data["id"]),
+        "email": data["email"],
+        "full_name": data["full_name"],
+        "is_active": bool(data["is_active"]),
+    }
+    db.session.execute(
+        insert(UserReplica).values(**values).on_conflict_do_update(index_elements=[UserReplica.user_id], set_=values)
+    )
 
 
 _revocation = revocation_handlers()

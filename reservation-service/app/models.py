@@ -33,7 +33,13 @@ class Reservation(db.Model):
         CheckConstraint("end_time > start_time", name="ends_after_start"),
         CheckConstraint("status IN ('confirmed', 'cancelled')", name="status_known"),
         # The guarantee: no two confirmed reservations of one room overlap, whatever the concurrency.
-        ExcludeConstraint(("room_id", "="), ("during", "&&"), name="no_overlapping_reservations", using="gist", where=text("status = 'confirmed'")),
+        ExcludeConstraint(
+            ("room_id", "="),
+            ("during", "&&"),
+            name="no_overlapping_reservations",
+            using="gist",
+            where=text("status = 'confirmed'"),
+        ),
     )
 
     def to_dict(self) -> dict:

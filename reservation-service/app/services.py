@@ -39,7 +39,8 @@ class BookingConflict(Conflict):
         super().__init__(
             "The room is already booked for part of this time.",
             conflicts=[
-                {"reservation_id": r.id, "start_time": r.start_time.isoformat(), "end_time": r.end_time.isoformat()} for r in conflicts
+                {"reservation_id": r.id, "start_time": r.start_time.isoformat(), "end_time": r.end_time.isoformat()}
+                for r in conflicts
             ],
         )
 
@@ -59,7 +60,12 @@ def _check_times(start: datetime, end: datetime, settings: BookingSettings, now:
     if start < now:
         errors.append({"field": "start_time", "message": "Must not be in the past."})
     if end - start > settings.max_duration:
-        errors.append({"field": "end_time", "message": f"A booking lasts at most {int(settings.max_duration.total_seconds() // 60)} minutes."})
+        errors.append(
+            {
+                "field": "end_time",
+                "message": f"A booking lasts at most {int(settings.max_duration.total_seconds() // 60)} minutes.",
+            }
+        )
     if start > now + settings.horizon:
         errors.append({"field": "start_time", "message": f"Bookings open at most {settings.horizon.days} days ahead."})
     if errors:
@@ -102,7 +108,9 @@ def _flush_or_conflict(room_id: int, start: datetime, end: datetime, exclude_id:
         raise BookingConflict(find_conflicts(room_id, start, end, exclude_id)) from None
 
 
-def create_reservation(principal: Principal, request: ReservationCreate, bearer: str, settings: BookingSettings, on_created=None) -> Reservation:
+def create_reservation(
+    principal: Principal, request: ReservationCreate, bearer: str, settings: BookingSettings, on_created=None
+) -> Reservation:
     start, end = as_utc(request.start_time), as_utc(request.end_time)
     _check_times(start, end, settings, utcnow())
     _check_room(settings.rooms.lookup(request.room_id, bearer), len(request.attendees))
@@ -140,7 +148,9 @@ def get_reservation(reservation_id: int, principal: Principal, *, for_update: bo
     return reservation
 
 
-def update_reservation(reservation_id: int, principal: Principal, changes: ReservationUpdate, bearer: str, settings: BookingSettings) -> Reservation:
+def update_reservation(
+    reservation_id: int, principal: Principal, changes: ReservationUpdate, bearer: str, settings: BookingSettings
+) -> Reservation:
     sent = changes.model_fields_set
     for name in ("room_id", "title", "start_time", "end_time", "attendees"):
         if name in sent and getattr(changes, name) is None:
@@ -235,7 +245,9 @@ def list_reservations(principal: Principal, query: ReservationListQuery) -> Sele
     return stmt
 
 
-def room_schedule(room_id: int, start: datetime | None, end: datetime | None, bearer: str, settings: BookingSettings) -> list[Reservation]:
+def room_schedule(
+    room_id: int, start: datetime | None, end: datetime | None, bearer: str, settings: BookingSettings
+) -> list[Reservation]:
     start = as_utc(start) if start else utcnow()
     end = as_utc(end) if end else start + timedelta(days=7)
     if end <= start:

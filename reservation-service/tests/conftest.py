@@ -9,8 +9,8 @@ import threading
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 from socketserver import ThreadingMixIn
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 import pytest
 import requests
@@ -83,6 +83,7 @@ def app(config):
 
 class _ThreadingServer(ThreadingMixIn, WSGIServer):
     daemon_threads = True
+    request_queue_size = 128  # dozens of clients connect at once
 
 
 class _Quiet(WSGIRequestHandler):
@@ -126,7 +127,9 @@ class People:
 
     def user(self) -> tuple[dict, dict]:
         email = f"booker-{uuid.uuid4().hex[:10]}@example.com"
-        response = requests.post(f"{self.url}/api/auth/register", json={"email": email, "password": "long enough", "full_name": "Booker"}, timeout=10)
+        response = requests.post(
+            f"{self.url}/api/auth/register", json={"email": email, "password": "long enough", "full_name": "Booker"}, timeout=10
+        )
         assert response.status_code == 201, response.text
         return response.json(), self._login(email, "long enough")
 
@@ -153,9 +156,8 @@ class Rooms:
         self.topics.produce("room-events", str(room["id"]), json.dumps(envelope).encode())
 
     def create(self, capacity: int = 10, is_active: bool = True) -> dict:
-        from servicekit.testing import wait_until
-
         from app.models import RoomReplica
+        from servicekit.testing import wait_until
 
         room_id = uuid.uuid4().int % 10**9 + 1
         now = datetime.now(UTC).isoformat()

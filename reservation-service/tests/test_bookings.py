@@ -17,7 +17,19 @@ def test_booking_a_room_returns_the_reservation_in_utc(client, people, rooms):
     response = client.post("/api/reservations", json=body, headers=headers)
     assert response.status_code == 201, response.get_json()
     reservation = response.get_json()
-    assert set(reservation) == {"id", "room_id", "user_id", "title", "description", "start_time", "end_time", "attendees", "status", "created_at", "updated_at"}
+    assert set(reservation) == {
+        "id",
+        "room_id",
+        "user_id",
+        "title",
+        "description",
+        "start_time",
+        "end_time",
+        "attendees",
+        "status",
+        "created_at",
+        "updated_at",
+    }
     assert reservation["user_id"] == user["id"] and reservation["room_id"] == room["id"]
     assert reservation["status"] == "confirmed"
     assert reservation["attendees"] == ["bob@example.com"]
@@ -37,7 +49,15 @@ def test_booking_a_room_returns_the_reservation_in_utc(client, people, rooms):
         ({"status": "cancelled"}, "status"),
         ({"user_id": 1}, "user_id"),
     ],
-    ids=["naive-times", "string-room-id", "empty-title", "bad-attendee", "attendees-not-a-list", "status-not-writable", "no-mass-assignment"],
+    ids=[
+        "naive-times",
+        "string-room-id",
+        "empty-title",
+        "bad-attendee",
+        "attendees-not-a-list",
+        "status-not-writable",
+        "no-mass-assignment",
+    ],
 )
 def test_invalid_fields_are_422_naming_the_field(client, people, rooms, change, field):
     _, headers = people.user()
@@ -55,8 +75,20 @@ def _times(start: datetime, minutes: int) -> dict:
 @pytest.mark.parametrize(
     ("times", "field"),
     [
-        (lambda now: {"start_time": (now + timedelta(hours=2)).isoformat(), "end_time": (now + timedelta(hours=1)).isoformat()}, "end_time"),
-        (lambda now: {"start_time": (now + timedelta(hours=2)).isoformat(), "end_time": (now + timedelta(hours=2)).isoformat()}, "end_time"),
+        (
+            lambda now: {
+                "start_time": (now + timedelta(hours=2)).isoformat(),
+                "end_time": (now + timedelta(hours=1)).isoformat(),
+            },
+            "end_time",
+        ),
+        (
+            lambda now: {
+                "start_time": (now + timedelta(hours=2)).isoformat(),
+                "end_time": (now + timedelta(hours=2)).isoformat(),
+            },
+            "end_time",
+        ),
         (lambda now: _times(now - timedelta(hours=1), 60), "start_time"),
         (lambda now: _times(now + timedelta(days=1), 13 * 60), "end_time"),
         (lambda now: _times(now + timedelta(days=400), 60), "start_time"),
@@ -80,7 +112,12 @@ def test_unknown_inactive_or_too_small_rooms_are_422(client, people, rooms):
     crowd = booking(small["id"], attendees=["a@example.com", "b@example.com", "c@example.com"])
     response = client.post("/api/reservations", json=crowd, headers=headers)
     assert response.status_code == 422 and response.get_json()["errors"][0]["field"] == "attendees"
-    assert client.post("/api/reservations", json=booking(small["id"], attendees=["a@example.com", "b@example.com"]), headers=headers).status_code == 201
+    assert (
+        client.post(
+            "/api/reservations", json=booking(small["id"], attendees=["a@example.com", "b@example.com"]), headers=headers
+        ).status_code
+        == 201
+    )
 
 
 def test_an_unknown_room_while_room_service_is_down_is_503_not_a_booking(client, people):
@@ -99,7 +136,9 @@ def test_overlapping_booking_is_409_with_conflicts(client, people, rooms):
     response = client.post("/api/reservations", json=booking(room["id"], 1, 60), headers=bob)
     assert response.status_code == 409
     assert response.content_type == PROBLEM
-    assert response.get_json()["conflicts"] == [{"reservation_id": first["id"], "start_time": first["start_time"], "end_time": first["end_time"]}]
+    assert response.get_json()["conflicts"] == [
+        {"reservation_id": first["id"], "start_time": first["start_time"], "end_time": first["end_time"]}
+    ]
 
 
 def test_adjacent_bookings_are_allowed(client, people, rooms):
@@ -145,7 +184,11 @@ def test_updating_title_time_and_attendees(client, people, rooms):
     room = rooms.create()
     created = client.post("/api/reservations", json=booking(room["id"]), headers=headers).get_json()
     start, end = slot(5, 30)
-    response = client.put(f"/api/reservations/{created['id']}", json={"title": "Retro", "start_time": start, "end_time": end, "attendees": ["c@example.com"]}, headers=headers)
+    response = client.put(
+        f"/api/reservations/{created['id']}",
+        json={"title": "Retro", "start_time": start, "end_time": end, "attendees": ["c@example.com"]},
+        headers=headers,
+    )
     assert response.status_code == 200
     updated = response.get_json()
     assert updated["title"] == "Retro" and updated["attendees"] == ["c@example.com"]
@@ -159,7 +202,12 @@ def test_updates_follow_the_creation_rules(client, people, rooms):
     created = client.post("/api/reservations", json=booking(room["id"]), headers=headers).get_json()
     past = (datetime.now(UTC) - timedelta(hours=3)).isoformat()
     assert client.put(f"/api/reservations/{created['id']}", json={"start_time": past}, headers=headers).status_code == 422
-    assert client.put(f"/api/reservations/{created['id']}", json={"attendees": ["a@example.com", "b@example.com"]}, headers=headers).status_code == 422
+    assert (
+        client.put(
+            f"/api/reservations/{created['id']}", json={"attendees": ["a@example.com", "b@example.com"]}, headers=headers
+        ).status_code
+        == 422
+    )
     assert client.put(f"/api/reservations/{created['id']}", json={"title": None}, headers=headers).status_code == 422
     assert client.put(f"/api/reservations/{created['id']}", json={"status": "confirmed"}, headers=headers).status_code == 422
 

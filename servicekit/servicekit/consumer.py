@@ -111,7 +111,9 @@ class EventConsumer:
         # Cached watermarks come with fetch responses: no extra request to the broker.
         _low, high = self.consumer.get_watermark_offsets(TopicPartition(message.topic(), message.partition()), cached=True)
         if high is not None and high >= 0:
-            metrics_of(self.app).consumer_lag.labels(message.topic(), str(message.partition())).set(max(0, high - message.offset() - 1))
+            metrics_of(self.app).consumer_lag.labels(message.topic(), str(message.partition())).set(
+                max(0, high - message.offset() - 1)
+            )
 
     def _apply(self, handler: Handler, envelope: dict[str, Any]) -> bool:
         inserted = db.session.execute(

@@ -36,7 +36,15 @@ class PeerClient:
         self.timeout = timeout
         self.session = requests.Session()
         # GET is safe to retry: two quick retries on connection errors and gateway-type statuses.
-        retry = Retry(total=2, connect=2, read=1, backoff_factor=0.1, status_forcelist=(502, 503, 504), allowed_methods={"GET"}, raise_on_status=False)
+        retry = Retry(
+            total=2,
+            connect=2,
+            read=1,
+            backoff_factor=0.1,
+            status_forcelist=(502, 503, 504),
+            allowed_methods={"GET"},
+            raise_on_status=False,
+        )
         self.session.mount("http://", HTTPAdapter(max_retries=retry, pool_maxsize=16))
         self.session.mount("https://", HTTPAdapter(max_retries=retry, pool_maxsize=16))
         self.breaker = pybreaker.CircuitBreaker(fail_max=failures_to_open, reset_timeout=reset_seconds, name=name)

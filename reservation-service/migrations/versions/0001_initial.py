@@ -88,7 +88,12 @@ def upgrade():
         sa.Column("last_error", sa.Text()),
         sa.PrimaryKeyConstraint("id", name="pk_outgoing_emails"),
     )
-    op.create_index("ix_outgoing_emails_due", "outgoing_emails", ["next_attempt_at"], postgresql_where=sa.text("sent_at IS NULL AND failed_at IS NULL"))
+    op.create_index(
+        "ix_outgoing_emails_due",
+        "outgoing_emails",
+        ["next_attempt_at"],
+        postgresql_where=sa.text("sent_at IS NULL AND failed_at IS NULL"),
+    )
     op.create_table(
         "notified_reservations",
         sa.Column("reservation_id", sa.String(64), nullable=False),
@@ -100,5 +105,12 @@ def upgrade():
 
 def downgrade():
     drop_kit_tables(op)
-    for table in ("notified_reservations", "outgoing_emails", "idempotency_keys", "user_replicas", "room_replicas", "reservations"):
+    for table in (
+        "notified_reservations",
+        "outgoing_emails",
+        "idempotency_keys",
+        "user_replicas",
+        "room_replicas",
+        "reservations",
+    ):
         op.drop_table(table)

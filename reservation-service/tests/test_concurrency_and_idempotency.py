@@ -1,0 +1,136 @@
+"""No double booking whatever the concurrency, and Idempotency-Key on create."""
+
+from __future__ import annotations
+
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import psycopg
+import requests
+from conftest import booking
+from sqlalchemy import func, select, text
+
+from app.models import Reservation
+from servicekit.db import db
+
+THREADS = 32
+
+
+def test_dozens_of_concurrent_overlapping_bookings_exactly_one_wins(base_url, app, people, rooms):
+    room = rooms.create()
+    bookers = [people.user()[1] for _ in range(8)]
+    barrier = threading.Barrier(THREADS)
+
+    def attempt(n: int) -> int:
+        body = booking(room["id"], hours_ahead=(n % 4) * 0.25, minutes=90)  # all overlap each other
+        barrier.wait()
+        return requests.post(f"{base_url}/api/reservations", json=body, headers=bookers[n % len(bookers)], timeout=30).status_code
+
+    with ThreadPoolExecutor(THREADS) as pool:
+        statuses = list(pool.map(attempt, range(THREADS)))
+    assert statuses.count(201) == 1
+    assert statuses.count(409) == THREADS - 1  # no 5xx, no other answer
+    with app.app_context():
+        overlapping_pairs = db.session.execute(
+            text(
+                "SELECT count(*) FROM reservations a JOIN reservations b ON a.id < b.id AND a.room_id = b.room_id "
+                "AND a.during && b.during WHERE a.status = 'confirmed' AND b.status = 'confirmed'"
+            )
+        ).scalar_one()
+        assert overlapping_pairs == 0
+
+
+def test_a_race_lost_at_the_database_is_the_same_409_with_its_conflict(config, client, app, people, rooms):
+    """Another transaction inserts an overlapping booking and commits after our check ran: the constraint catches it."""
+    user, headers = people.user()
+    room = rooms.create()
+    body = booking(room["id"])
+    url = config.database_url.replace("postgresql+psycopg://", "postgresql://")
+    with psycopg.connect(url) as rival:
+        rival_id = rival.execute(
+            "INSERT INTO reservations (room_id, user_id, title, start_time, end_time) VALUES (%s, %s, 'Rival', %s, %s) RETURNING id",
+            (room["id"], user["id"], body["start_time"], body["end_time"]),
+        ).fetchone()[0]
+        # Uncommitted: our request's conflict check cannot see it, its insert waits on the constraint.
+        result: dict = {}
+        request = threading.Thread(
+            target=lambda: result.update(response=client.post("/api/reservations", json=body, headers=headers))
+        )
+        request.start()
+        request.join(1.0)
+        assert request.is_alive(), "the insert should be waiting on the rival transaction"
+        rival.commit()
+    request.join(10)
+    response = result["response"]
+    assert response.status_code == 409
+    assert [c["reservation_id"] for c in response.get_json()["conflicts"]] == [rival_id]
+
+
+def test_a_retry_with_the_same_key_and_body_replays_the_first_answer_and_books_nothing_new(client, app, people, rooms):
+    _, headers = people.user()
+    room = rooms.create()
+    body = booking(room["id"])
+    first = client.post("/api/reservations", json=body, headers={**headers, "Idempotency-Key": "order-1"})
+    second = client.post("/api/reservations", json=body, headers={**headers, "Idempotency-Key": "order-1"})
+    assert first.status_code == second.status_code == 201
+    assert first.get_json() == second.get_json()
+    assert second.headers["Idempotent-Replayed"] == "true"
+    with app.app_context():
+        assert (
+            db.session.execute(
+                select(func.count()).select_from(Reservation).where(Reservation.room_id == room["id"])
+            ).scalar_one()
+            == 1
+        )
+
+
+def test_the_same_key_with_another_body_is_422(client, people, rooms):
+    _, headers = people.user()
+    room = rooms.create()
+    client.post("/api/reservations", json=booking(room["id"], 0), headers={**headers, "Idempotency-Key": "k"})
+    response = client.post("/api/reservations", json=booking(room["id"], 5), headers={**headers, "Idempotency-Key": "k"})
+    assert response.status_code == 422
+    assert response.get_json()["errors"][0]["field"] == "Idempotency-Key"
+
+
+def test_a_key_still_in_flight_is_409(client, app, people, rooms):
+    user, headers = people.user()
+    room = rooms.create()
+    body = booking(room["id"])
+    from app import idempotency
+
+    with app.app_context():
+        from datetime import timedelta
+
+        assert idempotency.begin(user["id"], "busy", idempotency.request_hash(body), timedelta(hours=1)) is None
+    response = client.post("/api/reservations", json=body, headers={**headers, "Idempotency-Key": "busy"})
+    assert response.status_code == 409
+    assert "conflicts" not in response.get_json()
+
+
+def test_keys_belong_to_one_user(client, people, rooms):
+    _, alice = people.user()
+    _, bob = people.user()
+    room = rooms.create()
+    first = client.post("/api/reservations", json=booking(room["id"], 0), headers={**alice, "Idempotency-Key": "same"})
+    second = client.post("/api/reservations", json=booking(room["id"], 2), headers={**bob, "Idempotency-Key": "same"})
+    assert first.status_code == second.status_code == 201
+    assert first.get_json()["id"] != second.get_json()["id"]
+
+
+def test_a_client_error_is_the_answer_to_its_key(client, people, rooms):
+    _, headers = people.user()
+    room = rooms.create()
+    taken = booking(room["id"])
+    client.post("/api/reservations", json=taken, headers=headers)
+    first = client.post("/api/reservations", json=taken, headers={**headers, "Idempotency-Key": "clash"})
+    again = client.post("/api/reservations", json=taken, headers={**headers, "Idempotency-Key": "clash"})
+    assert first.status_code == again.status_code == 409
+    assert first.get_json() == again.get_json()
+
+
+def test_an_invalid_key_is_422(client, people, rooms):
+    _, headers = people.user()
+    room = rooms.create()
+    response = client.post("/api/reservations", json=booking(room["id"]), headers={**headers, "Idempotency-Key": "x" * 300})
+    assert response.status_code == 422

@@ -1,0 +1,153 @@
+"""reservation-events, the cascades from room and user events, and e-mail through a real SMTP server."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+from dataclasses import replace
+from datetime import datetime
+
+import requests
+from conftest import booking
+from flask_migrate import upgrade
+from sqlalchemy import select
+
+from app import create_app
+from app.email_utils import MailSender, queue_notifications
+from app.models import OutgoingEmail, RoomReplica, UserReplica
+from devstack.components import SmtpSink
+from devstack.processes import free_port
+from servicekit.db import db
+from servicekit.testing import wait_until
+
+
+def mails_to(mail_dir, recipient: str) -> list[email.message.EmailMessage]:
+    found = []
+    for path in sorted(mail_dir.glob("*.eml")):
+        message = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
+        if message["To"] == recipient:
+            found.append(message)
+    return found
+
+
+def test_each_change_publishes_its_event_once(client, people, rooms, topics):
+    _, headers = people.user()
+    room = rooms.create()
+    created = client.post("/api/reservations", json=booking(room["id"]), headers=headers).get_json()
+    client.put(f"/api/reservations/{created['id']}", json={"title": "Renamed"}, headers=headers)
+    client.put(f"/api/reservations/{created['id']}", json={"title": "Renamed"}, headers=headers)  # no change, no event
+    client.delete(f"/api/reservations/{created['id']}", headers=headers)
+    events = topics.collect("reservation-events", lambda key, value: key == str(created["id"]), expect=3, settle=1.5)
+    assert [e["event_type"] for e in events] == ["reservation.created", "reservation.updated", "reservation.cancelled"]
+    assert events[0]["data"] == created and events[0]["producer"] == "reservation-service"
+    assert events[1]["data"]["title"] == "Renamed" and events[2]["data"]["status"] == "cancelled"
+
+
+def test_a_rejected_booking_publishes_nothing(client, people, rooms, topics):
+    _, headers = people.user()
+    room = rooms.create()
+    client.post("/api/reservations", json=booking(room["id"]), headers=headers)
+    assert client.post("/api/reservations", json=booking(room["id"]), headers=headers).status_code == 409
+    events = topics.collect(
+        "reservation-events", lambda key, value: value["data"].get("room_id") == room["id"], expect=2, timeout=8
+    )
+    assert len(events) == 1
+
+
+def test_the_owner_and_attendees_get_a_confirmation_saying_which_room_and_when(client, people, rooms, infrastructure):
+    user, headers = people.user()
+    room = rooms.create()
+    created = client.post(
+        "/api/reservations", json=booking(room["id"], attendees=["guest@example.com"]), headers=headers
+    ).get_json()
+    messages = wait_until(lambda: mails_to(infrastructure.mail_dir, user["email"]), message="the confirmation e-mail")
+    body = messages[0].get_content()
+    assert messages[0]["Subject"].startswith("Booked: Planning")
+    assert room["name"] in body and "UTC" in body and f"#{created['id']}" in body
+    start = datetime.fromisoformat(created["start_time"])
+    assert f"{start:%H:%M}" in body
+    assert wait_until(
+        lambda: [m for m in mails_to(infrastructure.mail_dir, "guest@example.com") if f"#{created['id']}" in m.get_content()],
+        message="the attendee's copy",
+    )
+
+
+def test_a_change_e_mail_says_what_changed(client, people, rooms, infrastructure):
+    user, headers = people.user()
+    room = rooms.create()
+    created = client.post("/api/reservations", json=booking(room["id"]), headers=headers).get_json()
+    wait_until(lambda: mails_to(infrastructure.mail_dir, user["email"]), message="the confirmation")
+    client.put(f"/api/reservations/{created['id']}", json={"title": "Budget review"}, headers=headers)
+    changed = wait_until(
+        lambda: [m for m in mails_to(infrastructure.mail_dir, user["email"]) if m["Subject"].startswith("Changed")],
+        message="the change e-mail",
+    )
+    assert "title: Planning -> Budget review" in changed[0].get_content()
+
+
+def test_deleting_a_room_cancels_its_future_reservations_with_events_and_mail(client, app, people, rooms, topics, infrastructure):
+    user, headers = people.user()
+    room = rooms.create()
+    other_room = rooms.create()
+    doomed = client.post("/api/reservations", json=booking(room["id"], 0), headers=headers).get_json()
+    kept = client.post("/api/reservations", json=booking(other_room["id"], 0), headers=headers).get_json()
+    rooms.publish("room.deleted", room)
+    wait_until(
+        lambda: client.get(f"/api/reservations/{doomed['id']}", headers=headers).get_json()["status"] == "cancelled",
+        message="the cascade",
+    )
+    assert client.get(f"/api/reservations/{kept['id']}", headers=headers).get_json()["status"] == "confirmed"
+    events = topics.collect("reservation-events", lambda key, value: key == str(doomed["id"]), expect=2)
+    assert [e["event_type"] for e in events] == ["reservation.created", "reservation.cancelled"]
+    cancelled_mail = wait_until(
+        lambda: [m for m in mails_to(infrastructure.mail_dir, user["email"]) if m["Subject"].startswith("Cancelled")],
+        message="the cancellation e-mail",
+    )
+    assert "room was removed" in cancelled_mail[0].get_content()
+    assert (
+        client.post("/api/reservations", json=booking(room["id"], 5), headers=headers).status_code == 422
+    )  # a deleted room cannot be booked
+
+
+def test_deactivating_a_user_cancels_their_future_reservations_and_refuses_their_token(client, people, rooms, user_service):
+    user, headers = people.user()
+    _, admin = people.admin()
+    room = rooms.create()
+    mine = client.post("/api/reservations", json=booking(room["id"]), headers=headers).get_json()
+    response = requests.put(f"{user_service}/api/users/{user['id']}", json={"is_active": False}, headers=admin, timeout=10)
+    assert response.status_code == 200
+    wait_until(lambda: client.get("/api/reservations", headers=headers).status_code == 401, message="the token to be refused")
+    assert client.get(f"/api/reservations/{mine['id']}", headers=admin).get_json()["status"] == "cancelled"
+
+
+def test_mail_waits_while_the_smtp_server_is_down_and_goes_when_it_returns(config, fresh_database, people, tmp_path):
+    """A reservation-service whose SMTP server is down, on its own database so no other sender interferes."""
+    user, headers = people.user()
+    port = free_port()
+    down_app = create_app(replace(config, database_url=fresh_database("mail_down"), smtp_port=port))
+    with down_app.app_context():
+        upgrade()
+        db.session.add(RoomReplica(room_id=7, name="Lovelace", capacity=4, location="Floor 1", is_active=True))
+        db.session.add(UserReplica(user_id=user["id"], email=user["email"], full_name="Booker", is_active=True))
+        db.session.commit()
+    created = down_app.test_client().post("/api/reservations", json=booking(7), headers=headers)
+    assert created.status_code == 201  # a booking never waits for mail
+    reservation = created.get_json()
+    sender = MailSender(down_app, idle_seconds=0.2)
+    with down_app.app_context():
+        queue_notifications("evt-1", "reservation.created", reservation, None)  # what the mail consumer does
+        db.session.commit()
+        assert sender.send_due() == 1
+        row = db.session.execute(select(OutgoingEmail)).scalar_one()
+        assert row.sent_at is None and row.attempts == 1 and "ConnectionRefused" in row.last_error
+    sink = SmtpSink(port, tmp_path / "mail", tmp_path)
+    sink.start()
+    sender.start()
+    try:
+        delivered = wait_until(lambda: mails_to(tmp_path / "mail", user["email"]), timeout=30, message="the delayed mail")
+    finally:
+        sender.stop()
+        sink.stop()
+    assert "Lovelace" in delivered[0].get_content()
+    with down_app.app_context():
+        assert db.session.execute(select(OutgoingEmail)).scalar_one().sent_at is not None
