@@ -10,11 +10,12 @@ SERVICE_REQUIREMENTS := $(wildcard */requirements.txt)
 DEPLOY_REQUIREMENTS  := $(wildcard requirements-deploy.txt)
 PY_SOURCES := servicekit devstack user-service room-service reservation-service tests bench
 
-.PHONY: dev test lint fmt clean-state install help
+.PHONY: dev test bench lint fmt clean-state install help
 
 help:
 	@echo "make dev     run the platform locally: gateway http://localhost:8080, docs /docs/ (Ctrl-C stops it)"
 	@echo "make test    run every test suite against real PostgreSQL, Kafka-protocol broker, NGINX and SMTP"
+	@echo "make bench   start the platform on free ports and print latency, throughput and memory figures"
 	@echo "make lint    ruff check + format check"
 	@echo "make fmt     ruff format + autofix"
 	@echo "make clean-state  delete .devstack/ (local databases, keys, mail, logs)"
@@ -34,6 +35,9 @@ dev: $(STAMP)
 
 test: $(STAMP)
 	@$(PY) -m devstack test
+
+bench: $(STAMP)
+	@$(PY) bench/booking_bench.py
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check $(wildcard $(PY_SOURCES))
