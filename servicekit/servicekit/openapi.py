@@ -48,14 +48,38 @@ STANDARD_RESPONSES = {
 }
 
 
-def schemas_of(models: Iterable[type[BaseModel]]) -> dict[str, dict]:
-    """Component schemas for `models` (and the models they reference)."""
+def to_openapi30(schema):
+    """pydantic emits JSON Schema 2020-12; OpenAPI 3.0 (what the bundled Swagger UI renders) says
+    `nullable: true` instead of a null type, and `enum` instead of `const`."""
+    if isinstance(schema, list):
+        return [to_openapi30(item) for item in schema]
+    if not isinstance(schema, dict):
+        return schema
+    schema = {key: to_openapi30(value) for key, value in schema.items()}
+    options = schema.get("anyOf")
+    if options and {"type": "null"} in options:
+        rest = [option for option in options if option != {"type": "null"}]
+        del schema["anyOf"]
+        if len(rest) == 1 and "$ref" not in rest[0]:
+            schema.update(rest[0])
+        elif len(rest) == 1:
+            schema["allOf"] = rest
+        else:
+            schema["anyOf"] = rest
+        schema["nullable"] = True
+    if "const" in schema:
+        schema["enum"] = [schema.pop("const")]
+    return schema
+
+
+def schemas_of(models: Iterable[type[BaseModel]], mode: str = "validation") -> dict[str, dict]:
+    """OpenAPI 3.0 component schemas for `models` (and the models they reference)."""
     components: dict[str, dict] = {}
     for model in models:
-        schema = model.model_json_schema(ref_template="#/components/schemas/{model}", mode="serialization")
+        schema = model.model_json_schema(ref_template="#/components/schemas/{model}", mode=mode)
         components.update(schema.pop("$defs", {}))
         components[model.__name__] = schema
-    return components
+    return {name: to_openapi30(schema) for name, schema in components.items()}
 
 
 def build_spec(title: str, description: str, models: Iterable[type[BaseModel]], extra_schemas: dict | None = None) -> dict:

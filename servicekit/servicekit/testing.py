@@ -84,3 +84,21 @@ def wait_until(condition: Callable[[], object], timeout: float = 20.0, interval:
         if time.monotonic() > deadline:
             pytest.fail(f"timed out after {timeout}s waiting for {message}")
         time.sleep(interval)
+
+
+def assert_documented_and_valid(app) -> dict:
+    """The app's OpenAPI document is valid OpenAPI 3.0 and documents every public route and method."""
+    from openapi_spec_validator import validate
+
+    spec = app.test_client().get("/apispec.json").get_json()
+    validate(spec)
+    for rule in app.url_map.iter_rules():
+        if not (rule.rule.startswith("/api/") or rule.rule.startswith("/internal/")):
+            continue
+        path = rule.rule.replace("<int:", "{").replace("<", "{").replace(">", "}")
+        assert path in spec["paths"], f"{path} is not documented"
+        for method in rule.methods - {"HEAD", "OPTIONS"}:
+            operation = spec["paths"][path].get(method.lower())
+            assert operation, f"{method} {path} is not documented"
+            assert operation.get("responses"), f"{method} {path} documents no responses"
+    return spec
