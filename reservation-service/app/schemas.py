@@ -58,7 +58,7 @@ class ReservationListQuery(PageQuery):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
     room_id: RoomId | None = None
-    user_id: int | None = Field(None, ge=1, description="admins only")
+    user_id: int | None = Field(None, ge=1, le=2**62, description="admins only")
     status: Literal["confirmed", "cancelled"] | None = None
     from_: QueryTime | None = Field(None, alias="from", description="reservations ending after this time")
     to: QueryTime | None = Field(None, description="reservations starting before this time")

@@ -14,6 +14,7 @@ from flask import Flask, Response, g, jsonify, request
 from flask_migrate import Migrate
 from sqlalchemy import text
 from werkzeug.middleware.proxy_fix import ProxyFix
+from werkzeug.routing import IntegerConverter
 
 from .config import BaseConfig
 from .consumer import EventConsumer
@@ -31,10 +32,18 @@ MAX_BODY_BYTES = 1024 * 1024
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
 
+class DatabaseIdConverter(IntegerConverter):
+    """`<int:...>` in paths: at most 18 digits, so an id beyond PostgreSQL's bigint matches no route
+    (a 404) instead of reaching SQL."""
+
+    regex = r"\d{1,18}"
+
+
 def create_service_app(import_name: str, config: BaseConfig, *, openapi: dict) -> Flask:
     """A Flask app with config, JSON logs, request ids, problem+json, metrics, health, database and docs."""
     configure_logging(config.service_name, config.log_level)
     app = Flask(import_name, static_folder=None)
+    app.url_map.converters["int"] = DatabaseIdConverter
     app.config.update(
         SERVICE=config,
         SQLALCHEMY_DATABASE_URI=config.database_url,

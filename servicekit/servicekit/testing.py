@@ -102,3 +102,31 @@ def assert_documented_and_valid(app) -> dict:
             assert operation, f"{method} {path} is not documented"
             assert operation.get("responses"), f"{method} {path} documents no responses"
     return spec
+
+
+def assert_no_server_errors(
+    app, headers: dict, *, max_examples: int = 15, minimum_operations: int = 1, allowed: frozenset[int] = frozenset()
+) -> None:
+    """Requests generated from the app's OpenAPI document (schemathesis + hypothesis): none gets a 5xx
+    (but the documented ones in `allowed`), and every error is problem+json."""
+    import schemathesis
+    from hypothesis import HealthCheck, given, settings
+
+    operations = [result.ok() for result in schemathesis.openapi.from_wsgi("/apispec.json", app).get_all_operations()]
+    assert len(operations) >= minimum_operations
+    for operation in operations:
+
+        @given(case=operation.as_strategy())
+        @settings(max_examples=max_examples, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+        def check(case):
+            response = case.call(headers=headers)
+            where = f"{case.method} {case.formatted_path}"
+            assert response.status_code < 500 or response.status_code in allowed, (
+                f"{where} -> {response.status_code}: {response.text[:300]}"
+            )
+            if response.status_code >= 400:
+                content_type = {name.lower(): value for name, value in response.headers.items()}.get("content-type")
+                content_type = content_type[0] if isinstance(content_type, list) else content_type
+                assert content_type.startswith("application/problem+json"), f"{where}: {content_type}"
+
+        check()

@@ -33,8 +33,27 @@ def errors_from_pydantic(exc: ValidationError) -> list[dict[str, str]]:
     return errors
 
 
+def _nul_characters(value: Any, path: str = "") -> list[dict[str, str]]:
+    """Fields holding U+0000, which PostgreSQL text cannot store (refused up front, not a 500)."""
+    if isinstance(value, str):
+        return [{"field": path or "body", "message": "Must not contain NUL characters."}] if "\x00" in value else []
+    if isinstance(value, dict):
+        found = []
+        for key, item in value.items():
+            found += _nul_characters(key, path) if isinstance(key, str) and "\x00" in key else []
+            found += _nul_characters(item, f"{path}.{key}" if path else str(key))
+        return found
+    if isinstance(value, list):
+        return [
+            error
+            for index, item in enumerate(value)
+            for error in _nul_characters(item, f"{path}.{index}" if path else str(index))
+        ]
+    return []
+
+
 def json_object_body() -> dict[str, Any]:
-    """The request's JSON body, which must be an object."""
+    """The request's JSON body, which must be an object (and hold no NUL characters)."""
     raw = request.get_data(cache=True)
     if not raw:
         raise BadRequest("A JSON object body is required.")
@@ -44,6 +63,9 @@ def json_object_body() -> dict[str, Any]:
         raise BadRequest(f"The body is not valid JSON: {exc}") from None
     if not isinstance(body, dict):
         raise BadRequest("The body must be a JSON object.")
+    nul = _nul_characters(body)
+    if nul:
+        raise ValidationFailed(nul)
     return body
 
 
@@ -58,6 +80,13 @@ def parse_body(model: type[M]) -> M:
 
 def parse_query(model: type[M], *, multi: frozenset[str] = frozenset()) -> M:
     """Validate the query string against `model`; names in `multi` may repeat."""
+    nul = [
+        {"field": key, "message": "Must not contain NUL characters."}
+        for key, value in request.args.items(multi=True)
+        if "\x00" in key + value
+    ]
+    if nul:
+        raise ValidationFailed(nul)
     data: dict[str, Any] = {}
     for key in request.args:
         values = request.args.getlist(key)

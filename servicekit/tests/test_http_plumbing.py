@@ -113,3 +113,10 @@ def test_config_reports_every_missing_or_bad_variable_at_once():
         BaseConfig.from_env({"PORT": "zero", "JWT_ALGORITHMS": "HS256"})
     message = str(error.value)
     assert "DATABASE_URL is required" in message and "PORT" in message and "HS256" in message
+
+
+def test_nul_characters_are_422_not_a_database_error(client):
+    response = client.post("/widgets", json={"name": "a\x00b", "size": 1})
+    assert response.status_code == 422
+    assert response.get_json()["errors"] == [{"field": "name", "message": "Must not contain NUL characters."}]
+    assert client.get("/widgets?page=1%00").status_code == 422

@@ -188,3 +188,9 @@ def test_ensure_admin_is_idempotent_and_promotes_an_existing_account(app, accoun
         services.ensure_admin(new_email, "boss password")
         services.ensure_admin(new_email, "boss password")
     assert accounts.login(new_email, "boss password")["access_token"]
+
+
+def test_ids_beyond_bigint_are_404_not_500(client, accounts):
+    _, headers = accounts.admin_with_token()
+    assert client.get("/api/users/99999999999999999999", headers=headers).status_code == 404
+    assert client.put("/api/users/9223372036854775808", json={"full_name": "X"}, headers=headers).status_code == 404
