@@ -13,9 +13,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import requests
 
-from .components import drop_database, ensure_database
+from .components import SERVICES, Service, drop_database, ensure_database
+from .processes import free_port
 from .stack import Ports, Stack
+
+ADMIN = ("admin@example.com", "admin password")
 
 
 @dataclass
@@ -63,3 +67,56 @@ def fresh_database(infrastructure):
     yield make
     for name in created:
         drop_database(infrastructure.postgres_admin_url, name)
+
+
+@pytest.fixture(scope="session")
+def user_service(infrastructure, fresh_database, signing_key_file, tmp_path_factory):
+    """The real user-service under gunicorn, as `make dev` runs it, for suites that need tokens and a JWKS."""
+    spec = next(s for s in SERVICES if s.name == "user-service")
+    port = free_port()
+    env = dict(os.environ)
+    env.update(
+        DATABASE_URL=fresh_database("peer_users"),
+        KAFKA_BOOTSTRAP_SERVERS=infrastructure.bootstrap,
+        PORT=str(port),
+        JWT_PRIVATE_KEY_FILE=str(signing_key_file),
+        ADMIN_EMAIL=ADMIN[0],
+        ADMIN_PASSWORD=ADMIN[1],
+        LOG_LEVEL="WARNING",
+    )
+    service = Service(spec, port, env, Path(tmp_path_factory.mktemp("peer-logs")))
+    service.migrate()
+    service.start()
+    yield f"http://127.0.0.1:{port}"
+    service.stop()
+
+
+class People:
+    """Users registered and logged in through the real user-service."""
+
+    def __init__(self, user_service: str):
+        self.url = user_service
+
+    def login(self, email: str, password: str) -> dict:
+        response = requests.post(f"{self.url}/api/auth/login", json={"email": email, "password": password}, timeout=10)
+        assert response.status_code == 200, response.text
+        return {"Authorization": f"Bearer {response.json()['access_token']}"}
+
+    def user(self) -> tuple[dict, dict]:
+        email = f"person-{uuid.uuid4().hex[:10]}@example.com"
+        response = requests.post(f"{self.url}/api/auth/register", json={"email": email, "password": "long enough", "full_name": "Person"}, timeout=10)
+        assert response.status_code == 201, response.text
+        return response.json(), self.login(email, "long enough")
+
+    def admin(self) -> tuple[dict, dict]:
+        headers = self.login(*ADMIN)
+        return requests.get(f"{self.url}/api/users/me", headers=headers, timeout=10).json(), headers
+
+    def deactivate(self, user_id: int) -> None:
+        response = requests.put(f"{self.url}/api/users/{user_id}", json={"is_active": False}, headers=self.admin()[1], timeout=10)
+        assert response.status_code == 200, response.text
+
+
+@pytest.fixture(scope="session")
+def people(user_service) -> People:
+    return People(user_service)

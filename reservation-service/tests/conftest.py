@@ -4,22 +4,18 @@ real HTTP on a fresh database, its consumers and mail sender running, users and 
 from __future__ import annotations
 
 import json
-import os
 import threading
 import uuid
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from socketserver import ThreadingMixIn
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 import pytest
-import requests
 from flask_migrate import upgrade
 from sqlalchemy import text
 
 from app import create_app
 from config import ReservationServiceConfig
-from devstack.components import SERVICES, Service
 from devstack.processes import free_port
 from servicekit.db import db
 from servicekit.events import make_envelope
@@ -27,29 +23,6 @@ from servicekit.events import make_envelope
 pytest_plugins = ["devstack.pytest_plugin", "servicekit.testing"]
 
 TABLES = "reservations, idempotency_keys, outgoing_emails, notified_reservations"
-ADMIN = ("admin@example.com", "admin password")
-
-
-@pytest.fixture(scope="session")
-def user_service(infrastructure, fresh_database, signing_key_file, tmp_path_factory):
-    """The real user-service, as `make dev` runs it."""
-    spec = next(s for s in SERVICES if s.name == "user-service")
-    port = free_port()
-    env = dict(os.environ)
-    env.update(
-        DATABASE_URL=fresh_database("peer_users"),
-        KAFKA_BOOTSTRAP_SERVERS=infrastructure.bootstrap,
-        PORT=str(port),
-        JWT_PRIVATE_KEY_FILE=str(signing_key_file),
-        ADMIN_EMAIL=ADMIN[0],
-        ADMIN_PASSWORD=ADMIN[1],
-        LOG_LEVEL="WARNING",
-    )
-    service = Service(spec, port, env, Path(tmp_path_factory.mktemp("peer-logs")))
-    service.migrate()
-    service.start()
-    yield f"http://127.0.0.1:{port}"
-    service.stop()
 
 
 @pytest.fixture(scope="session")
@@ -112,36 +85,6 @@ def _clean_tables(app):
 @pytest.fixture
 def client(app):
     return app.test_client()
-
-
-class People:
-    """Users registered and logged in through the real user-service."""
-
-    def __init__(self, user_service: str):
-        self.url = user_service
-
-    def _login(self, email: str, password: str) -> dict:
-        response = requests.post(f"{self.url}/api/auth/login", json={"email": email, "password": password}, timeout=10)
-        assert response.status_code == 200, response.text
-        return {"Authorization": f"Bearer {response.json()['access_token']}"}
-
-    def user(self) -> tuple[dict, dict]:
-        email = f"booker-{uuid.uuid4().hex[:10]}@example.com"
-        response = requests.post(
-            f"{self.url}/api/auth/register", json={"email": email, "password": "long enough", "full_name": "Booker"}, timeout=10
-        )
-        assert response.status_code == 201, response.text
-        return response.json(), self._login(email, "long enough")
-
-    def admin(self) -> tuple[dict, dict]:
-        headers = self._login(*ADMIN)
-        me = requests.get(f"{self.url}/api/users/me", headers=headers, timeout=10).json()
-        return me, headers
-
-
-@pytest.fixture(scope="session")
-def people(user_service) -> People:
-    return People(user_service)
 
 
 class Rooms:

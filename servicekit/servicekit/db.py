@@ -142,3 +142,9 @@ def create_kit_tables(op) -> None:
 def drop_kit_tables(op) -> None:
     for table in ("revoked_users", "parked_events", "processed_events", "outbox_events"):
         op.drop_table(table)
+
+
+def like_substring(value: str) -> str:
+    """A LIKE pattern matching `value` anywhere, its wildcards taken literally (lower-cased)."""
+    escaped = value.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"

@@ -13,7 +13,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import IntegrityError
 
 from servicekit.auth import Principal
-from servicekit.db import db, utcnow
+from servicekit.db import db, like_substring, utcnow
 from servicekit.events import record_event
 from servicekit.problems import Conflict, Forbidden, NotFound, TooManyRequests, Unauthorized, ValidationFailed
 
@@ -230,8 +230,7 @@ def list_users(query) -> tuple:
     if query.is_active is not None:
         stmt = stmt.where(User.is_active == query.is_active)
     if query.q:
-        escaped = query.q.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-        pattern = f"%{escaped}%"
+        pattern = like_substring(query.q)
         stmt = stmt.where(or_(User.email.like(pattern), func.lower(User.full_name).like(pattern)))
     return stmt
 

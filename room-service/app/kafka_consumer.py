@@ -1,0 +1,14 @@
+"""room-service's consumer: `user-events`, so deactivated users' tokens are refused within seconds."""
+
+from __future__ import annotations
+
+from flask import Flask
+
+from servicekit.auth import revocation_handlers
+from servicekit.consumer import EventConsumer
+
+GROUP_ID = "room-service"
+
+
+def make_consumer(app: Flask) -> EventConsumer:
+    return EventConsumer(app, GROUP_ID, {"user-events": revocation_handlers()})

@@ -1,0 +1,127 @@
+"""Room rules. No Flask here."""
+
+from __future__ import annotations
+
+from sqlalchemy import Select, case, func, select
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.exc import IntegrityError
+
+from servicekit.db import db, like_substring, utcnow
+from servicekit.events import record_event
+from servicekit.problems import Conflict, NotFound, ValidationFailed
+
+from .models import Equipment, Room, room_equipment
+from .schemas import RoomCreate, RoomListQuery, RoomUpdate
+
+TOPIC = "room-events"
+PRODUCER = "room-service"
+UNIQUE_VIOLATION = "23505"
+
+
+def publish(event_type: str, room: Room) -> None:
+    record_event(TOPIC, room.id, event_type, room.to_dict(), PRODUCER)
+
+
+def _equipment(names: list[str]) -> list[Equipment]:
+    """Equipment rows for `names`, creating the missing ones (concurrency-safe)."""
+    if not names:
+        return []
+    db.session.execute(insert(Equipment).values([{"name": n} for n in names]).on_conflict_do_nothing())
+    return list(db.session.execute(select(Equipment).where(Equipment.name.in_(names)).order_by(Equipment.name)).scalars())
+
+
+def _flush_or_duplicate_name() -> None:
+    try:
+        db.session.flush()
+    except IntegrityError as exc:
+        if getattr(exc.orig, "sqlstate", None) != UNIQUE_VIOLATION:
+            raise
+        db.session.rollback()
+        raise Conflict("A room with this name already exists.") from None
+
+
+def create_room(request: RoomCreate) -> Room:
+    room = Room(
+        name=request.name,
+        capacity=request.capacity,
+        location=request.location,
+        description=request.description,
+        is_active=request.is_active,
+        equipment=_equipment(request.equipment),
+    )
+    db.session.add(room)
+    _flush_or_duplicate_name()
+    db.session.refresh(room)
+    publish("room.created", room)
+    db.session.commit()
+    return room
+
+
+def get_room(room_id: int, *, for_update: bool = False, include_deleted: bool = False) -> Room:
+    room = db.session.get(Room, room_id, with_for_update=for_update)
+    if room is None or (room.deleted_at is not None and not include_deleted):
+        raise NotFound(f"Room {room_id} does not exist.")
+    return room
+
+
+def update_room(room_id: int, changes: RoomUpdate) -> Room:
+    sent = changes.model_fields_set
+    for name in sent:
+        if getattr(changes, name) is None:
+            raise ValidationFailed.single(name, "Must not be null.")
+    room = get_room(room_id, for_update=True)
+    changed = False
+    for name in sent - {"equipment"}:
+        if getattr(room, name) != getattr(changes, name):
+            setattr(room, name, getattr(changes, name))
+            changed = True
+    if "equipment" in sent and sorted(e.name for e in room.equipment) != changes.equipment:
+        room.equipment = _equipment(changes.equipment)
+        changed = True
+    if changed:
+        room.updated_at = utcnow()
+        _flush_or_duplicate_name()
+        db.session.refresh(room)
+        publish("room.updated", room)
+    db.session.commit()
+    return room
+
+
+def delete_room(room_id: int) -> None:
+    """Soft delete: the room is gone for every reader, its row stays for history, its name is free again."""
+    room = get_room(room_id, for_update=True)
+    room.deleted_at = utcnow()
+    room.updated_at = room.deleted_at
+    db.session.flush()
+    publish("room.deleted", room)
+    db.session.commit()
+
+
+def list_rooms(query: RoomListQuery) -> Select:
+    stmt = select(Room).where(Room.deleted_at.is_(None)).order_by(Room.id)
+    if query.min_capacity is not None:
+        stmt = stmt.where(Room.capacity >= query.min_capacity)
+    if query.is_active is not None:
+        stmt = stmt.where(Room.is_active == query.is_active)
+    if query.location:
+        stmt = stmt.where(func.lower(Room.location).like(like_substring(query.location)))
+    wanted = sorted(set(query.equipment))
+    if wanted:
+        having_all = (
+            select(room_equipment.c.room_id)
+            .join(Equipment, Equipment.id == room_equipment.c.equipment_id)
+            .where(Equipment.name.in_(wanted))
+            .group_by(room_equipment.c.room_id)
+            .having(func.count() == len(wanted))
+        )
+        stmt = stmt.where(Room.id.in_(having_all))
+    return stmt
+
+
+def room_counts() -> dict[str, int]:
+    """Rooms by state, for the rooms_total gauge."""
+    state = case((Room.deleted_at.is_not(None), "deleted"), (Room.is_active.is_(True), "active"), else_="inactive")
+    counts = {"active": 0, "inactive": 0, "deleted": 0}
+    for name, count in db.session.execute(select(state, func.count()).group_by(state)).all():
+        counts[name] = count
+    return counts

@@ -1,0 +1,3 @@
+from servicekit.migration_env import run_migrations
+
+run_migrations()
