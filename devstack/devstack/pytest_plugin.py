@@ -104,7 +104,9 @@ class People:
 
     def user(self) -> tuple[dict, dict]:
         email = f"person-{uuid.uuid4().hex[:10]}@example.com"
-        response = requests.post(f"{self.url}/api/auth/register", json={"email": email, "password": "long enough", "full_name": "Person"}, timeout=10)
+        response = requests.post(
+            f"{self.url}/api/auth/register", json={"email": email, "password": "long enough", "full_name": "Person"}, timeout=10
+        )
         assert response.status_code == 201, response.text
         return response.json(), self.login(email, "long enough")
 

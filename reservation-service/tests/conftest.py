@@ -4,9 +4,11 @@ real HTTP on a fresh database, its consumers and mail sender running, users and 
 from __future__ import annotations
 
 import json
+import os
 import threading
 import uuid
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from socketserver import ThreadingMixIn
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
@@ -16,6 +18,7 @@ from sqlalchemy import text
 
 from app import create_app
 from config import ReservationServiceConfig
+from devstack.components import SERVICES, Service
 from devstack.processes import free_port
 from servicekit.db import db
 from servicekit.events import make_envelope
@@ -140,3 +143,31 @@ def slot(hours_ahead: float, minutes: int = 60) -> tuple[str, str]:
 def booking(room_id: int, hours_ahead: float = 0, minutes: int = 60, **extra) -> dict:
     start, end = slot(hours_ahead, minutes)
     return {"room_id": room_id, "title": "Planning", "start_time": start, "end_time": end, **extra}
+
+
+@pytest.fixture(scope="session")
+def room_service(infrastructure, fresh_database, user_service, tmp_path_factory):
+    """The real room-service, publishing to a broker nobody reads: reservation-service can learn its rooms only over REST."""
+    spec = next(s for s in SERVICES if s.name == "room-service")
+    port = free_port()
+    env = dict(os.environ)
+    env.update(
+        DATABASE_URL=fresh_database("peer_rooms"),
+        KAFKA_BOOTSTRAP_SERVERS=f"127.0.0.1:{free_port()}",
+        PORT=str(port),
+        JWKS_URL=f"{user_service}/api/auth/jwks",
+        LOG_LEVEL="WARNING",
+    )
+    service = Service(spec, port, env, Path(tmp_path_factory.mktemp("room-peer-logs")))
+    service.migrate()
+    service.start()
+    yield f"http://127.0.0.1:{port}"
+    service.stop()
+
+
+@pytest.fixture(scope="session")
+def rest_client(config, room_service):
+    """reservation-service (same database, no consumers) whose room look-ups go to the real room-service."""
+    from dataclasses import replace
+
+    return create_app(replace(config, room_service_url=room_service)).test_client()

@@ -18,9 +18,13 @@ def create_app(config: RoomServiceConfig | None = None) -> Flask:
     config = config or RoomServiceConfig.from_env()
     spec = build_spec("room-service", "Meeting rooms and their equipment.", SCHEMAS)
     app = create_service_app(__name__, config, openapi=spec)
-    verifier = TokenVerifier(JwksKeySource(config.jwks_url), issuer=config.jwt_issuer, audience=config.jwt_audience, algorithms=config.jwt_algorithms)
+    verifier = TokenVerifier(
+        JwksKeySource(config.jwks_url), issuer=config.jwt_issuer, audience=config.jwt_audience, algorithms=config.jwt_algorithms
+    )
     init_auth(app, verifier)
-    app.extensions["room-service.rooms_gauge"] = metrics_of(app).gauge("rooms_total", "Rooms by state (refreshed on every change)", ("state",))
+    app.extensions["room-service.rooms_gauge"] = metrics_of(app).gauge(
+        "rooms_total", "Rooms by state (refreshed on every change)", ("state",)
+    )
     app.register_blueprint(routes.rooms)
     app.register_blueprint(routes.internal)
     app.extensions["servicekit.background"].add_consumer(kafka_consumer.make_consumer)

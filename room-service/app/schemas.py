@@ -49,8 +49,12 @@ class RoomUpdate(Strict):
 
 class RoomListQuery(PageQuery):
     min_capacity: Capacity | None = None
-    equipment: list[EquipmentName] = Field(default_factory=list, max_length=20, description="repeatable; every one must be present")
-    location: Annotated[str, StringConstraints(strip_whitespace=True, max_length=200)] | None = Field(None, description="case-insensitive substring")
+    equipment: list[EquipmentName] = Field(
+        default_factory=list, max_length=20, description="repeatable; every one must be present"
+    )
+    location: Annotated[str, StringConstraints(strip_whitespace=True, max_length=200)] | None = Field(
+        None, description="case-insensitive substring"
+    )
     is_active: bool | None = None
 
 

@@ -67,7 +67,13 @@ def user(people) -> dict:
 
 
 def room_body(**overrides) -> dict:
-    body = {"name": f"Room {uuid.uuid4().hex[:8]}", "capacity": 8, "location": "Floor 3, East", "equipment": ["Projector", "whiteboard"], "description": "Bright"}
+    body = {
+        "name": f"Room {uuid.uuid4().hex[:8]}",
+        "capacity": 8,
+        "location": "Floor 3, East",
+        "equipment": ["Projector", "whiteboard"],
+        "description": "Bright",
+    }
     body.update(overrides)
     return body
 

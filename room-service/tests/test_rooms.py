@@ -9,10 +9,22 @@ PROBLEM = "application/problem+json"
 
 
 def test_an_admin_creates_a_room_with_normalised_equipment(client, admin):
-    response = client.post("/api/rooms", json=room_body(name="Lovelace", equipment=["Projector", " projector ", "Whiteboard"]), headers=admin)
+    response = client.post(
+        "/api/rooms", json=room_body(name="Lovelace", equipment=["Projector", " projector ", "Whiteboard"]), headers=admin
+    )
     assert response.status_code == 201
     room = response.get_json()
-    assert set(room) == {"id", "name", "capacity", "location", "equipment", "description", "is_active", "created_at", "updated_at"}
+    assert set(room) == {
+        "id",
+        "name",
+        "capacity",
+        "location",
+        "equipment",
+        "description",
+        "is_active",
+        "created_at",
+        "updated_at",
+    }
     assert room["name"] == "Lovelace" and room["capacity"] == 8 and room["is_active"] is True
     assert room["equipment"] == ["projector", "whiteboard"]
     assert room["created_at"].endswith("+00:00")
@@ -30,7 +42,17 @@ def test_any_user_reads_rooms_but_only_admins_write(client, user, make_room):
     assert client.get(f"/api/rooms/{room['id']}", headers=user).get_json() == room
 
 
-@pytest.mark.parametrize(("method", "path"), [("get", "/api/rooms"), ("get", "/api/rooms/1"), ("post", "/api/rooms"), ("put", "/api/rooms/1"), ("delete", "/api/rooms/1"), ("get", "/internal/rooms/1")])
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("get", "/api/rooms"),
+        ("get", "/api/rooms/1"),
+        ("post", "/api/rooms"),
+        ("put", "/api/rooms/1"),
+        ("delete", "/api/rooms/1"),
+        ("get", "/internal/rooms/1"),
+    ],
+)
 def test_no_token_is_401(client, method, path):
     response = getattr(client, method)(path, json={})
     assert response.status_code == 401 and response.content_type == PROBLEM
@@ -42,7 +64,9 @@ def test_a_deactivated_users_token_is_refused_within_seconds(client, people):
     account, headers = people.user()
     assert client.get("/api/rooms", headers=headers).status_code == 200
     people.deactivate(account["id"])
-    wait_until(lambda: client.get("/api/rooms", headers=headers).status_code == 401, message="the deactivation to reach room-service")
+    wait_until(
+        lambda: client.get("/api/rooms", headers=headers).status_code == 401, message="the deactivation to reach room-service"
+    )
 
 
 def test_names_are_unique_case_insensitively(client, admin, make_room):
@@ -69,7 +93,20 @@ def test_names_are_unique_case_insensitively(client, admin, make_room):
         ({**room_body(), "created_at": "2020-01-01T00:00:00Z"}, "created_at"),
         ({"capacity": 3}, "name"),
     ],
-    ids=["string-capacity", "zero-capacity", "huge-capacity", "float-capacity", "equipment-not-a-list", "empty-equipment-name", "long-name", "blank-name", "string-bool", "id-not-writable", "timestamps-not-writable", "missing-name"],
+    ids=[
+        "string-capacity",
+        "zero-capacity",
+        "huge-capacity",
+        "float-capacity",
+        "equipment-not-a-list",
+        "empty-equipment-name",
+        "long-name",
+        "blank-name",
+        "string-bool",
+        "id-not-writable",
+        "timestamps-not-writable",
+        "missing-name",
+    ],
 )
 def test_invalid_rooms_are_422_naming_the_field(client, admin, body, field):
     response = client.post("/api/rooms", json=body, headers=admin)
@@ -120,7 +157,9 @@ def test_pages(client, user, make_room):
     assert [r["id"] for r in page["items"]] == made[2:]
 
 
-@pytest.mark.parametrize("query", ["per_page=101", "page=0", "min_capacity=abc", "min_capacity=0", "is_active=maybe", "colour=blue"])
+@pytest.mark.parametrize(
+    "query", ["per_page=101", "page=0", "min_capacity=abc", "min_capacity=0", "is_active=maybe", "colour=blue"]
+)
 def test_bad_list_parameters_are_422(client, user, query):
     assert client.get(f"/api/rooms?{query}", headers=user).status_code == 422
 

@@ -55,6 +55,11 @@ class Gateway:
             time.sleep(float(response.headers.get("Retry-After", "1")))
         return response
 
+    def login(self, email: str, password: str) -> dict:
+        tokens = self.request("POST", "/api/auth/login", json={"email": email, "password": password})
+        assert tokens.status_code == 200, tokens.text
+        return {"Authorization": f"Bearer {tokens.json()['access_token']}"}
+
     def register_and_login(self) -> tuple[dict, dict]:
         email = f"e2e-{uuid.uuid4().hex[:10]}@example.com"
         user = self.request("POST", "/api/auth/register", json={"email": email, "password": "long enough", "full_name": "E2E"})

@@ -45,7 +45,9 @@ def upgrade():
         sa.Column("room_id", sa.BigInteger(), nullable=False),
         sa.Column("equipment_id", sa.BigInteger(), nullable=False),
         sa.ForeignKeyConstraint(["room_id"], ["rooms.id"], name="fk_room_equipment_room_id_rooms", ondelete="CASCADE"),
-        sa.ForeignKeyConstraint(["equipment_id"], ["equipment.id"], name="fk_room_equipment_equipment_id_equipment", ondelete="CASCADE"),
+        sa.ForeignKeyConstraint(
+            ["equipment_id"], ["equipment.id"], name="fk_room_equipment_equipment_id_equipment", ondelete="CASCADE"
+        ),
         sa.PrimaryKeyConstraint("room_id", "equipment_id", name="pk_room_equipment"),
     )
     op.create_index("ix_room_equipment_equipment_id", "room_equipment", ["equipment_id"])

@@ -1,0 +1,47 @@
+"""Validation across services over REST: rooms unknown to the read model are asked of the real room-service."""
+
+from __future__ import annotations
+
+import requests
+from conftest import booking
+from sqlalchemy import select
+
+from app.models import RoomReplica
+from servicekit.db import db
+
+
+def _room(room_service: str, admin: dict, **fields) -> dict:
+    body = {"name": f"REST room {fields.pop('tag', '')}{id(fields)}", "capacity": 3, **fields}
+    response = requests.post(f"{room_service}/api/rooms", json=body, headers=admin, timeout=10)
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+def test_a_room_only_room_service_knows_is_checked_over_rest_and_remembered(app, rest_client, room_service, people):
+    _, admin = people.admin()
+    _, headers = people.user()
+    room = _room(room_service, admin, tag="a")
+    with app.app_context():
+        assert db.session.get(RoomReplica, room["id"]) is None
+    response = rest_client.post("/api/reservations", json=booking(room["id"]), headers=headers)
+    assert response.status_code == 201, response.get_json()
+    with app.app_context():
+        replica = db.session.execute(select(RoomReplica).where(RoomReplica.room_id == room["id"])).scalar_one()
+        assert replica.capacity == 3 and replica.name == room["name"]
+
+
+def test_rooms_room_service_reports_deleted_inactive_missing_or_too_small_are_422(rest_client, room_service, people):
+    _, admin = people.admin()
+    _, headers = people.user()
+    gone = _room(room_service, admin, tag="b")
+    requests.delete(f"{room_service}/api/rooms/{gone['id']}", headers=admin, timeout=10)
+    closed = _room(room_service, admin, tag="c", is_active=False)
+    small = _room(room_service, admin, tag="d", capacity=1)
+    for room_id in (gone["id"], closed["id"], 987654320):
+        response = rest_client.post("/api/reservations", json=booking(room_id), headers=headers)
+        assert response.status_code == 422, (room_id, response.get_json())
+        assert response.get_json()["errors"][0]["field"] == "room_id"
+    crowded = rest_client.post(
+        "/api/reservations", json=booking(small["id"], attendees=["a@example.com", "b@example.com"]), headers=headers
+    )
+    assert crowded.status_code == 422 and crowded.get_json()["errors"][0]["field"] == "attendees"
