@@ -6,6 +6,7 @@ from flask import Blueprint, current_app, jsonify, request
 
 from servicekit.auth import bearer_token, current_principal, require_auth
 from servicekit.db import db
+from servicekit.metrics import metrics_of
 from servicekit.pagination import paginate
 from servicekit.problems import Problem
 from servicekit.validation import json_object_body, parse_body, parse_query
@@ -18,6 +19,19 @@ reservations = Blueprint("reservations", __name__, url_prefix="/api/reservations
 
 def _settings() -> services.BookingSettings:
     return current_app.extensions["reservation-service.booking"]
+
+
+def _count(name: str, documentation: str) -> None:
+    metrics_of(current_app).counter(name, documentation).inc()
+
+
+def _counting_conflicts(operation):
+    """Run `operation`, counting booking clashes (for the bookings-and-conflicts dashboard)."""
+    try:
+        return operation()
+    except services.BookingConflict:
+        _count("reservation_conflicts_total", "Bookings refused because the room was taken")
+        raise
 
 
 def _created(body: dict, status: int = 201, replayed: bool = False):
@@ -73,7 +87,8 @@ def create():
     principal = current_principal()
     key = request.headers.get("Idempotency-Key")
     if key is None:
-        reservation = services.create_reservation(principal, parse_body(ReservationCreate), bearer_token(), _settings())
+        reservation = _counting_conflicts(lambda: services.create_reservation(principal, parse_body(ReservationCreate), bearer_token(), _settings()))
+        _count("reservations_created_total", "Reservations booked")
         return _created(reservation.to_dict())
     key = idempotency.validate_key(key)
     digest = idempotency.request_hash(json_object_body())
@@ -81,12 +96,14 @@ def create():
     if replay is not None:
         return _created(replay.body, replay.status, replayed=True)
     try:
-        reservation = services.create_reservation(
-            principal,
-            parse_body(ReservationCreate),
-            bearer_token(),
-            _settings(),
-            on_created=lambda r: idempotency.record(principal.user_id, key, 201, r.to_dict()),
+        reservation = _counting_conflicts(
+            lambda: services.create_reservation(
+                principal,
+                parse_body(ReservationCreate),
+                bearer_token(),
+                _settings(),
+                on_created=lambda r: idempotency.record(principal.user_id, key, 201, r.to_dict()),
+            )
         )
     except Problem as problem:
         # A client error is the answer to this key; a server-side failure lets a retry run again.
@@ -98,6 +115,7 @@ def create():
     except Exception:
         idempotency.release(principal.user_id, key)
         raise
+    _count("reservations_created_total", "Reservations booked")
     return _created(reservation.to_dict())
 
 
@@ -183,7 +201,7 @@ def update(reservation_id: int):
       503: {$ref: '#/components/responses/ServiceUnavailable'}
     """
     changes = parse_body(ReservationUpdate)
-    reservation = services.update_reservation(reservation_id, current_principal(), changes, bearer_token(), _settings())
+    reservation = _counting_conflicts(lambda: services.update_reservation(reservation_id, current_principal(), changes, bearer_token(), _settings()))
     return jsonify(reservation.to_dict())
 
 

@@ -230,3 +230,20 @@ def test_no_token_is_401(client):
     assert client.get("/api/reservations").status_code == 401
     assert client.post("/api/reservations", json={}).status_code == 401
     assert client.get("/api/reservations/room/1").status_code == 401
+
+
+def test_bookings_and_conflicts_are_counted_for_operators(client, people, rooms):
+    _, headers = people.user()
+    room = rooms.create()
+
+    def value(name: str) -> float:
+        for line in client.get("/metrics").get_data(as_text=True).splitlines():
+            if line.startswith(name + " "):
+                return float(line.split()[1])
+        return 0.0
+
+    created, conflicts = value("reservations_created_total"), value("reservation_conflicts_total")
+    client.post("/api/reservations", json=booking(room["id"]), headers=headers)
+    client.post("/api/reservations", json=booking(room["id"]), headers=headers)
+    assert value("reservations_created_total") == created + 1
+    assert value("reservation_conflicts_total") == conflicts + 1
