@@ -14,7 +14,6 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 import pytest
 from flask_migrate import upgrade
-from sqlalchemy import text
 
 from app import create_app
 from config import ReservationServiceConfig
@@ -22,6 +21,7 @@ from devstack.components import SERVICES, Service
 from devstack.processes import free_port
 from servicekit.db import db
 from servicekit.events import make_envelope
+from servicekit.testing import truncate_tables
 
 pytest_plugins = ["devstack.pytest_plugin", "servicekit.testing"]
 
@@ -79,10 +79,7 @@ def base_url(app):
 @pytest.fixture(autouse=True)
 def _clean_tables(app):
     yield
-    with app.app_context():
-        db.session.remove()
-        db.session.execute(text(f"TRUNCATE {TABLES}"))
-        db.session.commit()
+    truncate_tables(app, TABLES)
 
 
 @pytest.fixture

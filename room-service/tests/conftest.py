@@ -7,11 +7,10 @@ import uuid
 
 import pytest
 from flask_migrate import upgrade
-from sqlalchemy import text
 
 from app import create_app
 from config import RoomServiceConfig
-from servicekit.db import db
+from servicekit.testing import truncate_tables
 
 pytest_plugins = ["devstack.pytest_plugin", "servicekit.testing"]
 
@@ -45,10 +44,7 @@ def app(config):
 @pytest.fixture(autouse=True)
 def _clean_tables(app):
     yield
-    with app.app_context():
-        db.session.remove()
-        db.session.execute(text(f"TRUNCATE {TABLES}"))
-        db.session.commit()
+    truncate_tables(app, TABLES)
 
 
 @pytest.fixture

@@ -60,6 +60,18 @@ class TopicReader:
         assert producer.flush(10) == 0, "the test producer could not deliver"
 
 
+def truncate_tables(app, tables: str) -> None:
+    """Empty the service's tables between tests (the schema stays; sequences go on)."""
+    from sqlalchemy import text
+
+    from .db import db
+
+    with app.app_context():
+        db.session.remove()
+        db.session.execute(text(f"TRUNCATE {tables} CASCADE"))
+        db.session.commit()
+
+
 @pytest.fixture(scope="session")
 def topics(infrastructure) -> TopicReader:
     return TopicReader(infrastructure.bootstrap)

@@ -6,11 +6,10 @@ import uuid
 
 import pytest
 from flask_migrate import upgrade
-from sqlalchemy import text
 
 from app import create_app, services
 from config import UserServiceConfig
-from servicekit.db import db
+from servicekit.testing import truncate_tables
 
 pytest_plugins = ["devstack.pytest_plugin", "servicekit.testing"]
 
@@ -42,10 +41,7 @@ def app(config):
 @pytest.fixture(autouse=True)
 def _clean_tables(app):
     yield
-    with app.app_context():
-        db.session.remove()
-        db.session.execute(text(f"TRUNCATE {TABLES} CASCADE"))
-        db.session.commit()
+    truncate_tables(app, TABLES)
 
 
 @pytest.fixture
