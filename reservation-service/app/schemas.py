@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Literal
 
 from pydantic import AfterValidator, AwareDatetime, BaseModel, BeforeValidator, ConfigDict, EmailStr, Field, StringConstraints
@@ -22,12 +22,23 @@ Attendees = Annotated[list[Attendee], Field(max_length=500), AfterValidator(_ded
 RoomId = Annotated[int, Field(ge=1, le=2**62)]
 
 
+def _to_utc(value: datetime) -> datetime:
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("Out of range.") from None
+
+
+# RFC 3339 with an offset (naive times are refused), held in UTC from here on.
+UtcTime = Annotated[AwareDatetime, AfterValidator(_to_utc)]
+
+
 def _plus_from_query(value):
     # In a query string an unencoded "+" arrives as a space: 09:00:00 01:00 means 09:00:00+01:00.
     return value.replace(" ", "+") if isinstance(value, str) else value
 
 
-QueryTime = Annotated[AwareDatetime, BeforeValidator(_plus_from_query)]
+QueryTime = Annotated[UtcTime, BeforeValidator(_plus_from_query)]
 
 
 class Strict(BaseModel):
@@ -37,8 +48,8 @@ class Strict(BaseModel):
 class ReservationCreate(Strict):
     room_id: RoomId
     title: Title
-    start_time: AwareDatetime = Field(description="RFC 3339 with an offset")
-    end_time: AwareDatetime = Field(description="RFC 3339 with an offset; after start_time")
+    start_time: UtcTime = Field(description="RFC 3339 with an offset")
+    end_time: UtcTime = Field(description="RFC 3339 with an offset; after start_time")
     description: Description | None = None
     attendees: Attendees = Field(default_factory=list, description="e-mail addresses; at most the room's capacity")
 
@@ -48,8 +59,8 @@ class ReservationUpdate(Strict):
 
     room_id: RoomId | None = None
     title: Title | None = None
-    start_time: AwareDatetime | None = None
-    end_time: AwareDatetime | None = None
+    start_time: UtcTime | None = None
+    end_time: UtcTime | None = None
     description: Description | None = None
     attendees: Attendees | None = None
 

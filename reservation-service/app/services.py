@@ -249,7 +249,10 @@ def room_schedule(
     room_id: int, start: datetime | None, end: datetime | None, bearer: str, settings: BookingSettings
 ) -> list[Reservation]:
     start = as_utc(start) if start else utcnow()
-    end = as_utc(end) if end else start + timedelta(days=7)
+    try:
+        end = as_utc(end) if end else start + timedelta(days=7)
+    except OverflowError:
+        raise ValidationFailed.single("from", "Out of range.") from None
     if end <= start:
         raise ValidationFailed.single("to", "Must be after from.")
     if end - start > timedelta(days=MAX_SCHEDULE_DAYS):

@@ -247,3 +247,18 @@ def test_bookings_and_conflicts_are_counted_for_operators(client, people, rooms)
     client.post("/api/reservations", json=booking(room["id"]), headers=headers)
     assert value("reservations_created_total") == created + 1
     assert value("reservation_conflicts_total") == conflicts + 1
+
+
+def test_times_at_the_edge_of_the_calendar_are_422_not_500(client, people, rooms):
+    _, headers = people.user()
+    room = rooms.create()
+    body = {
+        "room_id": room["id"],
+        "title": "T",
+        "start_time": "9999-12-31T23:00:00-01:00",
+        "end_time": "9999-12-31T23:30:00-01:00",
+    }
+    response = client.post("/api/reservations", json=body, headers=headers)
+    assert response.status_code == 422
+    assert client.get("/api/reservations?from=0001-01-01T00:00:00%2B01:00", headers=headers).status_code == 422
+    assert client.get(f"/api/reservations/room/{room['id']}?from=9999-12-30T00:00:00Z", headers=headers).status_code == 422
