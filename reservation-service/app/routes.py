@@ -87,7 +87,9 @@ def create():
     principal = current_principal()
     key = request.headers.get("Idempotency-Key")
     if key is None:
-        reservation = _counting_conflicts(lambda: services.create_reservation(principal, parse_body(ReservationCreate), bearer_token(), _settings()))
+        reservation = _counting_conflicts(
+            lambda: services.create_reservation(principal, parse_body(ReservationCreate), bearer_token(), _settings())
+        )
         _count("reservations_created_total", "Reservations booked")
         return _created(reservation.to_dict())
     key = idempotency.validate_key(key)
@@ -201,7 +203,9 @@ def update(reservation_id: int):
       503: {$ref: '#/components/responses/ServiceUnavailable'}
     """
     changes = parse_body(ReservationUpdate)
-    reservation = _counting_conflicts(lambda: services.update_reservation(reservation_id, current_principal(), changes, bearer_token(), _settings()))
+    reservation = _counting_conflicts(
+        lambda: services.update_reservation(reservation_id, current_principal(), changes, bearer_token(), _settings())
+    )
     return jsonify(reservation.to_dict())
 
 
