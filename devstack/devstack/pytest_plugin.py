@@ -69,25 +69,29 @@ def fresh_database(infrastructure):
         drop_database(infrastructure.postgres_admin_url, name)
 
 
+def start_service(name: str, log_dir: Path, **env: str) -> tuple[str, Service]:
+    """Run one of our services for real (migrated, under gunicorn) on a free port; returns (base URL, handle)."""
+    spec = next(s for s in SERVICES if s.name == name)
+    port = free_port()
+    service = Service(spec, port, {**os.environ, "PORT": str(port), "LOG_LEVEL": "WARNING", **env}, log_dir)
+    service.migrate()
+    service.start()
+    return f"http://127.0.0.1:{port}", service
+
+
 @pytest.fixture(scope="session")
 def user_service(infrastructure, fresh_database, signing_key_file, tmp_path_factory):
-    """The real user-service under gunicorn, as `make dev` runs it, for suites that need tokens and a JWKS."""
-    spec = next(s for s in SERVICES if s.name == "user-service")
-    port = free_port()
-    env = dict(os.environ)
-    env.update(
+    """The real user-service, as `make dev` runs it, for suites that need tokens and a JWKS."""
+    url, service = start_service(
+        "user-service",
+        Path(tmp_path_factory.mktemp("peer-logs")),
         DATABASE_URL=fresh_database("peer_users"),
         KAFKA_BOOTSTRAP_SERVERS=infrastructure.bootstrap,
-        PORT=str(port),
         JWT_PRIVATE_KEY_FILE=str(signing_key_file),
         ADMIN_EMAIL=ADMIN[0],
         ADMIN_PASSWORD=ADMIN[1],
-        LOG_LEVEL="WARNING",
     )
-    service = Service(spec, port, env, Path(tmp_path_factory.mktemp("peer-logs")))
-    service.migrate()
-    service.start()
-    yield f"http://127.0.0.1:{port}"
+    yield url
     service.stop()
 
 

@@ -4,7 +4,6 @@ real HTTP on a fresh database, its consumers and mail sender running, users and 
 from __future__ import annotations
 
 import json
-import os
 import threading
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -13,19 +12,16 @@ from socketserver import ThreadingMixIn
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 import pytest
-from flask_migrate import upgrade
 
 from app import create_app
 from config import ReservationServiceConfig
-from devstack.components import SERVICES, Service
 from devstack.processes import free_port
 from servicekit.db import db
 from servicekit.events import make_envelope
-from servicekit.testing import truncate_tables
 
 pytest_plugins = ["devstack.pytest_plugin", "servicekit.testing"]
 
-TABLES = "reservations, idempotency_keys, outgoing_emails, notified_reservations"
+TABLES = "reservations, idempotency_keys, notified_reservations, outgoing_emails"  # the mail consumer's lock order
 
 
 @pytest.fixture(scope="session")
@@ -47,14 +43,9 @@ def config(infrastructure, fresh_database, user_service):
 
 @pytest.fixture(scope="session")
 def app(config):
-    app = create_app(config)
-    app.config["TESTING"] = True
-    with app.app_context():
-        upgrade()
-    background = app.extensions["servicekit.background"]
-    background.start()
-    yield app
-    background.stop()
+    from servicekit.testing import running_app  # the plugin module, imported once pytest has loaded it
+
+    yield from running_app(create_app, config)
 
 
 class _ThreadingServer(ThreadingMixIn, WSGIServer):
@@ -79,6 +70,8 @@ def base_url(app):
 @pytest.fixture(autouse=True)
 def _clean_tables(app):
     yield
+    from servicekit.testing import truncate_tables
+
     truncate_tables(app, TABLES)
 
 
@@ -143,22 +136,18 @@ def booking(room_id: int, hours_ahead: float = 0, minutes: int = 60, **extra) ->
 
 
 @pytest.fixture(scope="session")
-def room_service(infrastructure, fresh_database, user_service, tmp_path_factory):
+def room_service(fresh_database, user_service, tmp_path_factory):
     """The real room-service, publishing to a broker nobody reads: reservation-service can learn its rooms only over REST."""
-    spec = next(s for s in SERVICES if s.name == "room-service")
-    port = free_port()
-    env = dict(os.environ)
-    env.update(
+    from devstack.pytest_plugin import start_service  # the plugin module, imported once pytest has loaded it
+
+    url, service = start_service(
+        "room-service",
+        Path(tmp_path_factory.mktemp("room-peer-logs")),
         DATABASE_URL=fresh_database("peer_rooms"),
         KAFKA_BOOTSTRAP_SERVERS=f"127.0.0.1:{free_port()}",
-        PORT=str(port),
         JWKS_URL=f"{user_service}/api/auth/jwks",
-        LOG_LEVEL="WARNING",
     )
-    service = Service(spec, port, env, Path(tmp_path_factory.mktemp("room-peer-logs")))
-    service.migrate()
-    service.start()
-    yield f"http://127.0.0.1:{port}"
+    yield url
     service.stop()
 
 

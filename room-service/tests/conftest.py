@@ -6,11 +6,9 @@ from __future__ import annotations
 import uuid
 
 import pytest
-from flask_migrate import upgrade
 
 from app import create_app
 from config import RoomServiceConfig
-from servicekit.testing import truncate_tables
 
 pytest_plugins = ["devstack.pytest_plugin", "servicekit.testing"]
 
@@ -31,19 +29,16 @@ def config(infrastructure, fresh_database, user_service):
 
 @pytest.fixture(scope="session")
 def app(config):
-    app = create_app(config)
-    app.config["TESTING"] = True
-    with app.app_context():
-        upgrade()
-    background = app.extensions["servicekit.background"]
-    background.start()
-    yield app
-    background.stop()
+    from servicekit.testing import running_app  # the plugin module, imported once pytest has loaded it
+
+    yield from running_app(create_app, config)
 
 
 @pytest.fixture(autouse=True)
 def _clean_tables(app):
     yield
+    from servicekit.testing import truncate_tables
+
     truncate_tables(app, TABLES)
 
 

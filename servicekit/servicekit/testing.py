@@ -60,16 +60,46 @@ class TopicReader:
         assert producer.flush(10) == 0, "the test producer could not deliver"
 
 
+def running_app(create_app, config, *, background: bool = True):
+    """Generator for a session fixture: the app on its migrated database, its relay and consumers running."""
+    from flask_migrate import upgrade
+
+    app = create_app(config)
+    app.config["TESTING"] = True
+    with app.app_context():
+        upgrade()
+    workers = app.extensions["servicekit.background"]
+    if background:
+        workers.start()
+    try:
+        yield app
+    finally:
+        if background:
+            workers.stop()
+
+
 def truncate_tables(app, tables: str) -> None:
-    """Empty the service's tables between tests (the schema stays; sequences go on)."""
+    """Empty the service's tables between tests (the schema stays; sequences go on).
+
+    The service's consumers keep running meanwhile, so a deadlock with one of their
+    transactions is possible: PostgreSQL breaks it and we try again."""
     from sqlalchemy import text
+    from sqlalchemy.exc import OperationalError
 
     from .db import db
 
     with app.app_context():
-        db.session.remove()
-        db.session.execute(text(f"TRUNCATE {tables} CASCADE"))
-        db.session.commit()
+        for attempt in range(5):
+            db.session.remove()
+            try:
+                db.session.execute(text(f"TRUNCATE {tables} CASCADE"))
+                db.session.commit()
+                return
+            except OperationalError:
+                db.session.rollback()
+                if attempt == 4:
+                    raise
+                time.sleep(0.2)
 
 
 @pytest.fixture(scope="session")

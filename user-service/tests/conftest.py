@@ -5,11 +5,9 @@ from __future__ import annotations
 import uuid
 
 import pytest
-from flask_migrate import upgrade
 
 from app import create_app, services
 from config import UserServiceConfig
-from servicekit.testing import truncate_tables
 
 pytest_plugins = ["devstack.pytest_plugin", "servicekit.testing"]
 
@@ -31,16 +29,16 @@ def config(fresh_database, infrastructure, signing_key_file):
 
 @pytest.fixture(scope="session")
 def app(config):
-    app = create_app(config)
-    app.config["TESTING"] = True
-    with app.app_context():
-        upgrade()
-    return app
+    from servicekit.testing import running_app  # the plugin module, imported once pytest has loaded it
+
+    yield from running_app(create_app, config, background=False)
 
 
 @pytest.fixture(autouse=True)
 def _clean_tables(app):
     yield
+    from servicekit.testing import truncate_tables
+
     truncate_tables(app, TABLES)
 
 
