@@ -8,7 +8,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 SERVICE_REQUIREMENTS := $(wildcard */requirements.txt)
 DEPLOY_REQUIREMENTS  := $(wildcard requirements-deploy.txt)
-PY_SOURCES := servicekit devstack user-service room-service reservation-service tests bench
+PY_SOURCES := servicekit devstack user-service room-service reservation-service tests bench k8s
 
 .PHONY: dev test bench lint fmt clean-state install help
 
