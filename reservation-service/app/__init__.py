@@ -36,6 +36,7 @@ def create_app(config: ReservationServiceConfig | None = None) -> Flask:
     )
     app.extensions["reservation-service.idempotency_ttl"] = timedelta(hours=config.idempotency_hours)
     app.register_blueprint(routes.reservations)
+    routes.register_booking_metrics(app)
     background = app.extensions["servicekit.background"]
     background.add_consumer(kafka_consumer.make_consumer)
     background.add_consumer(kafka_consumer.make_mail_consumer)

@@ -21,8 +21,20 @@ def _settings() -> services.BookingSettings:
     return current_app.extensions["reservation-service.booking"]
 
 
-def _count(name: str, documentation: str) -> None:
-    metrics_of(current_app).counter(name, documentation).inc()
+BOOKING_COUNTERS = {
+    "reservations_created_total": "Reservations booked",
+    "reservation_conflicts_total": "Bookings refused because the room was taken",
+}
+
+
+def register_booking_metrics(app) -> None:
+    """Create the booking counters at start-up, so they are exported (at 0) before the first booking."""
+    for name, documentation in BOOKING_COUNTERS.items():
+        metrics_of(app).counter(name, documentation)
+
+
+def _count(name: str) -> None:
+    metrics_of(current_app).counter(name, BOOKING_COUNTERS[name]).inc()
 
 
 def _counting_conflicts(operation):
@@ -30,7 +42,7 @@ def _counting_conflicts(operation):
     try:
         return operation()
     except services.BookingConflict:
-        _count("reservation_conflicts_total", "Bookings refused because the room was taken")
+        _count("reservation_conflicts_total")
         raise
 
 
@@ -90,7 +102,7 @@ def create():
         reservation = _counting_conflicts(
             lambda: services.create_reservation(principal, parse_body(ReservationCreate), bearer_token(), _settings())
         )
-        _count("reservations_created_total", "Reservations booked")
+        _count("reservations_created_total")
         return _created(reservation.to_dict())
     key = idempotency.validate_key(key)
     digest = idempotency.request_hash(json_object_body())
@@ -117,7 +129,7 @@ def create():
     except Exception:
         idempotency.release(principal.user_id, key)
         raise
-    _count("reservations_created_total", "Reservations booked")
+    _count("reservations_created_total")
     return _created(reservation.to_dict())
 
 

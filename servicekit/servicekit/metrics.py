@@ -30,6 +30,13 @@ class ServiceMetrics:
         self.events_parked = Counter("events_parked_total", "Messages parked after failing", ["topic"], registry=self.registry)
         # Service-specific metrics, created once per app by whoever needs them first.
         self.extra: dict = {}
+        # Every known label value exported at 0 from the start, so alerts and dashboards see the series.
+        from .kafka import TOPICS
+
+        for topic in TOPICS:
+            self.outbox_published.labels(topic)
+            self.outbox_failures.labels(topic)
+            self.events_parked.labels(topic)
         self.consumer_lag = Gauge(
             "consumer_lag_messages", "Messages behind the partition end", ["topic", "partition"], registry=self.registry
         )

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -42,3 +44,49 @@ def load_yaml(path: Path):
 
 def load_yaml_documents(path: Path) -> list:
     return [doc for doc in yaml.safe_load_all(path.read_text()) if doc is not None]
+
+
+# PromQL helpers, shared with tests/e2e (which runs a real Prometheus against the live services).
+DASHBOARDS = sorted((REPO / "monitoring" / "grafana" / "dashboards").glob("*.json"))
+PROMQL_WORDS = {
+    "by",
+    "without",
+    "on",
+    "ignoring",
+    "group_left",
+    "group_right",
+    "and",
+    "or",
+    "unless",
+    "bool",
+    "offset",
+    "inf",
+    "nan",
+}
+
+
+def dashboard_queries(datasource_type: str = "prometheus"):
+    for path in DASHBOARDS:
+        for panel in json.loads(path.read_text())["panels"]:
+            for target in panel.get("targets", []):
+                if target["datasource"]["type"] == datasource_type:
+                    yield path.name, panel["title"], target["expr"]
+
+
+def _as_plain_promql(expr: str) -> str:
+    """Grafana's variables replaced by what they stand for, so promtool can parse the query."""
+    return expr.replace("$__rate_interval", "5m").replace("$service", "user-service|room-service|reservation-service")
+
+
+def metric_names(expr: str) -> set[str]:
+    """Metric names in a PromQL expression: identifiers that are not functions, keywords or label names."""
+    expr = re.sub(r'"(?:[^"\\]|\\.)*"', "", expr)
+    expr = re.sub(r"\{[^}]*\}", " ", expr)
+    expr = re.sub(r"\[[^\]]*\]", " ", expr)
+    expr = re.sub(r"\b(by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)", " ", expr)
+    names = set()
+    for match in re.finditer(r"[a-zA-Z_:][a-zA-Z0-9_:]*", expr):
+        following = expr[match.end() :].lstrip()
+        if not following.startswith("(") and match.group() not in PROMQL_WORDS:
+            names.add(match.group())
+    return names

@@ -9,11 +9,21 @@ from pathlib import Path
 
 import pytest
 import yaml
-from deploy_helpers import REPO, SERVICES, load_yaml, output_of, run, tool
+from deploy_helpers import (
+    DASHBOARDS,
+    REPO,
+    SERVICES,
+    _as_plain_promql,
+    dashboard_queries,
+    load_yaml,
+    metric_names,
+    output_of,
+    run,
+    tool,
+)
 
 MONITORING = REPO / "monitoring"
 PROMETHEUS = MONITORING / "prometheus"
-DASHBOARDS = sorted((MONITORING / "grafana" / "dashboards").glob("*.json"))
 
 # prometheus-flask-exporter's default metrics, and Prometheus' own.
 EXPORTER_METRICS = {
@@ -23,21 +33,6 @@ EXPORTER_METRICS = {
     "flask_http_request_total",
     "flask_http_request_exceptions_total",
     "up",
-}
-PROMQL_WORDS = {
-    "by",
-    "without",
-    "on",
-    "ignoring",
-    "group_left",
-    "group_right",
-    "and",
-    "or",
-    "unless",
-    "bool",
-    "offset",
-    "inf",
-    "nan",
 }
 
 
@@ -81,19 +76,6 @@ def test_alerts_cover_errors_latency_outbox_consumer_lag_and_service_down():
         assert rule["labels"]["severity"] in ("critical", "warning") and rule["annotations"]["summary"]
 
 
-def dashboard_queries(datasource_type: str = "prometheus"):
-    for path in DASHBOARDS:
-        for panel in json.loads(path.read_text())["panels"]:
-            for target in panel.get("targets", []):
-                if target["datasource"]["type"] == datasource_type:
-                    yield path.name, panel["title"], target["expr"]
-
-
-def _as_plain_promql(expr: str) -> str:
-    """Grafana's variables replaced by what they stand for, so promtool can parse the query."""
-    return expr.replace("$__rate_interval", "5m").replace("$service", "user-service|room-service|reservation-service")
-
-
 def test_every_dashboard_query_parses_as_promql(tmp_path):
     queries = list(dashboard_queries())
     assert queries
@@ -109,20 +91,6 @@ def test_every_dashboard_query_parses_as_promql(tmp_path):
     file.write_text(yaml.safe_dump(rules))
     result = run(tool("promtool"), "check", "rules", file)
     assert result.returncode == 0, output_of(result)
-
-
-def metric_names(expr: str) -> set[str]:
-    """Metric names in a PromQL expression: identifiers that are not functions, keywords or label names."""
-    expr = re.sub(r'"(?:[^"\\]|\\.)*"', "", expr)
-    expr = re.sub(r"\{[^}]*\}", " ", expr)
-    expr = re.sub(r"\[[^\]]*\]", " ", expr)
-    expr = re.sub(r"\b(by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)", " ", expr)
-    names = set()
-    for match in re.finditer(r"[a-zA-Z_:][a-zA-Z0-9_:]*", expr):
-        following = expr[match.end() :].lstrip()
-        if not following.startswith("(") and match.group() not in PROMQL_WORDS:
-            names.add(match.group())
-    return names
 
 
 def exported_metrics() -> set[str]:
