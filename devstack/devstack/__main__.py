@@ -123,7 +123,10 @@ def test(extra_args: list[str]) -> int:
             TEST_MAIL_DIR=str(state / "mail"),
             PYTHONDONTWRITEBYTECODE="1",
         )
+        wanted = {n for n in os.environ.get("SUITES", "").split(",") if n}
         for name, directory in SUITES:
+            if wanted and name not in wanted:
+                continue
             tests_dir = directory / "tests" if (directory / "tests").is_dir() else directory
             if not tests_dir.is_dir() or not any(tests_dir.rglob("test_*.py")):
                 continue
