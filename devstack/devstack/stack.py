@@ -11,6 +11,7 @@ from pathlib import Path
 
 from .components import (
     REPO,
+    SERVICES,
     Broker,
     Gateway,
     Postgres,
@@ -58,9 +59,7 @@ class Ports:
     broker: int = 9092
     smtp: int = 1025
     gateway: int = 8080
-    services: dict[str, int] = field(
-        default_factory=lambda: {"user-service": 5001, "room-service": 5002, "reservation-service": 5003}
-    )
+    services: dict[str, int] = field(default_factory=lambda: {spec.name: spec.port for spec in SERVICES})
 
     @classmethod
     def random(cls) -> Ports:
@@ -69,7 +68,7 @@ class Ports:
             free_port(),
             free_port(),
             free_port(),
-            {name: free_port() for name in ("user-service", "room-service", "reservation-service")},
+            {spec.name: free_port() for spec in SERVICES},
         )
 
 

@@ -41,7 +41,6 @@ class Room(db.Model):
     __table_args__ = (CheckConstraint("capacity >= 1", name="capacity_positive"),)
 
     # What a request may write (no mass assignment); everything else is the service's.
-    WRITABLE = frozenset({"name", "capacity", "location", "equipment", "description", "is_active"})
 
     def to_dict(self) -> dict:
         return {

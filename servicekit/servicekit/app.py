@@ -98,11 +98,6 @@ def _init_request_ids(app: Flask) -> None:
         request_id_var.set(None)
 
 
-def current_request_id() -> str | None:
-    """The request id to pass on to outgoing calls."""
-    return request_id_var.get()
-
-
 def _init_health(app: Flask) -> None:
     @app.get("/healthz")
     def healthz():

@@ -109,5 +109,5 @@ class BaseConfig:
 
     @classmethod
     def documented_variables(cls) -> list[Env]:
-        """Every environment variable the config reads (used by the README check)."""
+        """Every environment variable the config reads (tests/e2e/test_settings_documented.py checks the README lists them)."""
         return [f.metadata["env"] for f in fields(cls) if "env" in f.metadata]

@@ -82,8 +82,8 @@ def schemas_of(models: Iterable[type[BaseModel]], mode: str = "validation") -> d
     return {name: to_openapi30(schema) for name, schema in components.items()}
 
 
-def build_spec(title: str, description: str, models: Iterable[type[BaseModel]], extra_schemas: dict | None = None) -> dict:
-    schemas = {"Problem": PROBLEM_SCHEMA, **schemas_of(models), **(extra_schemas or {})}
+def build_spec(title: str, description: str, models: Iterable[type[BaseModel]]) -> dict:
+    schemas = {"Problem": PROBLEM_SCHEMA, **schemas_of(models)}
     return {
         "openapi": "3.0.3",
         "info": {"title": title, "version": "1.0.0", "description": description},

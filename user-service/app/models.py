@@ -24,8 +24,7 @@ class User(db.Model):
 
     __table_args__ = (CheckConstraint("role IN ('user', 'admin')", name="role_known"),)
 
-    # The only fields a request may write, and who may write them (no mass assignment).
-    SELF_WRITABLE = frozenset({"full_name", "password"})
+    # Which of the writable fields (the update schema's allow-list) only an admin may write.
     ADMIN_WRITABLE = frozenset({"role", "is_active"})
 
     def to_dict(self) -> dict:
