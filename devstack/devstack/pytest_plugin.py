@@ -17,7 +17,7 @@ import requests
 
 from .components import SERVICES, Service, drop_database, ensure_database
 from .processes import free_port
-from .stack import Ports, Stack
+from .stack import Ports, Stack, generate_signing_key
 
 ADMIN = ("admin@example.com", "admin password")
 
@@ -51,6 +51,13 @@ def infrastructure():
         yield Infrastructure(stack.postgres.url("postgres", "postgresql"), stack.bootstrap, stack.ports.smtp, state / "mail")
     finally:
         stack.stop()
+
+
+@pytest.fixture(scope="session")
+def signing_key_file(tmp_path_factory):
+    path = tmp_path_factory.mktemp("keys") / "signing.pem"
+    generate_signing_key(path)
+    return path
 
 
 @pytest.fixture(scope="session")

@@ -1,4 +1,4 @@
-"""pytest fixtures shared by the services' suites: signing keys and a reader of real Kafka topics."""
+"""pytest fixtures shared by the services' suites: a reader of real Kafka topics, the running app, spec checks."""
 
 from __future__ import annotations
 
@@ -105,15 +105,6 @@ def truncate_tables(app, tables: str) -> None:
 @pytest.fixture(scope="session")
 def topics(infrastructure) -> TopicReader:
     return TopicReader(infrastructure.bootstrap)
-
-
-@pytest.fixture(scope="session")
-def signing_key_file(tmp_path_factory):
-    from devstack.stack import generate_signing_key
-
-    path = tmp_path_factory.mktemp("keys") / "signing.pem"
-    generate_signing_key(path)
-    return path
 
 
 def wait_until(condition: Callable[[], object], timeout: float = 20.0, interval: float = 0.1, message: str = "condition"):
