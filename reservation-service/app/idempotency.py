@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -13,7 +14,7 @@ from sqlalchemy import delete, update
 from sqlalchemy.dialects.postgresql import insert
 
 from servicekit.db import db, utcnow
-from servicekit.problems import Conflict, ValidationFailed
+from servicekit.problems import Conflict, Problem, ValidationFailed
 
 from .models import IdempotencyKey
 
@@ -26,6 +27,42 @@ ABANDONED_AFTER = timedelta(seconds=60)
 class Replay:
     status: int
     body: dict
+
+
+@dataclass
+class Answer:
+    """What a create answers: its status and body, and whether it is the replay of an earlier answer."""
+
+    status: int
+    body: dict
+    replayed: bool = False
+
+
+def answer_once(
+    user_id: int, raw_key: str, request_body: dict, ttl: timedelta, create: Callable[[Callable[[dict], None]], dict]
+) -> Answer:
+    """Run `create` at most once per user, key and body; a retry gets the first answer.
+
+    `create(record_answer)` must call `record_answer(body)` inside its own transaction, so the answer commits
+    with what it created. A client error (4xx) is the answer to the key too; a server-side failure forgets
+    the key, so a retry runs again.
+    """
+    key = validate_key(raw_key)
+    replay = begin(user_id, key, request_hash(request_body), ttl)
+    if replay is not None:
+        return Answer(replay.status, replay.body, replayed=True)
+    try:
+        body = create(lambda answer: record(user_id, key, 201, answer))
+    except Problem as problem:
+        if problem.status < 500:
+            record_alone(user_id, key, problem.status, problem.to_dict())
+        else:
+            release(user_id, key)
+        raise
+    except Exception:
+        release(user_id, key)
+        raise
+    return Answer(201, body)
 
 
 def validate_key(raw: str) -> str:
@@ -87,6 +124,7 @@ def release(user_id: int, key: str) -> None:
 
 
 def purge_expired() -> int:
+    """Delete the answers kept longer than their time to live; returns how many."""
     result = db.session.execute(delete(IdempotencyKey).where(IdempotencyKey.expires_at <= utcnow()))
     db.session.commit()
     return result.rowcount

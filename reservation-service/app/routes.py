@@ -8,7 +8,7 @@ from servicekit.auth import bearer_token, current_principal, require_auth
 from servicekit.db import db
 from servicekit.metrics import metrics_of
 from servicekit.pagination import paginate
-from servicekit.problems import Problem
+from servicekit.problems import PROBLEM_JSON
 from servicekit.validation import json_object_body, parse_body, parse_query
 
 from . import idempotency, services
@@ -46,11 +46,14 @@ def _counting_conflicts(operation):
         raise
 
 
-def _created(body: dict, status: int = 201, replayed: bool = False):
-    headers = {"Location": f"/api/reservations/{body['id']}"} if status == 201 else {}
-    if replayed:
+def _answer(answer: idempotency.Answer):
+    headers = {"Location": f"/api/reservations/{answer.body['id']}"} if answer.status == 201 else {}
+    if answer.replayed:
         headers["Idempotent-Replayed"] = "true"
-    return jsonify(body), status, headers
+    response = jsonify(answer.body)
+    if answer.status >= 400:  # a replayed client error is the problem document it was
+        response.mimetype = PROBLEM_JSON
+    return response, answer.status, headers
 
 
 @reservations.post("")
@@ -97,40 +100,24 @@ def create():
       503: {$ref: '#/components/responses/ServiceUnavailable'}
     """
     principal = current_principal()
+
+    def book(record_answer=None) -> dict:
+        on_created = (lambda reservation: record_answer(reservation.to_dict())) if record_answer else None
+        return _counting_conflicts(
+            lambda: services.create_reservation(
+                principal, parse_body(ReservationCreate), bearer_token(), _settings(), on_created=on_created
+            )
+        ).to_dict()
+
     key = request.headers.get("Idempotency-Key")
     if key is None:
-        reservation = _counting_conflicts(
-            lambda: services.create_reservation(principal, parse_body(ReservationCreate), bearer_token(), _settings())
-        )
+        answer = idempotency.Answer(201, book())
+    else:
+        ttl = current_app.extensions["reservation-service.idempotency_ttl"]
+        answer = idempotency.answer_once(principal.user_id, key, json_object_body(), ttl, book)
+    if not answer.replayed:
         _count("reservations_created_total")
-        return _created(reservation.to_dict())
-    key = idempotency.validate_key(key)
-    digest = idempotency.request_hash(json_object_body())
-    replay = idempotency.begin(principal.user_id, key, digest, current_app.extensions["reservation-service.idempotency_ttl"])
-    if replay is not None:
-        return _created(replay.body, replay.status, replayed=True)
-    try:
-        reservation = _counting_conflicts(
-            lambda: services.create_reservation(
-                principal,
-                parse_body(ReservationCreate),
-                bearer_token(),
-                _settings(),
-                on_created=lambda r: idempotency.record(principal.user_id, key, 201, r.to_dict()),
-            )
-        )
-    except Problem as problem:
-        # A client error is the answer to this key; a server-side failure lets a retry run again.
-        if problem.status < 500:
-            idempotency.record_alone(principal.user_id, key, problem.status, problem.to_dict())
-        else:
-            idempotency.release(principal.user_id, key)
-        raise
-    except Exception:
-        idempotency.release(principal.user_id, key)
-        raise
-    _count("reservations_created_total")
-    return _created(reservation.to_dict())
+    return _answer(answer)
 
 
 @reservations.get("")
@@ -268,13 +255,5 @@ def schedule(room_id: int):
       503: {$ref: '#/components/responses/ServiceUnavailable'}
     """
     query = parse_query(ScheduleQuery)
-    principal = current_principal()
-    items = services.room_schedule(room_id, query.from_, query.to, bearer_token(), _settings())
-
-    def shown(reservation) -> dict:
-        body = reservation.to_dict()
-        if reservation.user_id != principal.user_id and not principal.is_admin:
-            body.update(description=None, attendees=[])
-        return body
-
-    return jsonify(room_id=room_id, items=[shown(r) for r in items])
+    items = services.room_schedule(current_principal(), room_id, query.from_, query.to, bearer_token(), _settings())
+    return jsonify(room_id=room_id, items=items)

@@ -115,13 +115,14 @@ class ConflictItem(BaseModel):
 
 
 class BookingConflict(BaseModel):
-    """409 problem document of a booking clash."""
+    """409 problem document: a booking clash lists the reservations it clashes with in `conflicts`; a
+    conflict with the reservation's state (already cancelled, an Idempotency-Key in flight) has none."""
 
     type: str
     title: str
     status: int
     detail: str
-    conflicts: list[ConflictItem]
+    conflicts: list[ConflictItem] = Field(default_factory=list, description="Present when the room is taken.")
 
 
 SCHEMAS = [ReservationCreate, ReservationUpdate, ReservationOut, ReservationPage, Schedule, BookingConflict]

@@ -246,8 +246,10 @@ def list_reservations(principal: Principal, query: ReservationListQuery) -> Sele
 
 
 def room_schedule(
-    room_id: int, start: datetime | None, end: datetime | None, bearer: str, settings: BookingSettings
-) -> list[Reservation]:
+    principal: Principal, room_id: int, start: datetime | None, end: datetime | None, bearer: str, settings: BookingSettings
+) -> list[dict]:
+    """The room's confirmed reservations in the window, earliest first, as `principal` may see them:
+    other people's show times and title only (no description or attendees), unless they are an admin."""
     start = as_utc(start) if start else utcnow()
     try:
         end = as_utc(end) if end else start + timedelta(days=7)
@@ -260,4 +262,11 @@ def room_schedule(
     room = settings.rooms.lookup(room_id, bearer)
     if room is None or room.deleted:
         raise NotFound(f"Room {room_id} does not exist.")
-    return find_conflicts(room_id, start, end)
+    return [as_seen_by(principal, reservation) for reservation in find_conflicts(room_id, start, end)]
+
+
+def as_seen_by(principal: Principal, reservation: Reservation) -> dict:
+    body = reservation.to_dict()
+    if reservation.user_id != principal.user_id and not principal.is_admin:
+        body.update(description=None, attendees=[])
+    return body

@@ -96,8 +96,13 @@ def build_spec(title: str, description: str, models: Iterable[type[BaseModel]]) 
     }
 
 
+def _public(rule) -> bool:
+    return rule.rule.startswith("/api/")
+
+
 def init_openapi(app: Flask, template: dict) -> None:
-    """Serve the spec at `/apispec.json` and Swagger UI at `/apidocs/`."""
+    """Serve the public spec (the `/api/` paths the gateway routes; what /docs shows) at `/apispec.json`,
+    the operator's spec (also `/internal/`, `/healthz`, `/readyz`) at `/apispec-all.json`, Swagger UI at `/apidocs/`."""
     app.config["SWAGGER"] = {"openapi": "3.0.3", "uiversion": 3, "title": template["info"]["title"]}
     Swagger(
         app,
@@ -108,9 +113,15 @@ def init_openapi(app: Flask, template: dict) -> None:
                 {
                     "endpoint": "apispec",
                     "route": "/apispec.json",
+                    "rule_filter": _public,
+                    "model_filter": lambda tag: True,
+                },
+                {
+                    "endpoint": "apispec_all",
+                    "route": "/apispec-all.json",
                     "rule_filter": lambda rule: True,
                     "model_filter": lambda tag: True,
-                }
+                },
             ],
             "static_url_path": "/flasgger_static",
             "swagger_ui": True,
