@@ -212,6 +212,18 @@ def test_updates_follow_the_creation_rules(client, people, rooms):
     assert client.put(f"/api/reservations/{created['id']}", json={"status": "confirmed"}, headers=headers).status_code == 422
 
 
+def test_moving_a_reservation_to_a_start_in_the_past_is_422(client, people, rooms):
+    _, headers = people.user()
+    created = client.post("/api/reservations", json=booking(rooms.create()["id"]), headers=headers).get_json()
+    now = datetime.now(UTC)
+    # Only the past-start rule is broken: 60 minutes long, ending in the future.
+    moved = {"start_time": (now - timedelta(minutes=30)).isoformat(), "end_time": (now + timedelta(minutes=30)).isoformat()}
+    response = client.put(f"/api/reservations/{created['id']}", json=moved, headers=headers)
+    assert response.status_code == 422
+    assert response.get_json()["errors"] == [{"field": "start_time", "message": "Must not be in the past."}]
+    assert client.get(f"/api/reservations/{created['id']}", headers=headers).get_json()["start_time"] == created["start_time"]
+
+
 def test_a_cancelled_reservation_cannot_be_changed(client, people, rooms):
     _, headers = people.user()
     created = client.post("/api/reservations", json=booking(rooms.create()["id"]), headers=headers).get_json()

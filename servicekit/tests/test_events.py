@@ -73,3 +73,40 @@ def test_deactivation_events_revoke_tokens_within_seconds(app, topics):
         wait_until(lambda: not revoked(), message="the reactivation to lift the revocation")
     finally:
         consumer.stop()
+
+
+def test_a_redelivered_event_is_not_applied_again(app, topics):
+    # A handler with a visible effect (one call, one entry), where an upsert would hide a second apply.
+    applied: list[str] = []
+    key = uuid.uuid4().hex
+    consumer = EventConsumer(
+        app,
+        f"kit-{uuid.uuid4().hex[:6]}",
+        {"room-events": {"room.updated": lambda e: applied.append(e["event_id"]) if e["data"].get("tag") == key else None}},
+    )
+    consumer.start()
+    try:
+        twice = json.dumps(make_envelope("room.updated", {"tag": key}, "kit-test")).encode()
+        marker = make_envelope("room.updated", {"tag": key}, "kit-test")
+        for value in (twice, twice, json.dumps(marker).encode()):  # one key: one partition, in this order
+            topics.produce("room-events", key, value)
+        wait_until(lambda: marker["event_id"] in applied, message="the marker event to be handled")
+    finally:
+        consumer.stop()
+    assert len(applied) == 2 and applied[-1] == marker["event_id"]
+
+
+def test_a_rolled_back_change_never_reaches_the_topic(app, topics):
+    key = uuid.uuid4().hex
+    with app.app_context():
+        record_event("room-events", key, "room.deleted", {"rolled": "back"}, "kit-test")
+        db.session.rollback()
+        record_event("room-events", key, "room.updated", {"committed": True}, "kit-test")
+        db.session.commit()
+    relay = OutboxRelay(app)
+    relay.start()
+    try:
+        events = topics.collect("room-events", lambda k, v: k == key, expect=1, settle=1.5)
+    finally:
+        relay.stop()
+    assert [e["event_type"] for e in events] == ["room.updated"]
