@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, Boolean, CheckConstraint, Computed, DateTime, Integer, String, Text, text
+from sqlalchemy import BigInteger, Boolean, CheckConstraint, Computed, DateTime, Index, Integer, String, Text, text
 from sqlalchemy.dialects.postgresql import JSONB, TSTZRANGE, ExcludeConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -32,6 +32,7 @@ class Reservation(db.Model):
     __table_args__ = (
         CheckConstraint("end_time > start_time", name="ends_after_start"),
         CheckConstraint("status IN ('confirmed', 'cancelled')", name="status_known"),
+        Index("ix_reservations_user_start", "user_id", "start_time"),
         # The guarantee: no two confirmed reservations of one room overlap, whatever the concurrency.
         ExcludeConstraint(
             ("room_id", "="),
@@ -97,6 +98,8 @@ class IdempotencyKey(db.Model):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False, server_default=text("now()"))
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
 
+    __table_args__ = (Index("ix_idempotency_keys_expires_at", "expires_at"),)
+
 
 class OutgoingEmail(db.Model):
     """A notification to send; the mail sender retries it with backoff until it goes or is given up."""
@@ -113,6 +116,10 @@ class OutgoingEmail(db.Model):
     sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     failed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     last_error: Mapped[str | None] = mapped_column(Text)
+
+    __table_args__ = (
+        Index("ix_outgoing_emails_due", "next_attempt_at", postgresql_where=text("sent_at IS NULL AND failed_at IS NULL")),
+    )
 
 
 class NotifiedReservation(db.Model):

@@ -4,7 +4,21 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, Boolean, CheckConstraint, Column, DateTime, ForeignKey, Integer, String, Table, Text, text
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    Column,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Table,
+    Text,
+    func,
+    text,
+)
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from servicekit.db import db
@@ -14,6 +28,7 @@ room_equipment = Table(
     db.metadata,
     Column("room_id", BigInteger, ForeignKey("rooms.id", ondelete="CASCADE"), primary_key=True),
     Column("equipment_id", BigInteger, ForeignKey("equipment.id", ondelete="CASCADE"), primary_key=True),
+    Index("ix_room_equipment_equipment_id", "equipment_id"),
 )
 
 
@@ -38,9 +53,11 @@ class Room(db.Model):
     deleted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     equipment: Mapped[list[Equipment]] = relationship(secondary=room_equipment, lazy="selectin", order_by=Equipment.name)
 
-    __table_args__ = (CheckConstraint("capacity >= 1", name="capacity_positive"),)
-
-    # What a request may write (no mass assignment); everything else is the service's.
+    __table_args__ = (
+        CheckConstraint("capacity >= 1", name="capacity_positive"),
+        # Names are unique among rooms that exist, case-insensitively; a deleted room's name is free again.
+        Index("uq_rooms_name_live", func.lower(name), unique=True, postgresql_where=text("deleted_at IS NULL")),
+    )
 
     def to_dict(self) -> dict:
         return {

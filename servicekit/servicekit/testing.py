@@ -119,6 +119,20 @@ def wait_until(condition: Callable[[], object], timeout: float = 20.0, interval:
         time.sleep(interval)
 
 
+def assert_models_match_migrations(app) -> None:
+    """Alembic's autogenerate, run against the database the migrations made, finds nothing to change:
+    the ORM models and the hand-written migrations declare the same tables."""
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    from .db import db
+
+    with app.app_context(), db.engine.connect() as connection:
+        context = MigrationContext.configure(connection, opts={"compare_type": True})
+        differences = compare_metadata(context, db.metadata)
+    assert differences == [], f"models and migrations differ: {differences}"
+
+
 def assert_documented_and_valid(app) -> dict:
     """The app's OpenAPI documents are valid OpenAPI 3.0; the public one documents every `/api/` route and
     method and nothing else (it is what the gateway serves), the operator's one also `/internal/`."""
