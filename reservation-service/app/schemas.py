@@ -114,14 +114,82 @@ class ConflictItem(BaseModel):
     end_time: datetime
 
 
+class BlackoutItem(BaseModel):
+    blackout_id: int
+    start_time: datetime
+    end_time: datetime
+    reason: str
+
+
 class BookingConflict(BaseModel):
-    """409 problem document of a booking clash."""
+    """409 problem document of a booking clash: `conflicts` (other bookings), `blackouts`, or both."""
+
+    model_config = ConfigDict(json_schema_extra={"anyOf": [{"required": ["conflicts"]}, {"required": ["blackouts"]}]})
 
     type: str
     title: str
     status: int
     detail: str
-    conflicts: list[ConflictItem]
+    conflicts: list[ConflictItem] | None = Field(None, description="the confirmed reservations in the way")
+    blackouts: list[BlackoutItem] | None = Field(None, description="the blackouts in the way")
 
 
-SCHEMAS = [ReservationCreate, ReservationUpdate, ReservationOut, ReservationPage, Schedule, BookingConflict]
+class QuotaExceeded(BaseModel):
+    """409 problem document (type /problems/quota-exceeded) of a fair-use limit; admins are exempt."""
+
+    type: Literal["/problems/quota-exceeded"]
+    title: str
+    status: int
+    detail: str
+    limit: Literal["MAX_FUTURE_BOOKINGS", "MAX_HOURS_PER_WEEK"]
+    maximum: int = Field(description="the limit: bookings, or hours per ISO week")
+    current: float = Field(description="what you hold now: upcoming bookings, or hours booked in that week")
+    requested: float | None = Field(None, description="MAX_HOURS_PER_WEEK: hours this booking adds to the week")
+    week: str | None = Field(None, description="MAX_HOURS_PER_WEEK: the ISO week in the room's time zone, e.g. 2027-W10")
+
+
+BlackoutReason = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=500)]
+
+
+class BlackoutCreate(Strict):
+    room_id: RoomId | None = Field(None, description="null or absent: every room")
+    start_time: UtcTime = Field(description="RFC 3339 with an offset; not in the past")
+    end_time: UtcTime = Field(description="RFC 3339 with an offset; after start_time")
+    reason: BlackoutReason
+
+
+class BlackoutOut(BaseModel):
+    id: int
+    room_id: int | None = Field(description="null: every room")
+    start_time: datetime
+    end_time: datetime
+    reason: str
+
+
+class BlackoutPage(BaseModel):
+    items: list[BlackoutOut]
+    page: int
+    per_page: int
+    total: int
+
+
+class BlackoutListQuery(PageQuery):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    room_id: RoomId | None = Field(None, description="this room's blackouts and those of every room")
+    from_: QueryTime | None = Field(None, alias="from", description="blackouts ending after this time")
+    to: QueryTime | None = Field(None, description="blackouts starting before this time")
+
+
+SCHEMAS = [
+    ReservationCreate,
+    ReservationUpdate,
+    ReservationOut,
+    ReservationPage,
+    Schedule,
+    BookingConflict,
+    QuotaExceeded,
+    BlackoutCreate,
+    BlackoutOut,
+    BlackoutPage,
+]
