@@ -5,7 +5,17 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, AwareDatetime, BaseModel, BeforeValidator, ConfigDict, EmailStr, Field, StringConstraints
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    EmailStr,
+    Field,
+    StringConstraints,
+    field_serializer,
+)
 
 from servicekit.pagination import PageQuery
 
@@ -164,6 +174,10 @@ class BlackoutOut(BaseModel):
     start_time: datetime
     end_time: datetime
     reason: str
+
+    @field_serializer("start_time", "end_time")
+    def _as_offset(self, moment: datetime) -> str:
+        return moment.isoformat()  # "+00:00", as every other time this service returns
 
 
 class BlackoutPage(BaseModel):
