@@ -19,6 +19,15 @@ class ReservationServiceConfig(BaseConfig):
     )
     max_duration_minutes: int = env_field("MAX_BOOKING_MINUTES", 720, parse_positive_int, doc="longest booking (default 12 h)")
     horizon_days: int = env_field("BOOKING_HORIZON_DAYS", 365, parse_positive_int, doc="how far ahead a booking may start")
+    max_future_bookings: int = env_field(
+        "MAX_FUTURE_BOOKINGS", 50, parse_positive_int, doc="confirmed upcoming bookings a user may hold (admins exempt)"
+    )
+    max_hours_per_week: int = env_field(
+        "MAX_HOURS_PER_WEEK", 40, parse_positive_int, doc="hours a user may book per ISO week of the room's zone (admins exempt)"
+    )
+    max_attendees: int = env_field(
+        "MAX_ATTENDEES", 100, parse_positive_int, doc="attendees per booking (and never above capacity)"
+    )
     idempotency_hours: int = env_field(
         "IDEMPOTENCY_KEY_HOURS", 24, parse_positive_int, doc="how long Idempotency-Key answers are kept"
     )

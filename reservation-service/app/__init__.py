@@ -33,9 +33,13 @@ def create_app(config: ReservationServiceConfig | None = None) -> Flask:
         horizon=timedelta(days=config.horizon_days),
         rooms=RoomDirectory(PeerClient("room-service", config.room_service_url, timeout=config.peer_timeout_seconds)),
         users=UserDirectory(PeerClient("user-service", config.user_service_url, timeout=config.peer_timeout_seconds)),
+        max_future_bookings=config.max_future_bookings,
+        max_hours_per_week=config.max_hours_per_week,
+        max_attendees=config.max_attendees,
     )
     app.extensions["reservation-service.idempotency_ttl"] = timedelta(hours=config.idempotency_hours)
     app.register_blueprint(routes.reservations)
+    app.register_blueprint(routes.blackouts)
     routes.register_booking_metrics(app)
     background = app.extensions["servicekit.background"]
     background.add_consumer(kafka_consumer.make_consumer)

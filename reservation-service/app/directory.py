@@ -24,6 +24,24 @@ class RoomInfo:
     location: str | None
     is_active: bool
     deleted: bool
+    timezone: str = "UTC"
+    booking_policy: dict | None = None  # null: announced before rooms had policies; the service's defaults apply
+    equipment: tuple[str, ...] = ()
+
+
+def replica_values(room_id: int, room: dict, *, deleted: bool) -> dict:
+    """The read-model row for a room as room-service shows it (in an event or over REST)."""
+    return {
+        "room_id": room_id,
+        "name": room["name"],
+        "capacity": int(room["capacity"]),
+        "location": room.get("location"),
+        "is_active": bool(room["is_active"]),
+        "deleted": deleted,
+        "timezone": room.get("timezone") or "UTC",
+        "booking_policy": room.get("booking_policy"),
+        "equipment": list(room.get("equipment") or []),
+    }
 
 
 @dataclass(frozen=True)
@@ -35,7 +53,17 @@ class UserInfo:
 
 
 def _room_info(replica: RoomReplica) -> RoomInfo:
-    return RoomInfo(replica.room_id, replica.name, replica.capacity, replica.location, replica.is_active, replica.deleted)
+    return RoomInfo(
+        replica.room_id,
+        replica.name,
+        replica.capacity,
+        replica.location,
+        replica.is_active,
+        replica.deleted,
+        replica.timezone,
+        replica.booking_policy,
+        tuple(replica.equipment or ()),
+    )
 
 
 class RoomDirectory:
@@ -58,19 +86,11 @@ class RoomDirectory:
             return None
         if response.status != 200 or not isinstance(response.body, dict):
             raise ServiceUnavailable(f"room-service answered {response.status}; the room cannot be checked now.")
-        body = response.body
-        values = {
-            "room_id": room_id,
-            "name": body["name"],
-            "capacity": body["capacity"],
-            "location": body.get("location"),
-            "is_active": bool(body["is_active"]),
-            "deleted": bool(body.get("deleted", False)),
-        }
+        values = replica_values(room_id, response.body, deleted=bool(response.body.get("deleted", False)))
         # Events stay the authority: a replica they already wrote is not overwritten.
         db.session.execute(insert(RoomReplica).values(**values).on_conflict_do_nothing())
         db.session.commit()
-        return RoomInfo(**values)
+        return RoomInfo(**{**values, "equipment": tuple(values["equipment"])})
 
 
 class UserDirectory:

@@ -16,6 +16,7 @@ from servicekit.consumer import EventConsumer
 from servicekit.db import db
 
 from . import services
+from .directory import replica_values
 from .email_utils import queue_notifications
 from .models import NotifiedReservation, RoomReplica, UserReplica
 
@@ -25,14 +26,7 @@ MAILER_GROUP_ID = "reservation-service-mailer"
 
 def upsert_room(envelope: dict, *, deleted: bool = False) -> None:
     data = envelope["data"]
-    values = {
-        "room_id": int(data["id"]),
-        "name": data["name"],
-        "capacity": int(data["capacity"]),
-        "location": data.get("location"),
-        "is_active": bool(data["is_active"]),
-        "deleted": deleted,
-    }
+    values = replica_values(int(data["id"]), data, deleted=deleted)
     db.session.execute(
         insert(RoomReplica).values(**values).on_conflict_do_update(index_elements=[RoomReplica.room_id], set_=values)
     )

@@ -71,6 +71,30 @@ class RoomReplica(db.Model):
     is_active: Mapped[bool] = mapped_column(Boolean, nullable=False)
     deleted: Mapped[bool] = mapped_column(Boolean, nullable=False, server_default=text("false"))
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False, server_default=text("now()"))
+    timezone: Mapped[str] = mapped_column(String(64), nullable=False, server_default="UTC")
+    # room-service's booking_policy; null for a room announced before rooms had one (the service's defaults apply)
+    booking_policy: Mapped[dict | None] = mapped_column(JSONB)
+    equipment: Mapped[list] = mapped_column(JSONB, nullable=False, server_default=text("'[]'::jsonb"))
+
+
+class Blackout(db.Model):
+    """A time when a room (room_id) or every room (room_id null) cannot be booked."""
+
+    __tablename__ = "blackouts"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    room_id: Mapped[int | None] = mapped_column(BigInteger)
+    start_time: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    end_time: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    reason: Mapped[str] = mapped_column(String(500), nullable=False)
+    created_by: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False, server_default=text("now()"))
+    during = mapped_column(TSTZRANGE, Computed("tstzrange(start_time, end_time, '[)')", persisted=True))
+
+    __table_args__ = (
+        CheckConstraint("end_time > start_time", name="ends_after_start"),
+        Index("ix_blackouts_room_id_during", "room_id", "during", postgresql_using="gist"),
+    )
 
 
 class UserReplica(db.Model):

@@ -4,17 +4,27 @@ from __future__ import annotations
 
 from flask import Blueprint, current_app, jsonify, request
 
-from servicekit.auth import bearer_token, current_principal, require_auth
+from servicekit.auth import bearer_token, current_principal, require_admin, require_auth
 from servicekit.db import db
 from servicekit.metrics import metrics_of
 from servicekit.pagination import paginate
 from servicekit.problems import PROBLEM_JSON
 from servicekit.validation import json_object_body, parse_body, parse_query
 
+from . import blackouts as blackout_operations
 from . import idempotency, services
-from .schemas import ReservationCreate, ReservationListQuery, ReservationUpdate, ScheduleQuery
+from .schemas import (
+    BlackoutCreate,
+    BlackoutListQuery,
+    BlackoutOut,
+    ReservationCreate,
+    ReservationListQuery,
+    ReservationUpdate,
+    ScheduleQuery,
+)
 
 reservations = Blueprint("reservations", __name__, url_prefix="/api/reservations")
+blackouts = Blueprint("blackouts", __name__, url_prefix="/api/blackouts")
 
 
 def _settings() -> services.BookingSettings:
@@ -85,15 +95,25 @@ def create():
       400: {$ref: '#/components/responses/BadRequest'}
       401: {$ref: '#/components/responses/Unauthorized'}
       409:
-        description: The room is booked for part of the time (with `conflicts`), or the Idempotency-Key is in flight.
+        description: >
+          The room is booked (`conflicts`) or blacked out (`blackouts`) for part of the time; a fair-use
+          limit would be passed (type `/problems/quota-exceeded`, saying which limit, with the numbers);
+          or the Idempotency-Key is in flight.
         content:
           application/problem+json:
-            schema: {$ref: '#/components/schemas/BookingConflict'}
+            schema:
+              anyOf:
+                - {$ref: '#/components/schemas/BookingConflict'}
+                - {$ref: '#/components/schemas/QuotaExceeded'}
+                - {$ref: '#/components/schemas/Problem'}
       422:
         description: >
-          Invalid fields: times without offset, end not after start, start in the past, longer than the
-          maximum duration or beyond the booking horizon, unknown/inactive room, more attendees than the
-          room's capacity, or an Idempotency-Key reused with another body.
+          Invalid fields: times without offset, end not after start, start in the past, more attendees
+          than MAX_ATTENDEES or the room's capacity, an unknown/inactive room, an Idempotency-Key reused
+          with another body, or a booking against the room's policy (outside its opening hours in its
+          time zone, shorter than `min_minutes`, longer than `max_minutes`, beyond `horizon_days`):
+          each entry of `errors` then names the field and the `rule`, with a message such as
+          "Room 'Aurora' is open 08:00–20:00 Europe/Berlin on Mondays."
         content:
           application/problem+json:
             schema: {$ref: '#/components/schemas/Problem'}
@@ -194,10 +214,16 @@ def update(reservation_id: int):
       403: {$ref: '#/components/responses/Forbidden'}
       404: {$ref: '#/components/responses/NotFound'}
       409:
-        description: The new time clashes (with `conflicts`; nothing changes), or the reservation is cancelled.
+        description: >
+          The new time clashes with a booking (`conflicts`) or a blackout (`blackouts`), or passes a fair-use
+          limit (nothing changes); or the reservation is cancelled or was changed meanwhile.
         content:
           application/problem+json:
-            schema: {$ref: '#/components/schemas/BookingConflict'}
+            schema:
+              anyOf:
+                - {$ref: '#/components/schemas/BookingConflict'}
+                - {$ref: '#/components/schemas/QuotaExceeded'}
+                - {$ref: '#/components/schemas/Problem'}
       422: {$ref: '#/components/responses/ValidationFailed'}
       503: {$ref: '#/components/responses/ServiceUnavailable'}
     """
@@ -257,3 +283,84 @@ def schedule(room_id: int):
     query = parse_query(ScheduleQuery)
     items = services.room_schedule(current_principal(), room_id, query.from_, query.to, bearer_token(), _settings())
     return jsonify(room_id=room_id, items=items)
+
+
+@blackouts.post("")
+@require_admin
+def create_blackout():
+    """Black out a room, or every room (`room_id` null), for a time (admins).
+    Confirmed reservations overlapping it are cancelled, each with its `reservation.cancelled`
+    event (`reason: blackout`, `blackout_id`) and e-mail; bookings into it are refused (409 with `blackouts`).
+    ---
+    tags: [blackouts]
+    requestBody:
+      required: true
+      content:
+        application/json:
+          schema: {$ref: '#/components/schemas/BlackoutCreate'}
+    responses:
+      201:
+        description: The blackout.
+        content:
+          application/json:
+            schema: {$ref: '#/components/schemas/BlackoutOut'}
+      400: {$ref: '#/components/responses/BadRequest'}
+      401: {$ref: '#/components/responses/Unauthorized'}
+      403: {$ref: '#/components/responses/Forbidden'}
+      422: {$ref: '#/components/responses/ValidationFailed'}
+      503: {$ref: '#/components/responses/ServiceUnavailable'}
+    """
+    request_body = parse_body(BlackoutCreate)
+    blackout, _ = blackout_operations.create_blackout(current_principal(), request_body, bearer_token(), _settings().rooms)
+    body = BlackoutOut.model_validate(blackout, from_attributes=True).model_dump(mode="json")
+    return jsonify(body), 201, {"Location": f"/api/blackouts/{blackout.id}"}
+
+
+@blackouts.get("")
+@require_auth
+def list_blackouts():
+    """Blackouts, earliest first (any user).
+    ---
+    tags: [blackouts]
+    parameters:
+      - {name: page, in: query, schema: {type: integer, minimum: 1, default: 1}}
+      - {name: per_page, in: query, schema: {type: integer, minimum: 1, maximum: 100, default: 20}}
+      - {name: room_id, in: query, description: "this room's blackouts and those of every room", schema: {type: integer}}
+      - {name: from, in: query, description: blackouts ending after this time (with offset), schema: {type: string, format: date-time}}
+      - {name: to, in: query, description: blackouts starting before this time (with offset), schema: {type: string, format: date-time}}
+    responses:
+      200:
+        description: A page of blackouts.
+        content:
+          application/json:
+            schema: {$ref: '#/components/schemas/BlackoutPage'}
+      401: {$ref: '#/components/responses/Unauthorized'}
+      422: {$ref: '#/components/responses/ValidationFailed'}
+    """
+    query = parse_query(BlackoutListQuery)
+    return jsonify(
+        paginate(
+            db.session,
+            blackout_operations.list_blackouts(query),
+            query,
+            lambda b: BlackoutOut.model_validate(b, from_attributes=True).model_dump(mode="json"),
+        )
+    )
+
+
+@blackouts.delete("/<int:blackout_id>")
+@require_admin
+def delete_blackout(blackout_id: int):
+    """Remove a blackout (admins): the time can be booked again; reservations it cancelled stay cancelled.
+    ---
+    tags: [blackouts]
+    parameters:
+      - {name: blackout_id, in: path, required: true, schema: {type: integer}}
+    responses:
+      204: {description: Removed.}
+      401: {$ref: '#/components/responses/Unauthorized'}
+      403: {$ref: '#/components/responses/Forbidden'}
+      404: {$ref: '#/components/responses/NotFound'}
+    """
+    blackout_operations.delete_blackout(blackout_id)
+    return "", 204

@@ -5,7 +5,17 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, AwareDatetime, BaseModel, BeforeValidator, ConfigDict, EmailStr, Field, StringConstraints
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    EmailStr,
+    Field,
+    StringConstraints,
+    field_serializer,
+)
 
 from servicekit.pagination import PageQuery
 
@@ -114,15 +124,96 @@ class ConflictItem(BaseModel):
     end_time: datetime
 
 
+class BlackoutItem(BaseModel):
+    blackout_id: int
+    start_time: datetime
+    end_time: datetime
+    reason: str
+
+
 class BookingConflict(BaseModel):
-    """409 problem document: a booking clash lists the reservations it clashes with in `conflicts`; a
-    conflict with the reservation's state (already cancelled, an Idempotency-Key in flight) has none."""
+    """409 problem document. A booking clash lists what is in the way: `conflicts` (other bookings),
+    `blackouts`, or both; a conflict with the reservation's state (already cancelled, an Idempotency-Key
+    in flight, type `/problems/conflict`) has neither."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "anyOf": [
+                {"required": ["conflicts"]},
+                {"required": ["blackouts"]},
+                {"properties": {"type": {"not": {"enum": ["/problems/booking-conflict"]}}}},
+            ]
+        }
+    )
 
     type: str
     title: str
     status: int
     detail: str
-    conflicts: list[ConflictItem] = Field(default_factory=list, description="Present when the room is taken.")
+    conflicts: list[ConflictItem] | None = Field(None, description="the confirmed reservations in the way")
+    blackouts: list[BlackoutItem] | None = Field(None, description="the blackouts in the way")
 
 
-SCHEMAS = [ReservationCreate, ReservationUpdate, ReservationOut, ReservationPage, Schedule, BookingConflict]
+class QuotaExceeded(BaseModel):
+    """409 problem document (type /problems/quota-exceeded) of a fair-use limit; admins are exempt."""
+
+    type: Literal["/problems/quota-exceeded"]
+    title: str
+    status: int
+    detail: str
+    limit: Literal["MAX_FUTURE_BOOKINGS", "MAX_HOURS_PER_WEEK"]
+    maximum: int = Field(description="the limit: bookings, or hours per ISO week")
+    current: float = Field(description="what you hold now: upcoming bookings, or hours booked in that week")
+    requested: float | None = Field(None, description="MAX_HOURS_PER_WEEK: hours this booking adds to the week")
+    week: str | None = Field(None, description="MAX_HOURS_PER_WEEK: the ISO week in the room's time zone, e.g. 2027-W10")
+
+
+BlackoutReason = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=500)]
+
+
+class BlackoutCreate(Strict):
+    room_id: RoomId | None = Field(None, description="null or absent: every room")
+    start_time: UtcTime = Field(description="RFC 3339 with an offset; not in the past")
+    end_time: UtcTime = Field(description="RFC 3339 with an offset; after start_time")
+    reason: BlackoutReason
+
+
+class BlackoutOut(BaseModel):
+    id: int
+    room_id: int | None = Field(description="null: every room")
+    start_time: datetime
+    end_time: datetime
+    reason: str
+
+    @field_serializer("start_time", "end_time")
+    def _as_offset(self, moment: datetime) -> str:
+        return moment.isoformat()  # "+00:00", as every other time this service returns
+
+
+class BlackoutPage(BaseModel):
+    items: list[BlackoutOut]
+    page: int
+    per_page: int
+    total: int
+
+
+class BlackoutListQuery(PageQuery):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    room_id: RoomId | None = Field(None, description="this room's blackouts and those of every room")
+    from_: QueryTime | None = Field(None, alias="from", description="blackouts ending after this time")
+    to: QueryTime | None = Field(None, description="blackouts starting before this time")
+
+
+SCHEMAS = [
+    ReservationCreate,
+    ReservationUpdate,
+    ReservationOut,
+    ReservationPage,
+    Schedule,
+    BookingConflict,
+    QuotaExceeded,
+    BlackoutCreate,
+    BlackoutOut,
+    BlackoutPage,
+]

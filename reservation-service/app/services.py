@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import Select, func, select
+from sqlalchemy import Select, func, or_, select
 from sqlalchemy.exc import IntegrityError
 
 from servicekit.auth import Principal
@@ -13,8 +13,10 @@ from servicekit.db import db, utcnow
 from servicekit.events import record_event
 from servicekit.problems import Conflict, Forbidden, NotFound, ValidationFailed
 
+from . import locks
 from .directory import RoomDirectory, RoomInfo, UserDirectory
-from .models import Reservation
+from .models import Blackout, Reservation
+from .policies import BookingPolicy, iso_weeks, policy_violations
 from .schemas import ReservationCreate, ReservationListQuery, ReservationUpdate
 
 TOPIC = "reservation-events"
@@ -29,20 +31,53 @@ class BookingSettings:
     horizon: timedelta
     rooms: RoomDirectory
     users: UserDirectory
+    max_future_bookings: int = 50
+    max_hours_per_week: int = 40
+    max_attendees: int = 100
+
+    @property
+    def default_policy(self) -> BookingPolicy:
+        """For rooms announced before rooms had a policy: MAX_BOOKING_MINUTES and BOOKING_HORIZON_DAYS."""
+        return BookingPolicy(
+            open_hours=None,
+            min_minutes=0,
+            max_minutes=int(self.max_duration.total_seconds() // 60),
+            horizon_days=self.horizon.days,
+        )
 
 
 class BookingConflict(Conflict):
     type = "/problems/booking-conflict"
     title = "Booking Conflict"
 
-    def __init__(self, conflicts: list[Reservation]):
-        super().__init__(
-            "The room is already booked for part of this time.",
-            conflicts=[
+    def __init__(self, conflicts: list[Reservation], blackouts: list[Blackout] = ()):
+        extra = {}
+        if conflicts or not blackouts:
+            extra["conflicts"] = [
                 {"reservation_id": r.id, "start_time": r.start_time.isoformat(), "end_time": r.end_time.isoformat()}
                 for r in conflicts
-            ],
+            ]
+        if blackouts:
+            extra["blackouts"] = [
+                {
+                    "blackout_id": b.id,
+                    "start_time": b.start_time.isoformat(),
+                    "end_time": b.end_time.isoformat(),
+                    "reason": b.reason,
+                }
+                for b in blackouts
+            ]
+        detail = (
+            "The room is already booked for part of this time." if conflicts else "The room is blacked out for part of this time."
         )
+        super().__init__(detail, **extra)
+
+
+class QuotaExceeded(Conflict):
+    """A fair-use limit (MAX_FUTURE_BOOKINGS or MAX_HOURS_PER_WEEK) would be passed."""
+
+    type = "/problems/quota-exceeded"
+    title = "Fair-Use Limit Reached"
 
 
 def as_utc(moment: datetime) -> datetime:
@@ -53,33 +88,98 @@ def publish(event_type: str, reservation: Reservation) -> None:
     record_event(TOPIC, reservation.id, event_type, reservation.to_dict(), PRODUCER)
 
 
-def _check_times(start: datetime, end: datetime, settings: BookingSettings, now: datetime) -> None:
+def _check_times(start: datetime, end: datetime, now: datetime) -> None:
     errors = []
     if end <= start:
         errors.append({"field": "end_time", "message": "Must be after start_time."})
     if start < now:
         errors.append({"field": "start_time", "message": "Must not be in the past."})
-    if end - start > settings.max_duration:
-        errors.append(
-            {
-                "field": "end_time",
-                "message": f"A booking lasts at most {int(settings.max_duration.total_seconds() // 60)} minutes.",
-            }
-        )
-    if start > now + settings.horizon:
-        errors.append({"field": "start_time", "message": f"Bookings open at most {settings.horizon.days} days ahead."})
     if errors:
         raise ValidationFailed(errors)
 
 
-def _check_room(room: RoomInfo | None, attendees: int) -> RoomInfo:
+def _check_policy(room: RoomInfo, start: datetime, end: datetime, settings: BookingSettings, now: datetime) -> None:
+    """The room's own rules (open hours in its zone, shortest, longest, how far ahead)."""
+    policy = BookingPolicy.of_room(room.booking_policy, settings.default_policy)
+    errors = policy_violations(room.name, room.timezone, policy, start, end, now)
+    if errors:
+        raise ValidationFailed(errors, detail=" ".join(e["message"] for e in errors))
+
+
+def _check_room(room: RoomInfo | None, attendees: int, settings: BookingSettings) -> RoomInfo:
     if room is None or room.deleted:
         raise ValidationFailed.single("room_id", "No such room.")
     if not room.is_active:
         raise ValidationFailed.single("room_id", "This room is not open for booking.")
+    if attendees > settings.max_attendees:
+        raise ValidationFailed.single("attendees", f"At most {settings.max_attendees} attendees; {attendees} were given.")
     if attendees > room.capacity:
         raise ValidationFailed.single("attendees", f"The room holds {room.capacity} people; {attendees} attendees were given.")
     return room
+
+
+def find_blackouts(room_id: int, start: datetime, end: datetime) -> list[Blackout]:
+    """The blackouts of this room (or of every room) overlapping [start, end)."""
+    stmt = (
+        select(Blackout)
+        .where(
+            or_(Blackout.room_id == room_id, Blackout.room_id.is_(None)),
+            Blackout.during.op("&&")(func.tstzrange(start, end, "[)")),
+        )
+        .order_by(Blackout.start_time, Blackout.id)
+    )
+    return list(db.session.execute(stmt).scalars())
+
+
+def _check_free(room_id: int, start: datetime, end: datetime, exclude_id: int | None) -> None:
+    """No blackout and no other confirmed booking in the way (call with locks.lock_for_booking held)."""
+    blackouts = find_blackouts(room_id, start, end)
+    clashes = find_conflicts(room_id, start, end, exclude_id)
+    if blackouts or clashes:
+        raise BookingConflict(clashes, blackouts)
+
+
+def _hours(seconds: float) -> float:
+    return round(seconds / 3600, 2)
+
+
+def _check_quotas(
+    user_id: int, room: RoomInfo, start: datetime, end: datetime, settings: BookingSettings, now: datetime, exclude_id
+) -> None:
+    """Fair use (call with the user's lock held, so two requests cannot both take the last unit)."""
+    mine = [Reservation.user_id == user_id, Reservation.status == "confirmed"]
+    if exclude_id is not None:
+        mine.append(Reservation.id != exclude_id)
+    if start > now:
+        upcoming = db.session.execute(
+            select(func.count()).select_from(Reservation).where(*mine, Reservation.start_time > now)
+        ).scalar_one()
+        if upcoming + 1 > settings.max_future_bookings:
+            raise QuotaExceeded(
+                f"You already have {upcoming} upcoming bookings; at most {settings.max_future_bookings} are allowed "
+                "(MAX_FUTURE_BOOKINGS).",
+                limit="MAX_FUTURE_BOOKINGS",
+                maximum=settings.max_future_bookings,
+                current=upcoming,
+            )
+    for week, week_start, week_end in iso_weeks(room.timezone, start, end):
+        overlap = func.least(Reservation.end_time, week_end) - func.greatest(Reservation.start_time, week_start)
+        booked = db.session.execute(
+            select(func.coalesce(func.sum(func.extract("epoch", overlap)), 0)).where(
+                *mine, Reservation.start_time < week_end, Reservation.end_time > week_start
+            )
+        ).scalar_one()
+        adding = (min(end, week_end) - max(start, week_start)).total_seconds()
+        if float(booked) + adding > settings.max_hours_per_week * 3600:
+            raise QuotaExceeded(
+                f"You have {_hours(float(booked)):g} hours booked in week {week} ({room.timezone}); this booking adds "
+                f"{_hours(adding):g} and at most {settings.max_hours_per_week} are allowed (MAX_HOURS_PER_WEEK).",
+                limit="MAX_HOURS_PER_WEEK",
+                maximum=settings.max_hours_per_week,
+                current=_hours(float(booked)),
+                requested=_hours(adding),
+                week=week,
+            )
 
 
 def find_conflicts(room_id: int, start: datetime, end: datetime, exclude_id: int | None = None) -> list[Reservation]:
@@ -112,12 +212,17 @@ def create_reservation(
     principal: Principal, request: ReservationCreate, bearer: str, settings: BookingSettings, on_created=None
 ) -> Reservation:
     start, end = as_utc(request.start_time), as_utc(request.end_time)
-    _check_times(start, end, settings, utcnow())
-    _check_room(settings.rooms.lookup(request.room_id, bearer), len(request.attendees))
+    now = utcnow()
+    _check_times(start, end, now)
+    room = _check_room(settings.rooms.lookup(request.room_id, bearer), len(request.attendees), settings)
+    _check_policy(room, start, end, settings, now)
     settings.users.lookup(principal.user_id, bearer)  # learn the owner's e-mail for notifications
-    clashes = find_conflicts(request.room_id, start, end)
-    if clashes:
-        raise BookingConflict(clashes)
+    # Network calls are done; now one transaction, serialised against blackouts and the user's other bookings.
+    quota_user = None if principal.is_admin else principal.user_id
+    locks.lock_for_booking(request.room_id, quota_user)
+    _check_free(request.room_id, start, end, None)
+    if quota_user is not None:
+        _check_quotas(quota_user, room, start, end, settings, now, None)
     reservation = Reservation(
         room_id=request.room_id,
         user_id=principal.user_id,
@@ -163,14 +268,27 @@ def update_reservation(
     end = as_utc(changes.end_time) if "end_time" in sent else current.end_time
     attendees = changes.attendees if "attendees" in sent else list(current.attendees)
     moved = (room_id, start, end) != (current.room_id, current.start_time, current.end_time)
+    now = utcnow()
     if moved:
-        _check_times(start, end, settings, utcnow())
+        _check_times(start, end, now)
+    room = None
     if moved or len(attendees) > len(current.attendees):
-        _check_room(settings.rooms.lookup(room_id, bearer), len(attendees))
-    # Network calls are done; now one short transaction.
+        room = _check_room(settings.rooms.lookup(room_id, bearer), len(attendees), settings)
+    if moved:
+        _check_policy(room, start, end, settings, now)
+    # Network calls are done; now one short transaction. A move takes the booking locks before the row lock.
+    quota_user = None if principal.is_admin else current.user_id
+    if moved:
+        locks.lock_for_booking(room_id, quota_user)
     reservation = get_reservation(reservation_id, principal, for_update=True)
     if reservation.status == "cancelled":
         raise Conflict("A cancelled reservation cannot be changed.")
+    if (reservation.room_id, reservation.start_time, reservation.end_time) != (
+        current.room_id,
+        current.start_time,
+        current.end_time,
+    ):
+        raise Conflict("The reservation was changed meanwhile; read it again and retry.")
     new_values = {"room_id": room_id, "start_time": start, "end_time": end, "attendees": attendees}
     for name in ("title", "description"):
         if name in sent:
@@ -180,9 +298,9 @@ def update_reservation(
         db.session.commit()
         return reservation
     if moved:
-        clashes = find_conflicts(room_id, start, end, exclude_id=reservation.id)
-        if clashes:
-            raise BookingConflict(clashes)
+        _check_free(room_id, start, end, reservation.id)
+        if quota_user is not None:
+            _check_quotas(quota_user, room, start, end, settings, now, reservation.id)
     for name, value in changed.items():
         setattr(reservation, name, value)
     reservation.updated_at = utcnow()
@@ -205,11 +323,26 @@ def cancel_reservation(reservation_id: int, principal: Principal) -> None:
     db.session.commit()
 
 
-def _cancel(reservation: Reservation) -> None:
+def _cancel(reservation: Reservation, **why) -> None:
+    """Cancel in the caller's transaction; `why` (e.g. reason="blackout") is added to the event's data."""
     reservation.status = "cancelled"
     reservation.updated_at = utcnow()
     db.session.flush()
-    publish("reservation.cancelled", reservation)
+    record_event(TOPIC, reservation.id, "reservation.cancelled", {**reservation.to_dict(), **why}, PRODUCER)
+
+
+def cancel_reservations_in_blackout(blackout: Blackout) -> int:
+    """Cancel the confirmed reservations overlapping a new blackout (call with locks.lock_for_blackout held)."""
+    stmt = select(Reservation).where(
+        Reservation.status == "confirmed",
+        Reservation.during.op("&&")(func.tstzrange(blackout.start_time, blackout.end_time, "[)")),
+    )
+    if blackout.room_id is not None:
+        stmt = stmt.where(Reservation.room_id == blackout.room_id)
+    reservations = list(db.session.execute(stmt.order_by(Reservation.id).with_for_update()).scalars())
+    for reservation in reservations:
+        _cancel(reservation, reason="blackout", blackout_id=blackout.id)
+    return len(reservations)
 
 
 def cancel_future_reservations(*, room_id: int | None = None, user_id: int | None = None) -> int:

@@ -21,7 +21,7 @@ from servicekit.events import make_envelope
 
 pytest_plugins = ["devstack.pytest_plugin", "servicekit.testing"]
 
-TABLES = "reservations, idempotency_keys, notified_reservations, outgoing_emails"  # the mail consumer's lock order
+TABLES = "reservations, blackouts, idempotency_keys, notified_reservations, outgoing_emails"  # the mail consumer's lock order
 
 
 @pytest.fixture(scope="session")
@@ -91,7 +91,8 @@ class Rooms:
         envelope = make_envelope(event_type, room, "room-service")
         self.topics.produce("room-events", str(room["id"]), json.dumps(envelope).encode())
 
-    def create(self, capacity: int = 10, is_active: bool = True) -> dict:
+    def create(self, capacity: int = 10, is_active: bool = True, **fields) -> dict:
+        """A room; `fields` adds or overrides what room-service would announce (timezone, booking_policy, name...)."""
         from app.models import RoomReplica
         from servicekit.testing import wait_until
 
@@ -107,6 +108,7 @@ class Rooms:
             "is_active": is_active,
             "created_at": now,
             "updated_at": now,
+            **fields,
         }
         self.publish("room.created", room)
 

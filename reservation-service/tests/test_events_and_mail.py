@@ -127,7 +127,11 @@ def test_deactivating_a_user_cancels_their_future_reservations_and_refuses_their
     response = requests.put(f"{user_service}/api/users/{user['id']}", json={"is_active": False}, headers=admin, timeout=10)
     assert response.status_code == 200
     wait_until(lambda: client.get("/api/reservations", headers=headers).status_code == 401, message="the token to be refused")
-    assert client.get(f"/api/reservations/{mine['id']}", headers=admin).get_json()["status"] == "cancelled"
+    # user.updated (which revokes) and user.deactivated (which cancels) are two events: wait for the second.
+    wait_until(
+        lambda: client.get(f"/api/reservations/{mine['id']}", headers=admin).get_json()["status"] == "cancelled",
+        message="the cascade",
+    )
 
 
 def test_mail_waits_while_the_smtp_server_is_down_and_goes_when_it_returns(config, fresh_database, people, tmp_path):

@@ -5,3 +5,29 @@ def test_the_openapi_document_is_valid_and_complete(app):
     spec = assert_documented_and_valid(app)
     assert {"ReservationCreate", "ReservationOut", "BookingConflict", "Schedule"} <= set(spec["components"]["schemas"])
     assert any(p["name"] == "Idempotency-Key" for p in spec["paths"]["/api/reservations"]["post"]["parameters"])
+
+
+def test_the_spec_shows_blackouts_quotas_and_both_kinds_of_booking_conflict(app):
+    from openapi_schema_validator import OAS30Validator
+
+    spec = assert_documented_and_valid(app)
+    schemas = spec["components"]["schemas"]
+    assert {"BlackoutCreate", "BlackoutOut", "BlackoutPage", "QuotaExceeded"} <= set(schemas)
+    assert {"get", "post"} <= set(spec["paths"]["/api/blackouts"]) and "delete" in spec["paths"]["/api/blackouts/{blackout_id}"]
+    conflict = {**schemas["BookingConflict"], "components": spec["components"]}  # its $refs resolve in there
+    problem = {"type": "/problems/booking-conflict", "title": "Booking Conflict", "status": 409, "detail": "d"}
+    blackout = {
+        "blackout_id": 1,
+        "start_time": "2030-01-01T09:00:00+00:00",
+        "end_time": "2030-01-01T10:00:00+00:00",
+        "reason": "r",
+    }
+    clash = {"reservation_id": 2, "start_time": "2030-01-01T09:00:00+00:00", "end_time": "2030-01-01T10:00:00+00:00"}
+    validator = OAS30Validator(conflict)
+    assert validator.is_valid({**problem, "blackouts": [blackout]})
+    assert validator.is_valid({**problem, "conflicts": [clash]})
+    assert validator.is_valid({**problem, "conflicts": [clash], "blackouts": [blackout]})
+    assert not validator.is_valid(problem)  # a booking clash names what is in the way
+    assert validator.is_valid({**problem, "type": "/problems/conflict", "detail": "A cancelled reservation cannot be changed."})
+    create_409 = spec["paths"]["/api/reservations"]["post"]["responses"]["409"]["content"]["application/problem+json"]
+    assert {"$ref": "#/components/schemas/QuotaExceeded"} in create_409["schema"]["anyOf"]

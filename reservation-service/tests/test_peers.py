@@ -45,3 +45,23 @@ def test_rooms_room_service_reports_deleted_inactive_missing_or_too_small_are_42
         "/api/reservations", json=booking(small["id"], attendees=["a@example.com", "b@example.com"]), headers=headers
     )
     assert crowded.status_code == 422 and crowded.get_json()["errors"][0]["field"] == "attendees"
+
+
+def test_a_room_learnt_over_rest_brings_its_zone_and_policy_and_they_are_enforced(app, rest_client, room_service, people):
+    _, admin = people.admin()
+    _, headers = people.user()
+    room = _room(
+        room_service,
+        admin,
+        tag="e",
+        timezone="Asia/Kolkata",
+        equipment=["Screen"],
+        booking_policy={"min_minutes": 45, "open_hours": {"mon": [["09:00", "17:30"]]}},
+    )
+    response = rest_client.post("/api/reservations", json=booking(room["id"], minutes=30), headers=headers)
+    assert response.status_code == 422
+    assert {e["rule"] for e in response.get_json()["errors"]} >= {"booking_policy.min_minutes"}
+    with app.app_context():
+        replica = db.session.get(RoomReplica, room["id"])
+        assert replica.timezone == "Asia/Kolkata" and replica.equipment == ["screen"]
+        assert replica.booking_policy == room["booking_policy"]

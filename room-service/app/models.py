@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 
 from sqlalchemy import (
@@ -19,9 +20,13 @@ from sqlalchemy import (
     func,
     text,
 )
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from servicekit.db import db
+
+DEFAULT_POLICY = {"open_hours": None, "min_minutes": 5, "max_minutes": 720, "horizon_days": 365, "auto_release": False}
+DEFAULT_POLICY_JSON = json.dumps(DEFAULT_POLICY)
 
 room_equipment = Table(
     "room_equipment",
@@ -51,6 +56,9 @@ class Room(db.Model):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False, server_default=text("now()"))
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False, server_default=text("now()"))
     deleted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    timezone: Mapped[str] = mapped_column(String(64), nullable=False, server_default="UTC")  # IANA name
+    # {"open_hours", "min_minutes", "max_minutes", "horizon_days", "auto_release"}, validated by schemas.BookingPolicy
+    booking_policy: Mapped[dict] = mapped_column(JSONB, nullable=False, server_default=text(f"'{DEFAULT_POLICY_JSON}'::jsonb"))
     equipment: Mapped[list[Equipment]] = relationship(secondary=room_equipment, lazy="selectin", order_by=Equipment.name)
 
     __table_args__ = (
@@ -68,6 +76,8 @@ class Room(db.Model):
             "equipment": sorted(item.name for item in self.equipment),
             "description": self.description,
             "is_active": self.is_active,
+            "timezone": self.timezone,
+            "booking_policy": dict(self.booking_policy),
             "created_at": self.created_at.isoformat(),
             "updated_at": self.updated_at.isoformat(),
         }

@@ -76,7 +76,7 @@ def create_room():
       409: {$ref: '#/components/responses/Conflict'}
       422: {$ref: '#/components/responses/ValidationFailed'}
     """
-    room = services.create_room(parse_body(RoomCreate))
+    room = services.create_room(parse_body(RoomCreate), current_app.config["SERVICE"].default_timezone)
     _refresh_room_gauge()
     return jsonify(room.to_dict()), 201, {"Location": f"/api/rooms/{room.id}"}
 

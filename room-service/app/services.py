@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pydantic import ValidationError
 from sqlalchemy import Select, case, func, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import IntegrityError
@@ -11,7 +12,7 @@ from servicekit.events import record_event
 from servicekit.problems import Conflict, NotFound, ValidationFailed
 
 from .models import Equipment, Room, room_equipment
-from .schemas import RoomCreate, RoomListQuery, RoomUpdate
+from .schemas import BookingPolicy, BookingPolicyUpdate, RoomCreate, RoomListQuery, RoomUpdate
 
 TOPIC = "room-events"
 PRODUCER = "room-service"
@@ -40,13 +41,38 @@ def _flush_or_duplicate_name() -> None:
         raise Conflict("A room with this name already exists.") from None
 
 
-def create_room(request: RoomCreate) -> Room:
+def _checked_policy(policy: BookingPolicy) -> dict:
+    if policy.min_minutes > policy.max_minutes:
+        raise ValidationFailed.single("booking_policy.max_minutes", f"Must be at least min_minutes ({policy.min_minutes}).")
+    return policy.as_stored()
+
+
+def _merged_policy(current: dict, sent: BookingPolicyUpdate) -> dict:
+    """The room's policy with the fields sent in a PUT replaced (the others keep their value)."""
+    merged = {**current, **{name: getattr(sent, name) for name in sent.model_fields_set}}
+    if "open_hours" in sent.model_fields_set and sent.open_hours is not None:
+        merged["open_hours"] = sent.open_hours.as_stored()
+    for name in sent.model_fields_set - {"open_hours"}:
+        if merged[name] is None:
+            raise ValidationFailed.single(f"booking_policy.{name}", "Must not be null.")
+    try:
+        policy = BookingPolicy.model_validate(merged, strict=False)
+    except ValidationError as exc:  # a stored policy from before a rule tightened
+        raise ValidationFailed(
+            [{"field": "booking_policy." + ".".join(map(str, e["loc"])), "message": e["msg"]} for e in exc.errors()]
+        ) from None
+    return _checked_policy(policy)
+
+
+def create_room(request: RoomCreate, default_timezone: str = "UTC") -> Room:
     room = Room(
         name=request.name,
         capacity=request.capacity,
         location=request.location,
         description=request.description,
         is_active=request.is_active,
+        timezone=request.timezone or default_timezone,
+        booking_policy=_checked_policy(request.booking_policy),
         equipment=_equipment(request.equipment),
     )
     db.session.add(room)
@@ -71,7 +97,12 @@ def update_room(room_id: int, changes: RoomUpdate) -> Room:
             raise ValidationFailed.single(name, "Must not be null.")
     room = get_room(room_id, for_update=True)
     changed = False
-    for name in sent - {"equipment"}:
+    if "booking_policy" in sent:
+        policy = _merged_policy(room.booking_policy, changes.booking_policy)
+        if policy != room.booking_policy:
+            room.booking_policy = policy
+            changed = True
+    for name in sent - {"equipment", "booking_policy"}:
         if getattr(room, name) != getattr(changes, name):
             setattr(room, name, getattr(changes, name))
             changed = True

@@ -22,6 +22,8 @@ def test_an_admin_creates_a_room_with_normalised_equipment(client, admin):
         "equipment",
         "description",
         "is_active",
+        "timezone",
+        "booking_policy",
         "created_at",
         "updated_at",
     }

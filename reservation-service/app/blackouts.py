@@ -1,0 +1,63 @@
+"""Blackouts: times when a room, or every room, cannot be booked. No Flask here."""
+
+from __future__ import annotations
+
+from sqlalchemy import Select, or_, select
+
+from servicekit.auth import Principal
+from servicekit.db import db, utcnow
+from servicekit.problems import NotFound, ValidationFailed
+
+from . import locks, services
+from .directory import RoomDirectory
+from .models import Blackout
+from .schemas import BlackoutCreate, BlackoutListQuery
+
+
+def create_blackout(principal: Principal, request: BlackoutCreate, bearer: str, rooms: RoomDirectory) -> tuple[Blackout, int]:
+    """Store the blackout and cancel the confirmed reservations it overlaps, in one transaction.
+
+    Returns the blackout and how many reservations it cancelled (each with its event, so its e-mail)."""
+    start, end = services.as_utc(request.start_time), services.as_utc(request.end_time)
+    errors = []
+    if end <= start:
+        errors.append({"field": "end_time", "message": "Must be after start_time."})
+    if start < utcnow():
+        errors.append({"field": "start_time", "message": "Must not be in the past."})
+    if errors:
+        raise ValidationFailed(errors)
+    if request.room_id is not None:
+        room = rooms.lookup(request.room_id, bearer)
+        if room is None or room.deleted:
+            raise ValidationFailed.single("room_id", "No such room.")
+    # See locks.py: no booking of the room can commit between here and our commit.
+    locks.lock_for_blackout(request.room_id)
+    blackout = Blackout(
+        room_id=request.room_id, start_time=start, end_time=end, reason=request.reason, created_by=principal.user_id
+    )
+    db.session.add(blackout)
+    db.session.flush()
+    db.session.refresh(blackout)
+    cancelled = services.cancel_reservations_in_blackout(blackout)
+    db.session.commit()
+    return blackout, cancelled
+
+
+def list_blackouts(query: BlackoutListQuery) -> Select:
+    stmt = select(Blackout).order_by(Blackout.start_time, Blackout.id)
+    if query.room_id is not None:
+        stmt = stmt.where(or_(Blackout.room_id == query.room_id, Blackout.room_id.is_(None)))
+    if query.from_ is not None:
+        stmt = stmt.where(Blackout.end_time > services.as_utc(query.from_))
+    if query.to is not None:
+        stmt = stmt.where(Blackout.start_time < services.as_utc(query.to))
+    return stmt
+
+
+def delete_blackout(blackout_id: int) -> None:
+    """The room can be booked again then; reservations it cancelled stay cancelled."""
+    blackout = db.session.get(Blackout, blackout_id, with_for_update=True)
+    if blackout is None:
+        raise NotFound(f"Blackout {blackout_id} does not exist.")
+    db.session.delete(blackout)
+    db.session.commit()
