@@ -59,7 +59,7 @@ def create_room(request: RoomCreate) -> Room:
 
 
 def get_room(room_id: int, *, for_update: bool = False, include_deleted: bool = False) -> Room:
-    room = db.session.get(Room, room_id, with_for_update=for_update)
+    room = db.session.get(Room, room_id, with_for_update=for_update, populate_existing=for_update)
     if room is None or (room.deleted_at is not None and not include_deleted):
         raise NotFound(f"Room {room_id} does not exist.")
     return room
