@@ -107,3 +107,20 @@ def test_two_editors_with_the_same_etag_one_wins_the_other_gets_412(app, config,
     assert sorted(results) == [200, 412]
     final = client.get(f"/api/reservations/{created['id']}", headers=headers).get_json()
     assert final["sequence"] == 1 and final["title"] in ("Alice's", "Bob's")
+
+
+def test_the_spec_documents_etags_304_412_and_the_feeds(app):
+    spec = app.test_client().get("/apispec.json").get_json()
+    item = spec["paths"]["/api/reservations/{reservation_id}"]
+    assert "ETag" in item["get"]["responses"]["200"]["headers"] and "304" in item["get"]["responses"]
+    assert {"$ref": "#/components/parameters/IfNoneMatch"} in item["get"]["parameters"]
+    for method in ("put", "delete"):
+        assert "412" in item[method]["responses"]
+        assert {"$ref": "#/components/parameters/IfMatch"} in item[method]["parameters"]
+    assert set(spec["components"]["parameters"]) >= {"IfMatch", "IfNoneMatch"}
+    for path in ("/api/calendar/me.ics", "/api/calendar/rooms/{room_id}.ics"):
+        feed = spec["paths"][path]["get"]
+        assert feed["security"] == [] and "text/calendar" in feed["responses"]["200"]["content"]
+        assert "304" in feed["responses"] and "ETag" in feed["responses"]["200"]["headers"]
+    assert spec["paths"]["/api/calendar/tokens"]["post"]["responses"]["201"]
+    assert "sequence" in spec["components"]["schemas"]["ReservationOut"]["properties"]

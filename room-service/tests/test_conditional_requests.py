@@ -91,3 +91,12 @@ def test_two_writers_with_the_same_etag_one_wins_the_other_gets_412(app, config,
         writer.join(20)
     engine.dispose()
     assert sorted(results) == [200, 412]
+
+
+def test_the_spec_documents_etags_304_and_412(app):
+    spec = app.test_client().get("/apispec.json").get_json()
+    item = spec["paths"]["/api/rooms/{room_id}"]
+    assert "ETag" in item["get"]["responses"]["200"]["headers"] and "304" in item["get"]["responses"]
+    for method in ("put", "delete"):
+        assert "412" in item[method]["responses"]
+        assert {"$ref": "#/components/parameters/IfMatch"} in item[method]["parameters"]
