@@ -12,7 +12,7 @@ from servicekit.auth import JwksKeySource, TokenVerifier, init_auth
 from servicekit.openapi import build_spec
 from servicekit.peers import PeerClient
 
-from . import kafka_consumer, routes, services
+from . import calendar_routes, kafka_consumer, routes, services
 from .directory import RoomDirectory, UserDirectory
 from .email_utils import MailSender
 from .schemas import SCHEMAS
@@ -40,6 +40,7 @@ def create_app(config: ReservationServiceConfig | None = None) -> Flask:
     app.extensions["reservation-service.idempotency_ttl"] = timedelta(hours=config.idempotency_hours)
     app.register_blueprint(routes.reservations)
     app.register_blueprint(routes.blackouts)
+    app.register_blueprint(calendar_routes.calendar)
     routes.register_booking_metrics(app)
     background = app.extensions["servicekit.background"]
     background.add_consumer(kafka_consumer.make_consumer)

@@ -17,6 +17,8 @@ from sqlalchemy import func, select, text, update
 from servicekit.db import db
 from servicekit.metrics import metrics_of
 
+from .calendars import invitation_for_event
+from .ical import attach_invitation
 from .models import OutgoingEmail, RoomReplica, UserReplica
 
 log = logging.getLogger(__name__)
@@ -113,18 +115,21 @@ def queue_notifications(event_id: str, event_type: str, data: dict, previous: di
         raise LookupError(f"user {data['user_id']} is not known yet")
     recipients = list(dict.fromkeys([owner.email, *data.get("attendees", [])]))
     subject, body = message
+    calendar = invitation_for_event(event_type, data)
     for recipient in recipients:
-        db.session.add(OutgoingEmail(event_id=event_id, recipient=recipient, subject=subject, body=body))
+        db.session.add(OutgoingEmail(event_id=event_id, recipient=recipient, subject=subject, body=body, calendar=calendar))
     return len(recipients)
 
 
-def send_email(config, recipient: str, subject: str, body: str) -> None:
+def send_email(config, recipient: str, subject: str, body: str, calendar: str | None = None) -> None:
     message = EmailMessage()
     message["From"] = config.smtp_from
     message["To"] = recipient
     message["Subject"] = subject
     message["Message-ID"] = make_msgid(domain="meeting-rooms.local")
     message.set_content(body)
+    if calendar:
+        attach_invitation(message, calendar)
     with smtplib.SMTP(config.smtp_host, config.smtp_port, timeout=10) as smtp:
         if config.smtp_starttls:
             smtp.starttls()
@@ -139,7 +144,7 @@ _CLAIM = text(
     WHERE id IN (SELECT id FROM outgoing_emails
                  WHERE sent_at IS NULL AND failed_at IS NULL AND next_attempt_at <= now()
                  ORDER BY id LIMIT :limit FOR UPDATE SKIP LOCKED)
-    RETURNING id, recipient, subject, body, attempts
+    RETURNING id, recipient, subject, body, calendar, attempts
     """
 )
 
@@ -182,9 +187,9 @@ class MailSender:
     def send_due(self, limit: int = 20) -> int:
         rows = db.session.execute(_CLAIM, {"lease": LEASE_SECONDS, "limit": limit}).all()
         db.session.commit()
-        for row_id, recipient, subject, body, attempts in rows:
+        for row_id, recipient, subject, body, calendar, attempts in rows:
             try:
-                send_email(self.config, recipient, subject, body)
+                send_email(self.config, recipient, subject, body, calendar)
             except (OSError, smtplib.SMTPException) as exc:
                 self._failed(row_id, attempts, f"{exc.__class__.__name__}: {exc}")
                 continue

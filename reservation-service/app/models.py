@@ -26,6 +26,8 @@ class Reservation(db.Model):
     status: Mapped[str] = mapped_column(String(20), nullable=False, server_default="confirmed")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False, server_default=text("now()"))
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False, server_default=text("now()"))
+    # iCalendar SEQUENCE: 0 when booked, one more at every change or cancellation (feeds and mails agree).
+    sequence: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
     # Half-open [start, end): one booking may end exactly when the next starts.
     during = mapped_column(TSTZRANGE, Computed("tstzrange(start_time, end_time, '[)')", persisted=True))
 
@@ -56,6 +58,7 @@ class Reservation(db.Model):
             "status": self.status,
             "created_at": self.created_at.isoformat(),
             "updated_at": self.updated_at.isoformat(),
+            "sequence": self.sequence,
         }
 
 
@@ -140,6 +143,8 @@ class OutgoingEmail(db.Model):
     sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     failed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     last_error: Mapped[str | None] = mapped_column(Text)
+    # The text/calendar part (METHOD:REQUEST or CANCEL) sent along, if any.
+    calendar: Mapped[str | None] = mapped_column(Text)
 
     __table_args__ = (
         Index("ix_outgoing_emails_due", "next_attempt_at", postgresql_where=text("sent_at IS NULL AND failed_at IS NULL")),
@@ -153,3 +158,16 @@ class NotifiedReservation(db.Model):
 
     reservation_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     snapshot: Mapped[dict] = mapped_column(JSONB, nullable=False)
+
+
+class CalendarToken(db.Model):
+    """A revocable secret that lets a calendar app read a user's feeds without a bearer token."""
+
+    __tablename__ = "calendar_tokens"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    user_id: Mapped[int] = mapped_column(BigInteger, nullable=False, index=True)
+    # SHA-256 of the token, hex: the token itself is shown once and never stored.
+    token_hash: Mapped[str] = mapped_column(String(64), nullable=False, unique=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False, server_default=text("now()"))
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

@@ -5,6 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, current_app, jsonify, request
 
 from servicekit.auth import bearer_token, current_principal, require_admin, require_auth
+from servicekit.conditional import if_match_header, json_with_etag
 from servicekit.db import db
 from servicekit.metrics import metrics_of
 from servicekit.pagination import paginate
@@ -172,32 +173,38 @@ def list_reservations():
 @reservations.get("/<int:reservation_id>")
 @require_auth
 def get(reservation_id: int):
-    """One reservation (its owner or an admin).
+    """One reservation (its owner or an admin), with an `ETag`; `If-None-Match` with the current one → 304.
     ---
     tags: [reservations]
     parameters:
       - {name: reservation_id, in: path, required: true, schema: {type: integer}}
+      - {$ref: '#/components/parameters/IfNoneMatch'}
     responses:
       200:
         description: The reservation (cancelled ones stay readable).
+        headers:
+          ETag: {description: The entity tag of the reservation (for If-None-Match and If-Match)., schema: {type: string}}
         content:
           application/json:
             schema: {$ref: '#/components/schemas/ReservationOut'}
+      304: {$ref: '#/components/responses/NotModified'}
       401: {$ref: '#/components/responses/Unauthorized'}
       403: {$ref: '#/components/responses/Forbidden'}
       404: {$ref: '#/components/responses/NotFound'}
     """
-    return jsonify(services.get_reservation(reservation_id, current_principal()).to_dict())
+    return json_with_etag(services.get_reservation(reservation_id, current_principal()).to_dict())
 
 
 @reservations.put("/<int:reservation_id>")
 @require_auth
 def update(reservation_id: int):
     """Change a reservation (any subset of fields); the creation rules apply to the result.
+    With `If-Match`, only if the reservation still has that ETag (else 412, nothing changed).
     ---
     tags: [reservations]
     parameters:
       - {name: reservation_id, in: path, required: true, schema: {type: integer}}
+      - {$ref: '#/components/parameters/IfMatch'}
     requestBody:
       required: true
       content:
@@ -206,6 +213,8 @@ def update(reservation_id: int):
     responses:
       200:
         description: The updated reservation.
+        headers:
+          ETag: {description: The new entity tag of the reservation., schema: {type: string}}
         content:
           application/json:
             schema: {$ref: '#/components/schemas/ReservationOut'}
@@ -224,24 +233,29 @@ def update(reservation_id: int):
                 - {$ref: '#/components/schemas/BookingConflict'}
                 - {$ref: '#/components/schemas/QuotaExceeded'}
                 - {$ref: '#/components/schemas/Problem'}
+      412: {$ref: '#/components/responses/PreconditionFailed'}
       422: {$ref: '#/components/responses/ValidationFailed'}
       503: {$ref: '#/components/responses/ServiceUnavailable'}
     """
     changes = parse_body(ReservationUpdate)
     reservation = _counting_conflicts(
-        lambda: services.update_reservation(reservation_id, current_principal(), changes, bearer_token(), _settings())
+        lambda: services.update_reservation(
+            reservation_id, current_principal(), changes, bearer_token(), _settings(), if_match=if_match_header()
+        )
     )
-    return jsonify(reservation.to_dict())
+    return json_with_etag(reservation.to_dict())
 
 
 @reservations.delete("/<int:reservation_id>")
 @require_auth
 def cancel(reservation_id: int):
     """Cancel a reservation: its slot is free again, it stays readable with status cancelled.
+    With `If-Match`, only if the reservation still has that ETag (else 412, nothing changed).
     ---
     tags: [reservations]
     parameters:
       - {name: reservation_id, in: path, required: true, schema: {type: integer}}
+      - {$ref: '#/components/parameters/IfMatch'}
     responses:
       204: {description: Cancelled (also when it already was).}
       401: {$ref: '#/components/responses/Unauthorized'}
@@ -252,8 +266,9 @@ def cancel(reservation_id: int):
         content:
           application/problem+json:
             schema: {$ref: '#/components/schemas/Problem'}
+      412: {$ref: '#/components/responses/PreconditionFailed'}
     """
-    services.cancel_reservation(reservation_id, current_principal())
+    services.cancel_reservation(reservation_id, current_principal(), if_match=if_match_header())
     return "", 204
 
 

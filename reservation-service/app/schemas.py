@@ -104,6 +104,7 @@ class ReservationOut(BaseModel):
     status: Literal["confirmed", "cancelled"]
     created_at: datetime
     updated_at: datetime
+    sequence: int = Field(description="iCalendar SEQUENCE: 0 when booked, one more at each change or cancellation")
 
 
 class ReservationPage(BaseModel):
@@ -152,6 +153,25 @@ class BookingConflict(BaseModel):
     detail: str
     conflicts: list[ConflictItem] | None = Field(None, description="the confirmed reservations in the way")
     blackouts: list[BlackoutItem] | None = Field(None, description="the blackouts in the way")
+
+
+class CalendarFeeds(BaseModel):
+    me: str = Field(description="URL of your own bookings as an iCalendar feed")
+    rooms: str = Field(description="URL template of a room's feed: replace `{room_id}`")
+
+
+class CalendarTokenCreated(BaseModel):
+    """201 of POST /api/calendar/tokens: the secret is shown this once (only its SHA-256 is stored)."""
+
+    id: int
+    token: str
+    feeds: CalendarFeeds
+
+
+class FeedQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    token: str = Field(min_length=1, max_length=200, description="a feed token from POST /api/calendar/tokens")
 
 
 class QuotaExceeded(BaseModel):
@@ -216,4 +236,5 @@ SCHEMAS = [
     BlackoutCreate,
     BlackoutOut,
     BlackoutPage,
+    CalendarTokenCreated,
 ]

@@ -9,6 +9,7 @@ from sqlalchemy import Select, func, or_, select
 from sqlalchemy.exc import IntegrityError
 
 from servicekit.auth import Principal
+from servicekit.conditional import etag_for, require_match
 from servicekit.db import db, utcnow
 from servicekit.events import record_event
 from servicekit.problems import Conflict, Forbidden, NotFound, ValidationFailed
@@ -245,7 +246,8 @@ def create_reservation(
 
 def get_reservation(reservation_id: int, principal: Principal, *, for_update: bool = False) -> Reservation:
     """Load a reservation its owner or an admin may see (403 for anyone else)."""
-    reservation = db.session.get(Reservation, reservation_id, with_for_update=for_update)
+    # Locking re-reads the row: what an earlier read in this transaction left in the session may be stale.
+    reservation = db.session.get(Reservation, reservation_id, with_for_update=for_update, populate_existing=for_update)
     if reservation is None:
         raise NotFound(f"Reservation {reservation_id} does not exist.")
     if reservation.user_id != principal.user_id and not principal.is_admin:
@@ -254,13 +256,20 @@ def get_reservation(reservation_id: int, principal: Principal, *, for_update: bo
 
 
 def update_reservation(
-    reservation_id: int, principal: Principal, changes: ReservationUpdate, bearer: str, settings: BookingSettings
+    reservation_id: int,
+    principal: Principal,
+    changes: ReservationUpdate,
+    bearer: str,
+    settings: BookingSettings,
+    *,
+    if_match: str | None = None,
 ) -> Reservation:
     sent = changes.model_fields_set
     for name in ("room_id", "title", "start_time", "end_time", "attendees"):
         if name in sent and getattr(changes, name) is None:
             raise ValidationFailed.single(name, "Must not be null.")
     current = get_reservation(reservation_id, principal)
+    require_match(if_match, etag_for(current.to_dict()))  # early answer; the binding check is under the lock below
     if current.status == "cancelled":
         raise Conflict("A cancelled reservation cannot be changed.")
     room_id = changes.room_id if "room_id" in sent else current.room_id
@@ -281,6 +290,7 @@ def update_reservation(
     if moved:
         locks.lock_for_booking(room_id, quota_user)
     reservation = get_reservation(reservation_id, principal, for_update=True)
+    require_match(if_match, etag_for(reservation.to_dict()))
     if reservation.status == "cancelled":
         raise Conflict("A cancelled reservation cannot be changed.")
     if (reservation.room_id, reservation.start_time, reservation.end_time) != (
@@ -304,6 +314,7 @@ def update_reservation(
     for name, value in changed.items():
         setattr(reservation, name, value)
     reservation.updated_at = utcnow()
+    reservation.sequence += 1
     _flush_or_conflict(room_id, start, end, reservation.id)
     db.session.refresh(reservation)
     publish("reservation.updated", reservation)
@@ -311,9 +322,10 @@ def update_reservation(
     return reservation
 
 
-def cancel_reservation(reservation_id: int, principal: Principal) -> None:
+def cancel_reservation(reservation_id: int, principal: Principal, *, if_match: str | None = None) -> None:
     """Cancel (idempotent: cancelling a cancelled reservation changes nothing)."""
     reservation = get_reservation(reservation_id, principal, for_update=True)
+    require_match(if_match, etag_for(reservation.to_dict()))
     if reservation.status == "cancelled":
         db.session.commit()
         return
@@ -327,6 +339,7 @@ def _cancel(reservation: Reservation, **why) -> None:
     """Cancel in the caller's transaction; `why` (e.g. reason="blackout") is added to the event's data."""
     reservation.status = "cancelled"
     reservation.updated_at = utcnow()
+    reservation.sequence += 1
     db.session.flush()
     record_event(TOPIC, reservation.id, "reservation.cancelled", {**reservation.to_dict(), **why}, PRODUCER)
 

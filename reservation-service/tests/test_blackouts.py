@@ -193,11 +193,11 @@ def test_a_blackout_cancels_overlapping_bookings_with_events_and_mail(client, ap
         lambda: [
             m
             for m in mails_to(infrastructure.mail_dir, alice["email"])
-            if m["Subject"].startswith("Cancelled") and f"#{hit['id']}" in m.get_content()
+            if m["Subject"].startswith("Cancelled") and f"#{hit['id']}" in m.get_body(preferencelist=("plain",)).get_content()
         ],
         message="the cancellation e-mail",
     )
-    assert room["name"] in cancelled[0].get_content()
+    assert room["name"] in cancelled[0].get_body(preferencelist=("plain",)).get_content()
     assert overlaps_in_tables(app) == 0
 
 

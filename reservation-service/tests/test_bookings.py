@@ -29,6 +29,7 @@ def test_booking_a_room_returns_the_reservation_in_utc(client, people, rooms):
         "status",
         "created_at",
         "updated_at",
+        "sequence",
     }
     assert reservation["user_id"] == user["id"] and reservation["room_id"] == room["id"]
     assert reservation["status"] == "confirmed"

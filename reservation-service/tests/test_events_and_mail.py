@@ -61,13 +61,17 @@ def test_the_owner_and_attendees_get_a_confirmation_saying_which_room_and_when(c
         "/api/reservations", json=booking(room["id"], attendees=["guest@example.com"]), headers=headers
     ).get_json()
     messages = wait_until(lambda: mails_to(infrastructure.mail_dir, user["email"]), message="the confirmation e-mail")
-    body = messages[0].get_content()
+    body = messages[0].get_body(preferencelist=("plain",)).get_content()
     assert messages[0]["Subject"].startswith("Booked: Planning")
     assert room["name"] in body and "UTC" in body and f"#{created['id']}" in body
     start = datetime.fromisoformat(created["start_time"])
     assert f"{start:%H:%M}" in body
     assert wait_until(
-        lambda: [m for m in mails_to(infrastructure.mail_dir, "guest@example.com") if f"#{created['id']}" in m.get_content()],
+        lambda: [
+            m
+            for m in mails_to(infrastructure.mail_dir, "guest@example.com")
+            if f"#{created['id']}" in m.get_body(preferencelist=("plain",)).get_content()
+        ],
         message="the attendee's copy",
     )
 
@@ -82,7 +86,7 @@ def test_a_change_e_mail_says_what_changed(client, people, rooms, infrastructure
         lambda: [m for m in mails_to(infrastructure.mail_dir, user["email"]) if m["Subject"].startswith("Changed")],
         message="the change e-mail",
     )
-    assert "title: Planning -> Budget review" in changed[0].get_content()
+    assert "title: Planning -> Budget review" in changed[0].get_body(preferencelist=("plain",)).get_content()
 
 
 def test_deleting_a_room_cancels_its_future_reservations_with_events_and_mail(client, app, people, rooms, topics, infrastructure):
@@ -113,7 +117,7 @@ def test_deleting_a_room_cancels_its_future_reservations_with_events_and_mail(cl
         lambda: [m for m in mails_to(infrastructure.mail_dir, user["email"]) if m["Subject"].startswith("Cancelled")],
         message="the cancellation e-mail",
     )
-    assert "room was removed" in cancelled_mail[0].get_content()
+    assert "room was removed" in cancelled_mail[0].get_body(preferencelist=("plain",)).get_content()
     assert (
         client.post("/api/reservations", json=booking(room["id"], 5), headers=headers).status_code == 422
     )  # a deleted room cannot be booked
@@ -162,6 +166,6 @@ def test_mail_waits_while_the_smtp_server_is_down_and_goes_when_it_returns(confi
     finally:
         sender.stop()
         sink.stop()
-    assert "Lovelace" in delivered[0].get_content()
+    assert "Lovelace" in delivered[0].get_body(preferencelist=("plain",)).get_content()
     with down_app.app_context():
         assert db.session.execute(select(OutgoingEmail)).scalar_one().sent_at is not None

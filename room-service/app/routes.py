@@ -5,6 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, current_app, jsonify
 
 from servicekit.auth import require_admin, require_auth
+from servicekit.conditional import if_match_header, json_with_etag
 from servicekit.db import db
 from servicekit.pagination import paginate
 from servicekit.validation import parse_body, parse_query
@@ -84,31 +85,37 @@ def create_room():
 @rooms.get("/<int:room_id>")
 @require_auth
 def get_room(room_id: int):
-    """One room.
+    """One room, with an `ETag`; `If-None-Match` with the current one → 304.
     ---
     tags: [rooms]
     parameters:
       - {name: room_id, in: path, required: true, schema: {type: integer}}
+      - {$ref: '#/components/parameters/IfNoneMatch'}
     responses:
       200:
         description: The room.
+        headers:
+          ETag: {description: The entity tag of the room (for If-None-Match and If-Match)., schema: {type: string}}
         content:
           application/json:
             schema: {$ref: '#/components/schemas/RoomOut'}
+      304: {$ref: '#/components/responses/NotModified'}
       401: {$ref: '#/components/responses/Unauthorized'}
       404: {$ref: '#/components/responses/NotFound'}
     """
-    return jsonify(services.get_room(room_id).to_dict())
+    return json_with_etag(services.get_room(room_id).to_dict())
 
 
 @rooms.put("/<int:room_id>")
 @require_admin
 def update_room(room_id: int):
     """Change any subset of a room's fields (admins). `is_active: false` closes it for booking.
+    With `If-Match`, only if the room still has that ETag (else 412, nothing changed).
     ---
     tags: [rooms]
     parameters:
       - {name: room_id, in: path, required: true, schema: {type: integer}}
+      - {$ref: '#/components/parameters/IfMatch'}
     requestBody:
       required: true
       content:
@@ -117,6 +124,8 @@ def update_room(room_id: int):
     responses:
       200:
         description: The room.
+        headers:
+          ETag: {description: The new entity tag of the room., schema: {type: string}}
         content:
           application/json:
             schema: {$ref: '#/components/schemas/RoomOut'}
@@ -125,28 +134,32 @@ def update_room(room_id: int):
       403: {$ref: '#/components/responses/Forbidden'}
       404: {$ref: '#/components/responses/NotFound'}
       409: {$ref: '#/components/responses/Conflict'}
+      412: {$ref: '#/components/responses/PreconditionFailed'}
       422: {$ref: '#/components/responses/ValidationFailed'}
     """
-    room = services.update_room(room_id, parse_body(RoomUpdate))
+    room = services.update_room(room_id, parse_body(RoomUpdate), if_match=if_match_header())
     _refresh_room_gauge()
-    return jsonify(room.to_dict())
+    return json_with_etag(room.to_dict())
 
 
 @rooms.delete("/<int:room_id>")
 @require_admin
 def delete_room(room_id: int):
     """Delete a room (admins): it is gone for every reader and cannot be booked; its future reservations are cancelled.
+    With `If-Match`, only if the room still has that ETag (else 412, nothing changed).
     ---
     tags: [rooms]
     parameters:
       - {name: room_id, in: path, required: true, schema: {type: integer}}
+      - {$ref: '#/components/parameters/IfMatch'}
     responses:
       204: {description: Deleted.}
       401: {$ref: '#/components/responses/Unauthorized'}
       403: {$ref: '#/components/responses/Forbidden'}
       404: {$ref: '#/components/responses/NotFound'}
+      412: {$ref: '#/components/responses/PreconditionFailed'}
     """
-    services.delete_room(room_id)
+    services.delete_room(room_id, if_match=if_match_header())
     _refresh_room_gauge()
     return "", 204
 

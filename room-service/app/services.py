@@ -7,6 +7,7 @@ from sqlalchemy import Select, case, func, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import IntegrityError
 
+from servicekit.conditional import etag_for, require_match
 from servicekit.db import db, like_substring, utcnow
 from servicekit.events import record_event
 from servicekit.problems import Conflict, NotFound, ValidationFailed
@@ -84,18 +85,19 @@ def create_room(request: RoomCreate, default_timezone: str = "UTC") -> Room:
 
 
 def get_room(room_id: int, *, for_update: bool = False, include_deleted: bool = False) -> Room:
-    room = db.session.get(Room, room_id, with_for_update=for_update)
+    room = db.session.get(Room, room_id, with_for_update=for_update, populate_existing=for_update)
     if room is None or (room.deleted_at is not None and not include_deleted):
         raise NotFound(f"Room {room_id} does not exist.")
     return room
 
 
-def update_room(room_id: int, changes: RoomUpdate) -> Room:
+def update_room(room_id: int, changes: RoomUpdate, *, if_match: str | None = None) -> Room:
     sent = changes.model_fields_set
     for name in sent:
         if getattr(changes, name) is None:
             raise ValidationFailed.single(name, "Must not be null.")
     room = get_room(room_id, for_update=True)
+    require_match(if_match, etag_for(room.to_dict()))  # row locked: nobody changes it between check and write
     changed = False
     if "booking_policy" in sent:
         policy = _merged_policy(room.booking_policy, changes.booking_policy)
@@ -118,9 +120,10 @@ def update_room(room_id: int, changes: RoomUpdate) -> Room:
     return room
 
 
-def delete_room(room_id: int) -> None:
+def delete_room(room_id: int, *, if_match: str | None = None) -> None:
     """Soft delete: the room is gone for every reader, its row stays for history, its name is free again."""
     room = get_room(room_id, for_update=True)
+    require_match(if_match, etag_for(room.to_dict()))
     room.deleted_at = utcnow()
     room.updated_at = room.deleted_at
     db.session.flush()

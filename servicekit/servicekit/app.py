@@ -52,7 +52,10 @@ def create_service_app(import_name: str, config: BaseConfig, *, openapi: dict) -
     )
     app.json.sort_keys = False
     if config.trusted_proxies:
-        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=config.trusted_proxies, x_proto=config.trusted_proxies)
+        # x_host: URLs a service hands out (calendar feeds) name the host and port the client used.
+        app.wsgi_app = ProxyFix(
+            app.wsgi_app, x_for=config.trusted_proxies, x_proto=config.trusted_proxies, x_host=config.trusted_proxies
+        )
     db.init_app(app)
     Migrate(app, db, directory=os.path.join(os.path.dirname(app.root_path), "migrations"))
     register_error_handlers(app)

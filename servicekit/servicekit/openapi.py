@@ -45,6 +45,31 @@ STANDARD_RESPONSES = {
     "ValidationFailed": _problem_response("Invalid fields: wrong type, out of range, unknown or missing."),
     "TooManyRequests": _problem_response("Too many requests; see Retry-After."),
     "ServiceUnavailable": _problem_response("A dependency is unavailable; retry later (see Retry-After)."),
+    "NotModified": {
+        "description": "If-None-Match named the current ETag: you already hold this version (no body).",
+        "headers": {"ETag": {"description": "The current entity tag.", "schema": {"type": "string"}}},
+    },
+    "PreconditionFailed": _problem_response(
+        "If-Match does not match the current ETag: it changed since you read it; nothing changed."
+    ),
+}
+
+# Conditional request headers (servicekit.conditional), referenced as '#/components/parameters/IfMatch'.
+STANDARD_PARAMETERS = {
+    "IfMatch": {
+        "name": "If-Match",
+        "in": "header",
+        "required": False,
+        "description": "Change only if the resource still has this ETag (from a GET); otherwise 412 and nothing changes.",
+        "schema": {"type": "string"},
+    },
+    "IfNoneMatch": {
+        "name": "If-None-Match",
+        "in": "header",
+        "required": False,
+        "description": "The ETag you hold: 304 without a body while it is still current.",
+        "schema": {"type": "string"},
+    },
 }
 
 
@@ -91,6 +116,7 @@ def build_spec(title: str, description: str, models: Iterable[type[BaseModel]]) 
             "securitySchemes": {"bearerAuth": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}},
             "schemas": schemas,
             "responses": STANDARD_RESPONSES,
+            "parameters": STANDARD_PARAMETERS,
         },
         "security": [{"bearerAuth": []}],
     }

@@ -15,7 +15,7 @@ def mails(platform, recipient: str) -> list[str]:
     for path in sorted((platform.state / "mail").glob("*.eml")):
         message = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
         if message["To"] == recipient:
-            found.append(f"{message['Subject']}\n{message.get_content()}")
+            found.append(f"{message['Subject']}\n{message.get_body(preferencelist=('plain',)).get_content()}")
     return found
 
 

@@ -1,0 +1,140 @@
+"""Calendar feeds: revocable feed tokens, the bookings each feed shows, and the invitation part of
+notification mail. No Flask here; rendering is in `ical`."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import select
+
+from servicekit.auth import Principal, is_revoked_from_events
+from servicekit.db import db, utcnow
+from servicekit.problems import NotFound
+
+from . import ical
+from .models import CalendarToken, Reservation, RoomReplica, UserReplica
+
+FEED_DAYS_BACK = 30
+NOTIFIED_EVENTS = frozenset({"reservation.created", "reservation.updated", "reservation.cancelled"})
+
+
+def token_digest(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def create_token(principal: Principal) -> tuple[CalendarToken, str]:
+    """A new feed token of the caller: the row (holding only the digest) and the secret, shown once."""
+    secret = secrets.token_urlsafe(32)
+    token = CalendarToken(user_id=principal.user_id, token_hash=token_digest(secret))
+    db.session.add(token)
+    db.session.commit()
+    return token, secret
+
+
+def revoke_token(token_id: int, principal: Principal) -> None:
+    """Revoke one of the caller's tokens (again: no change). Someone else's is 404, like an unknown one."""
+    token = db.session.get(CalendarToken, token_id, with_for_update=True)
+    if token is None or token.user_id != principal.user_id:
+        raise NotFound(f"Calendar token {token_id} does not exist.")
+    if token.revoked_at is None:
+        token.revoked_at = utcnow()
+    db.session.commit()
+
+
+def feed_holder(secret: str) -> int:
+    """The user a feed token belongs to; 404 for an unknown or revoked token, or a deactivated user's."""
+    token = db.session.execute(
+        select(CalendarToken).where(CalendarToken.token_hash == token_digest(secret), CalendarToken.revoked_at.is_(None))
+    ).scalar_one_or_none()
+    if token is None or not _is_active(token.user_id):
+        raise NotFound("No such calendar feed.")  # no hint whether the token ever existed
+    return token.user_id
+
+
+def _is_active(user_id: int) -> bool:
+    user = db.session.get(UserReplica, user_id)
+    return not is_revoked_from_events(user_id) and (user is None or user.is_active)
+
+
+@dataclass(frozen=True)
+class FeedWindow:
+    start: datetime
+    end: datetime
+
+    @classmethod
+    def around(cls, now: datetime, horizon: timedelta) -> FeedWindow:
+        """From 30 days back to the booking horizon ahead."""
+        return cls(now - timedelta(days=FEED_DAYS_BACK), now + horizon)
+
+
+def _in_window(window: FeedWindow):
+    return select(Reservation).where(Reservation.end_time > window.start, Reservation.start_time < window.end)
+
+
+def _rooms(room_ids: set[int]) -> dict[int, RoomReplica]:
+    if not room_ids:
+        return {}
+    return {
+        room.room_id: room for room in db.session.execute(select(RoomReplica).where(RoomReplica.room_id.in_(room_ids))).scalars()
+    }
+
+
+def _location(room: RoomReplica | None, room_id: int) -> str:
+    return ical.room_label(room.name if room else None, room.location if room else None, room_id)
+
+
+def _person(user_id: int) -> ical.Person | None:
+    user = db.session.get(UserReplica, user_id)
+    return ical.Person(user.email, user.full_name) if user else None
+
+
+def my_feed(user_id: int, window: FeedWindow) -> bytes:
+    """The user's own bookings in the window, cancelled ones included (STATUS:CANCELLED)."""
+    bookings = list(
+        db.session.execute(
+            _in_window(window).where(Reservation.user_id == user_id).order_by(Reservation.start_time, Reservation.id)
+        ).scalars()
+    )
+    rooms, organizer = _rooms({b.room_id for b in bookings}), _person(user_id)
+    events = [
+        ical.booking_event(b.to_dict(), location=_location(rooms.get(b.room_id), b.room_id), organizer=organizer)
+        for b in bookings
+    ]
+    return ical.feed_calendar("My room bookings", events)
+
+
+def room_feed(room_id: int, viewer_id: int, window: FeedWindow) -> bytes:
+    """A room's bookings in the window; other people's show time and title only."""
+    room = db.session.get(RoomReplica, room_id)
+    if room is None or room.deleted:
+        raise NotFound(f"Room {room_id} does not exist.")
+    bookings = list(
+        db.session.execute(
+            _in_window(window).where(Reservation.room_id == room_id).order_by(Reservation.start_time, Reservation.id)
+        ).scalars()
+    )
+    location, organizer = _location(room, room_id), _person(viewer_id)
+    events = [
+        ical.booking_event(b.to_dict(), location=location, organizer=organizer)
+        if b.user_id == viewer_id
+        else ical.booking_event(b.to_dict(), location=location, detailed=False)
+        for b in bookings
+    ]
+    return ical.feed_calendar(_location(room, room_id), events)
+
+
+def invitation_for_event(event_type: str, data: dict) -> str | None:
+    """The text/calendar part of a notification mail (REQUEST, or CANCEL for a cancellation), with the
+    UID and SEQUENCE the feeds show; None for events that send no mail."""
+    if event_type not in NOTIFIED_EVENTS:
+        return None
+    room_id = int(data["room_id"])
+    return ical.invitation(
+        data,
+        location=_location(db.session.get(RoomReplica, room_id), room_id),
+        organizer=_person(int(data["user_id"])),
+        stamp=utcnow(),
+    )

@@ -1,0 +1,262 @@
+"""Calendars (API.md part 2): feed tokens, the iCalendar feeds parsed with `icalendar`, and the
+text/calendar part of every notification mail, with one UID and SEQUENCE across create → change → cancel."""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import UTC, datetime, timedelta
+
+from conftest import booking
+from icalendar import Calendar
+from sqlalchemy import select
+from test_events_and_mail import mails_to
+
+from app.models import CalendarToken, Reservation
+from servicekit.db import db
+from servicekit.testing import wait_until
+
+PROBLEM = "application/problem+json"
+
+
+def new_token(client, headers) -> dict:
+    response = client.post("/api/calendar/tokens", headers=headers)
+    assert response.status_code == 201, response.get_json()
+    return response.get_json()
+
+
+def feed_path(url: str) -> str:
+    """The path and query of a feed URL (the test client talks to the app directly)."""
+    return url[url.index("/api/calendar/") :]
+
+
+def get_feed(client, url: str, **headers):
+    return client.get(feed_path(url), headers=headers)
+
+
+def events_of(response) -> dict[str, object]:
+    """The feed's VEVENTs by UID (the body must parse as iCalendar)."""
+    assert response.status_code == 200, response.get_data(as_text=True)
+    assert response.mimetype == "text/calendar"
+    calendar = Calendar.from_ical(response.data)
+    assert str(calendar["VERSION"]) == "2.0" and calendar.get("PRODID")
+    return {str(event["UID"]): event for event in calendar.walk("VEVENT")}
+
+
+def utc(value: str) -> datetime:
+    return datetime.fromisoformat(value).astimezone(UTC)
+
+
+def calendar_parts(message) -> list[tuple[str, Calendar]]:
+    """The text/calendar parts of a mail: (the Content-Type's method parameter, the parsed calendar)."""
+    return [
+        (part.get_param("method"), Calendar.from_ical(part.get_content()))
+        for part in message.walk()
+        if part.get_content_type() == "text/calendar"
+    ]
+
+
+def the_vevent(calendar: Calendar):
+    (event,) = calendar.walk("VEVENT")
+    return event
+
+
+def test_a_feed_token_is_201_with_both_feed_urls_and_is_stored_only_as_its_sha256(app, client, people, rooms):
+    _, headers = people.user()
+    body = new_token(client, headers)
+    assert set(body) == {"id", "token", "feeds"} and len(body["token"]) >= 32
+    assert body["feeds"]["me"].endswith(f"/api/calendar/me.ics?token={body['token']}")
+    assert body["feeds"]["rooms"].endswith(f"/api/calendar/rooms/{{room_id}}.ics?token={body['token']}")
+    assert body["feeds"]["me"].startswith("http://localhost/")
+    with app.app_context():
+        stored = db.session.get(CalendarToken, body["id"])
+        assert stored.token_hash == hashlib.sha256(body["token"].encode()).hexdigest()
+        assert body["token"] not in db.session.execute(select(CalendarToken.token_hash)).scalars().all()
+    room = rooms.create()
+    assert get_feed(client, body["feeds"]["rooms"].replace("{room_id}", str(room["id"]))).status_code == 200
+    assert client.post("/api/calendar/tokens").status_code == 401
+
+
+def test_my_feed_has_one_vevent_per_own_booking_with_utc_times_location_and_details(client, people, rooms):
+    user, headers = people.user()
+    _, other = people.user()
+    room = rooms.create()
+    mine = client.post(
+        "/api/reservations",
+        json=booking(room["id"], 0, description="Quarterly numbers", attendees=["guest@example.com"]),
+        headers=headers,
+    ).get_json()
+    second = client.post("/api/reservations", json=booking(room["id"], 3, 30), headers=headers).get_json()
+    theirs = client.post("/api/reservations", json=booking(room["id"], 6), headers=other).get_json()
+    events = events_of(get_feed(client, new_token(client, headers)["feeds"]["me"]))
+    assert set(events) == {f"reservation-{mine['id']}@meeting-rooms.local", f"reservation-{second['id']}@meeting-rooms.local"}
+    assert f"reservation-{theirs['id']}@meeting-rooms.local" not in events
+    event = events[f"reservation-{mine['id']}@meeting-rooms.local"]
+    start, end = event.decoded("DTSTART"), event.decoded("DTEND")
+    assert start.utcoffset() == timedelta(0) and start == utc(mine["start_time"]) and end == utc(mine["end_time"])
+    assert "DTSTART:" in event.to_ical().decode() and event.to_ical().decode().split("DTSTART:")[1][15] == "Z"
+    assert str(event["SUMMARY"]) == "Planning" and str(event["DESCRIPTION"]) == "Quarterly numbers"
+    assert room["name"] in str(event["LOCATION"]) and "Floor 2" in str(event["LOCATION"])
+    assert int(event["SEQUENCE"]) == 0 and str(event["STATUS"]) == "CONFIRMED" and event.decoded("DTSTAMP")
+    assert str(event["ORGANIZER"]) == f"mailto:{user['email']}"
+    assert "mailto:guest@example.com" in [str(a) for a in event["ATTENDEE"]]
+
+
+def test_a_room_feed_shows_other_peoples_bookings_with_time_and_title_only(client, people, rooms):
+    _, owner = people.user()
+    _, viewer = people.user()
+    room = rooms.create()
+    theirs = client.post(
+        "/api/reservations",
+        json=booking(room["id"], 0, description="Secret plans", attendees=["boss@example.com"]),
+        headers=owner,
+    ).get_json()
+    mine = client.post("/api/reservations", json=booking(room["id"], 2, description="My notes"), headers=viewer).get_json()
+    elsewhere = client.post("/api/reservations", json=booking(rooms.create()["id"], 0), headers=viewer).get_json()
+    url = new_token(client, viewer)["feeds"]["rooms"].replace("{room_id}", str(room["id"]))
+    events = events_of(get_feed(client, url))
+    assert f"reservation-{elsewhere['id']}@meeting-rooms.local" not in events
+    other = events[f"reservation-{theirs['id']}@meeting-rooms.local"]
+    assert str(other["SUMMARY"]) == "Planning" and other.decoded("DTSTART") == utc(theirs["start_time"])
+    assert not {"DESCRIPTION", "ATTENDEE", "ORGANIZER"} & set(other.keys())
+    assert "boss@example.com" not in get_feed(client, url).get_data(as_text=True)
+    own = events[f"reservation-{mine['id']}@meeting-rooms.local"]
+    assert str(own["DESCRIPTION"]) == "My notes"
+
+
+def test_the_feed_window_is_30_days_back_to_the_horizon_ahead_with_cancellations_marked(app, client, people, rooms):
+    user, headers = people.user()
+    room = rooms.create()
+    now = datetime.now(UTC).replace(microsecond=0)
+
+    def stored(start: datetime, status: str = "confirmed") -> int:
+        # Bookings in the past or beyond the horizon cannot be made through the API any more.
+        with app.app_context():
+            reservation = Reservation(
+                room_id=room["id"],
+                user_id=user["id"],
+                title="Archived",
+                start_time=start,
+                end_time=start + timedelta(hours=1),
+                attendees=[],
+                status=status,
+            )
+            db.session.add(reservation)
+            db.session.commit()
+            return reservation.id
+
+    too_old = stored(now - timedelta(days=31))
+    recent = stored(now - timedelta(days=29))
+    cancelled = stored(now + timedelta(days=3), status="cancelled")
+    last = stored(now + timedelta(days=364))
+    too_far = stored(now + timedelta(days=366))
+    token = new_token(client, headers)["feeds"]
+    for url in (token["me"], token["rooms"].replace("{room_id}", str(room["id"]))):
+        uids = set(events_of(get_feed(client, url)))
+        expected = {recent, cancelled, last}
+        assert uids == {f"reservation-{i}@meeting-rooms.local" for i in expected}, url
+        assert f"reservation-{too_old}@meeting-rooms.local" not in uids
+        assert f"reservation-{too_far}@meeting-rooms.local" not in uids
+        event = events_of(get_feed(client, url))[f"reservation-{cancelled}@meeting-rooms.local"]
+        assert str(event["STATUS"]) == "CANCELLED"
+
+
+def test_uid_and_sequence_agree_between_feed_and_mails_across_create_change_cancel(client, people, rooms, infrastructure):
+    user, headers = people.user()
+    guest = f"guest-{user['id']}@example.com"
+    room = rooms.create()
+    me = new_token(client, headers)["feeds"]["me"]
+    created = client.post("/api/reservations", json=booking(room["id"], 0, attendees=[guest]), headers=headers).get_json()
+    uid = f"reservation-{created['id']}@meeting-rooms.local"
+    assert created["sequence"] == 0
+
+    def mail(prefix: str, recipient: str = user["email"]):
+        return wait_until(
+            lambda: [m for m in mails_to(infrastructure.mail_dir, recipient) if m["Subject"].startswith(prefix)],
+            message=f"the {prefix} e-mail to {recipient}",
+        )[0]
+
+    def invitation(message, method: str):
+        (part_method, calendar), *rest = calendar_parts(message)
+        assert not rest and part_method == method and str(calendar["METHOD"]) == method
+        return the_vevent(calendar)
+
+    for recipient in (user["email"], guest):
+        sent = invitation(mail("Booked", recipient), "REQUEST")
+        assert str(sent["UID"]) == uid and int(sent["SEQUENCE"]) == 0
+        assert sent.decoded("DTSTART") == utc(created["start_time"])
+    in_feed = events_of(get_feed(client, me))[uid]
+    assert int(in_feed["SEQUENCE"]) == 0
+
+    start, end = booking(room["id"], 1)["start_time"], booking(room["id"], 1)["end_time"]
+    changed = client.put(
+        f"/api/reservations/{created['id']}", json={"start_time": start, "end_time": end}, headers=headers
+    ).get_json()
+    assert changed["sequence"] == 1
+    sent = invitation(mail("Changed"), "REQUEST")
+    in_feed = events_of(get_feed(client, me))[uid]
+    assert str(sent["UID"]) == str(in_feed["UID"]) == uid
+    assert int(sent["SEQUENCE"]) == int(in_feed["SEQUENCE"]) == 1
+    assert sent.decoded("DTSTART") == in_feed.decoded("DTSTART") == utc(start)
+
+    assert client.delete(f"/api/reservations/{created['id']}", headers=headers).status_code == 204
+    sent = invitation(mail("Cancelled"), "CANCEL")
+    in_feed = events_of(get_feed(client, me))[uid]
+    assert str(sent["UID"]) == uid and str(sent["STATUS"]) == str(in_feed["STATUS"]) == "CANCELLED"
+    assert int(sent["SEQUENCE"]) == int(in_feed["SEQUENCE"]) == 2
+    assert client.get(f"/api/reservations/{created['id']}", headers=headers).get_json()["sequence"] == 2
+
+
+def test_a_revoked_or_unknown_token_is_404_without_saying_which(client, people, rooms):
+    _, headers = people.user()
+    _, stranger = people.user()
+    room = rooms.create()
+    token = new_token(client, headers)
+    room_url = token["feeds"]["rooms"].replace("{room_id}", str(room["id"]))
+    assert client.delete(f"/api/calendar/tokens/{token['id']}", headers=stranger).status_code == 404
+    assert get_feed(client, token["feeds"]["me"]).status_code == 200  # someone else cannot revoke it
+    assert client.delete(f"/api/calendar/tokens/{token['id']}", headers=headers).status_code == 204
+    revoked = get_feed(client, token["feeds"]["me"])
+    unknown = client.get("/api/calendar/me.ics?token=never-issued")
+    for response in (revoked, get_feed(client, room_url), unknown):
+        assert response.status_code == 404 and response.content_type == PROBLEM
+    assert revoked.get_json() == unknown.get_json()
+    assert client.delete(f"/api/calendar/tokens/{token['id']}", headers=headers).status_code == 204  # again: no change
+    assert client.delete("/api/calendar/tokens/999999999", headers=headers).status_code == 404
+    other = new_token(client, headers)
+    assert get_feed(client, other["feeds"]["me"]).status_code == 200  # revoking one token leaves the others
+
+
+def test_a_deactivated_users_feed_tokens_stop_working(client, people, rooms):
+    user, headers = people.user()
+    token = new_token(client, headers)
+    assert get_feed(client, token["feeds"]["me"]).status_code == 200
+    people.deactivate(user["id"])
+    wait_until(lambda: get_feed(client, token["feeds"]["me"]).status_code == 404, message="the feed token to stop working")
+    room_url = token["feeds"]["rooms"].replace("{room_id}", str(rooms.create()["id"]))
+    assert get_feed(client, room_url).status_code == 404
+
+
+def test_feeds_send_an_etag_and_if_none_match_is_304_until_something_changes(client, people, rooms):
+    _, headers = people.user()
+    room = rooms.create()
+    created = client.post("/api/reservations", json=booking(room["id"]), headers=headers).get_json()
+    me = new_token(client, headers)["feeds"]["me"]
+    first = get_feed(client, me)
+    etag = first.headers["ETag"]
+    assert first.headers["Cache-Control"] == "private, no-cache"
+    assert get_feed(client, me).headers["ETag"] == etag  # an unchanged feed renders the same
+    unchanged = get_feed(client, me, **{"If-None-Match": etag})
+    assert unchanged.status_code == 304 and unchanged.data == b"" and unchanged.headers["ETag"] == etag
+    client.put(f"/api/reservations/{created['id']}", json={"title": "Renamed"}, headers=headers)
+    after = get_feed(client, me, **{"If-None-Match": etag})
+    assert after.status_code == 200 and after.headers["ETag"] != etag and b"Renamed" in after.data
+
+
+def test_feed_requests_are_validated(client, people):
+    _, headers = people.user()
+    token = new_token(client, headers)["token"]
+    missing = client.get("/api/calendar/me.ics")
+    assert missing.status_code == 422 and [e["field"] for e in missing.get_json()["errors"]] == ["token"]
+    extra = client.get(f"/api/calendar/me.ics?token={token}&color=red")
+    assert extra.status_code == 422 and [e["field"] for e in extra.get_json()["errors"]] == ["color"]
+    assert client.get(f"/api/calendar/rooms/424242.ics?token={token}").status_code == 404  # no such room
