@@ -13,7 +13,7 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .processes import Child, StartError, as_user, require_free_port, wait_for_port
+from .processes import Child, StartError, as_user, free_port, require_free_port, wait_for_port
 
 REPO = Path(__file__).resolve().parents[2]
 UNPRIVILEGED_USER = "devstack"
@@ -313,12 +313,17 @@ def available_services() -> list[ServiceSpec]:
 
 
 class Service:
-    def __init__(self, spec: ServiceSpec, port: int, env: dict[str, str], log_dir: Path):
+    """One service as deployed: its request processes (`run.py serve`, gunicorn, on `port`) and its
+    background worker process (`run.py worker`, health and metrics on `worker_port`)."""
+
+    def __init__(self, spec: ServiceSpec, port: int, env: dict[str, str], log_dir: Path, worker_port: int | None = None):
         self.spec = spec
         self.port = port
+        self.worker_port = worker_port or free_port()
         self.env = env
         self.log_dir = log_dir
         self.child: Child | None = None
+        self.worker: Child | None = None
 
     def migrate(self) -> None:
         result = subprocess.run(
@@ -331,6 +336,7 @@ class Service:
 
     def start(self) -> None:
         require_free_port(self.port, self.spec.name)
+        require_free_port(self.worker_port, f"{self.spec.name}'s worker")
         self.child = Child(
             self.spec.name,
             [sys.executable, "run.py", "serve"],
@@ -338,19 +344,33 @@ class Service:
             env=self.env,
             cwd=self.spec.directory,
         )
-        wait_for_port(self.port, self.child, 30, self.spec.name)
+        self.worker = Child(
+            f"{self.spec.name}-worker",
+            [sys.executable, "run.py", "worker"],
+            self.log_dir / f"{self.spec.name}-worker.log",
+            env={**self.env, "PORT": str(self.worker_port)},
+            cwd=self.spec.directory,
+        )
+        self._wait_healthy(self.port, self.child, self.spec.name)
+        self._wait_healthy(self.worker_port, self.worker, f"{self.spec.name}'s worker")
+
+    @staticmethod
+    def _wait_healthy(port: int, child: Child, what: str) -> None:
+        wait_for_port(port, child, 30, what)
         deadline = time.monotonic() + 30
         while True:
             try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/healthz", timeout=2) as response:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as response:
                     if response.status == 200:
                         return
             except OSError:
                 pass
-            if time.monotonic() > deadline or not self.child.running():
-                raise StartError(f"{self.spec.name} is not healthy; see {self.child.log_path}: {self.child.last_line()}")
+            if time.monotonic() > deadline or not child.running():
+                raise StartError(f"{what} is not healthy; see {child.log_path}: {child.last_line()}")
             time.sleep(0.2)
 
     def stop(self) -> None:
+        if self.worker:
+            self.worker.stop()
         if self.child:
             self.child.stop()

@@ -16,7 +16,7 @@ from servicekit.consumer import EventConsumer
 from servicekit.db import db
 
 from . import services
-from .email_utils import queue_notifications
+from .mail import queue_notifications
 from .models import NotifiedReservation, RoomReplica, UserReplica
 
 GROUP_ID = "reservation-service"
