@@ -101,6 +101,9 @@ class ReservationPage(BaseModel):
     page: int
     per_page: int
     total: int
+    total_is_estimate: bool = Field(
+        description="true when `total` is PostgreSQL's estimate: rows are counted exactly up to 10,000 only"
+    )
 
 
 class Schedule(BaseModel):

@@ -71,6 +71,9 @@ class UserPage(BaseModel):
     page: int
     per_page: int
     total: int
+    total_is_estimate: bool = Field(
+        description="true when `total` is PostgreSQL's estimate: rows are counted exactly up to 10,000 only"
+    )
 
 
 class Tokens(BaseModel):
