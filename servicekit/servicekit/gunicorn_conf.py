@@ -40,7 +40,8 @@ if workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
 
 
 def _background_in_web(app) -> bool:
-    return app.config["SERVICE"].background_workers
+    service = app.config.get("SERVICE")  # None for an app not built on the kit (bench/baseline_app.py)
+    return bool(service and service.background_workers)
 
 
 def post_worker_init(worker):
