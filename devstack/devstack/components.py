@@ -335,22 +335,25 @@ class Service:
             raise StartError(f"{self.spec.name} migrations failed: {lines[-1] if lines else result.returncode}")
 
     def start(self) -> None:
-        require_free_port(self.port, self.spec.name)
-        require_free_port(self.worker_port, f"{self.spec.name}'s worker")
-        self.child = Child(
-            self.spec.name,
-            [sys.executable, "run.py", "serve"],
-            self.log_dir / f"{self.spec.name}.log",
-            env=self.env,
-            cwd=self.spec.directory,
-        )
-        self.worker = Child(
-            f"{self.spec.name}-worker",
-            [sys.executable, "run.py", "worker"],
-            self.log_dir / f"{self.spec.name}-worker.log",
-            env={**self.env, "PORT": str(self.worker_port)},
-            cwd=self.spec.directory,
-        )
+        """Start whichever of the two processes is not running (a restart after one was stopped)."""
+        if self.child is None or not self.child.running():
+            require_free_port(self.port, self.spec.name)
+            self.child = Child(
+                self.spec.name,
+                [sys.executable, "run.py", "serve"],
+                self.log_dir / f"{self.spec.name}.log",
+                env=self.env,
+                cwd=self.spec.directory,
+            )
+        if self.worker is None or not self.worker.running():
+            require_free_port(self.worker_port, f"{self.spec.name}'s worker")
+            self.worker = Child(
+                f"{self.spec.name}-worker",
+                [sys.executable, "run.py", "worker"],
+                self.log_dir / f"{self.spec.name}-worker.log",
+                env={**self.env, "PORT": str(self.worker_port)},
+                cwd=self.spec.directory,
+            )
         self._wait_healthy(self.port, self.child, self.spec.name)
         self._wait_healthy(self.worker_port, self.worker, f"{self.spec.name}'s worker")
 
