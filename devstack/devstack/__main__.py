@@ -45,11 +45,12 @@ def up() -> int:
         _print_banner(stack, time.monotonic() - started)
         while True:
             for component in stack.started:
-                child = component.child
-                if child is not None and not child.running():
-                    raise StartError(
-                        f"{child.name} stopped unexpectedly (code {child.popen.returncode}); see {child.log_path}: {child.last_line()}"
-                    )
+                for child in (component.child, getattr(component, "worker", None)):
+                    if child is not None and not child.running():
+                        raise StartError(
+                            f"{child.name} stopped unexpectedly (code {child.popen.returncode}); "
+                            f"see {child.log_path}: {child.last_line()}"
+                        )
             time.sleep(1)
     except StartError as exc:
         _say(f"make dev: {exc}")

@@ -14,7 +14,7 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .processes import Child, StartError, as_user, require_free_port, wait_for_port
+from .processes import Child, StartError, as_user, free_port, require_free_port, wait_for_port
 
 REPO = Path(__file__).resolve().parents[2]
 UNPRIVILEGED_USER = "devstack"
@@ -365,12 +365,17 @@ def available_services() -> list[ServiceSpec]:
 
 
 class Service:
-    def __init__(self, spec: ServiceSpec, port: int, env: dict[str, str], log_dir: Path):
+    """One service as deployed: its request processes (`run.py serve`, gunicorn, on `port`) and its
+    background worker process (`run.py worker`, health and metrics on `worker_port`)."""
+
+    def __init__(self, spec: ServiceSpec, port: int, env: dict[str, str], log_dir: Path, worker_port: int | None = None):
         self.spec = spec
         self.port = port
+        self.worker_port = worker_port or free_port()
         self.env = env
         self.log_dir = log_dir
         self.child: Child | None = None
+        self.worker: Child | None = None
 
     def migrate(self) -> None:
         result = subprocess.run(
@@ -382,27 +387,45 @@ class Service:
             raise StartError(f"{self.spec.name} migrations failed: {lines[-1] if lines else result.returncode}")
 
     def start(self) -> None:
-        require_free_port(self.port, self.spec.name)
-        self.child = Child(
-            self.spec.name,
-            [sys.executable, "run.py", "serve"],
-            self.log_dir / f"{self.spec.name}.log",
-            env=self.env,
-            cwd=self.spec.directory,
-        )
-        wait_for_port(self.port, self.child, 30, self.spec.name)
+        """Start whichever of the two processes is not running (a restart after one was stopped)."""
+        if self.child is None or not self.child.running():
+            require_free_port(self.port, self.spec.name)
+            self.child = Child(
+                self.spec.name,
+                [sys.executable, "run.py", "serve"],
+                self.log_dir / f"{self.spec.name}.log",
+                env=self.env,
+                cwd=self.spec.directory,
+            )
+        if self.worker is None or not self.worker.running():
+            require_free_port(self.worker_port, f"{self.spec.name}'s worker")
+            self.worker = Child(
+                f"{self.spec.name}-worker",
+                [sys.executable, "run.py", "worker"],
+                self.log_dir / f"{self.spec.name}-worker.log",
+                env={**self.env, "PORT": str(self.worker_port)},
+                cwd=self.spec.directory,
+            )
+        self._wait_healthy(self.port, self.child, self.spec.name)
+        self._wait_healthy(self.worker_port, self.worker, f"{self.spec.name}'s worker")
+
+    @staticmethod
+    def _wait_healthy(port: int, child: Child, what: str) -> None:
+        wait_for_port(port, child, 30, what)
         deadline = time.monotonic() + 30
         while True:
             try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/healthz", timeout=2) as response:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as response:
                     if response.status == 200:
                         return
             except OSError:
                 pass
-            if time.monotonic() > deadline or not self.child.running():
-                raise StartError(f"{self.spec.name} is not healthy; see {self.child.log_path}: {self.child.last_line()}")
+            if time.monotonic() > deadline or not child.running():
+                raise StartError(f"{what} is not healthy; see {child.log_path}: {child.last_line()}")
             time.sleep(0.2)
 
     def stop(self) -> None:
+        if self.worker:
+            self.worker.stop()
         if self.child:
             self.child.stop()

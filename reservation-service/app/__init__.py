@@ -12,9 +12,9 @@ from servicekit.auth import JwksKeySource, TokenVerifier, init_auth
 from servicekit.openapi import build_spec
 from servicekit.peers import PeerClient
 
-from . import calendar_routes, kafka_consumer, routes, services
+from . import calendar_routes, idempotency, kafka_consumer, routes, services
 from .directory import RoomDirectory, UserDirectory
-from .email_utils import MailSender
+from .mail import MailSender
 from .schemas import SCHEMAS
 
 
@@ -43,7 +43,9 @@ def create_app(config: ReservationServiceConfig | None = None) -> Flask:
     app.register_blueprint(calendar_routes.calendar)
     routes.register_booking_metrics(app)
     background = app.extensions["servicekit.background"]
-    background.add_consumer(kafka_consumer.make_consumer)
-    background.add_consumer(kafka_consumer.make_mail_consumer)
+    background.add_worker(kafka_consumer.make_consumer)
+    background.add_worker(kafka_consumer.make_mail_consumer)
     background.add_worker(MailSender)
+    # Idempotency-Key answers are kept IDEMPOTENCY_KEY_HOURS; the expired ones are deleted here.
+    background.add_job("purge-expired-idempotency-keys", 300, idempotency.purge_expired)
     return app

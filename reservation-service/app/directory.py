@@ -73,9 +73,9 @@ class RoomDirectory:
     def lookup(self, room_id: int, bearer: str) -> RoomInfo | None:
         """The room, or None if it does not exist. 503 when nothing can be decided."""
         replica = db.session.get(RoomReplica, room_id)
-        db.session.commit()  # end the read before any network call
         if replica is not None:
             return _room_info(replica)
+        db.session.commit()  # end the read before the network call
         try:
             response = self.client.get(f"/internal/rooms/{room_id}", bearer=bearer)
         except PeerUnavailable:
@@ -100,9 +100,9 @@ class UserDirectory:
     def lookup(self, user_id: int, bearer: str | None = None) -> UserInfo | None:
         """The user from the read model, else from user-service; None if neither can tell."""
         replica = db.session.get(UserReplica, user_id)
-        db.session.commit()
         if replica is not None:
             return UserInfo(replica.user_id, replica.email, replica.full_name, replica.is_active)
+        db.session.commit()  # end the read before the network call
         if bearer is None:
             return None
         try:

@@ -124,7 +124,7 @@ def release(user_id: int, key: str) -> None:
 
 
 def purge_expired() -> int:
-    """Delete the answers kept longer than their time to live; returns how many."""
+    """Delete the keys past their expiry (run periodically by the worker process's scheduler)."""
     result = db.session.execute(delete(IdempotencyKey).where(IdempotencyKey.expires_at <= utcnow()))
     db.session.commit()
     return result.rowcount

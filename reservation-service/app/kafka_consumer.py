@@ -17,7 +17,7 @@ from servicekit.db import db
 
 from . import services
 from .directory import replica_values
-from .email_utils import queue_notifications
+from .mail import queue_notifications
 from .models import NotifiedReservation, RoomReplica, UserReplica
 
 GROUP_ID = "reservation-service"

@@ -17,7 +17,7 @@ from pydantic import (
     field_serializer,
 )
 
-from servicekit.pagination import PageQuery
+from servicekit.pagination import PageEnvelope, PageQuery
 
 Title = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
 Description = Annotated[str, StringConstraints(max_length=2000)]
@@ -107,11 +107,8 @@ class ReservationOut(BaseModel):
     sequence: int = Field(description="iCalendar SEQUENCE: 0 when booked, one more at each change or cancellation")
 
 
-class ReservationPage(BaseModel):
+class ReservationPage(PageEnvelope):
     items: list[ReservationOut]
-    page: int
-    per_page: int
-    total: int
 
 
 class Schedule(BaseModel):
@@ -210,11 +207,8 @@ class BlackoutOut(BaseModel):
         return moment.isoformat()  # "+00:00", as every other time this service returns
 
 
-class BlackoutPage(BaseModel):
+class BlackoutPage(PageEnvelope):
     items: list[BlackoutOut]
-    page: int
-    per_page: int
-    total: int
 
 
 class BlackoutListQuery(PageQuery):

@@ -128,3 +128,19 @@ def test_schedule_of_an_unknown_room_and_bad_windows(client, people, rooms):
         == 422
     )
     assert client.get("/api/reservations/room/abc", headers=headers).status_code == 404
+
+
+def test_a_list_longer_than_the_count_cap_flags_its_total_as_an_estimate(client, people, rooms, monkeypatch):
+    import servicekit.pagination
+
+    _, headers = people.user()
+    room = rooms.create()
+    for hour in range(4):
+        assert client.post("/api/reservations", json=booking(room["id"], hour), headers=headers).status_code == 201
+    exact = client.get("/api/reservations?per_page=1", headers=headers).get_json()
+    assert exact["total"] == 4 and exact["total_is_estimate"] is False and len(exact["items"]) == 1
+    last = client.get("/api/reservations?per_page=3&page=2", headers=headers).get_json()
+    assert last["total"] == 4 and last["total_is_estimate"] is False  # known from the last page, no count
+    monkeypatch.setattr(servicekit.pagination, "COUNT_CAP", 2)
+    capped = client.get("/api/reservations?per_page=1", headers=headers).get_json()
+    assert capped["total_is_estimate"] is True and capped["total"] >= 3 and len(capped["items"]) == 1

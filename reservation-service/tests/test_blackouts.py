@@ -51,7 +51,7 @@ def test_an_admin_creates_a_blackout_and_anyone_reads_it(client, people, rooms):
     assert datetime.fromisoformat(created["start_time"]) == datetime.fromisoformat(body["start_time"])
     assert response.headers["Location"] == f"/api/blackouts/{created['id']}"
     page = client.get("/api/blackouts", headers=user).get_json()
-    assert page == {"items": [created], "page": 1, "per_page": 20, "total": 1}
+    assert page == {"items": [created], "page": 1, "per_page": 20, "total": 1, "total_is_estimate": False}
 
 
 def test_only_admins_write_blackouts(client, people, rooms):

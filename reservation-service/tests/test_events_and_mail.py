@@ -13,7 +13,7 @@ from flask_migrate import upgrade
 from sqlalchemy import select, text
 
 from app import create_app
-from app.email_utils import MailSender, queue_notifications
+from app.mail import MailSender, queue_notifications
 from app.models import OutgoingEmail, RoomReplica, UserReplica
 from devstack.components import SmtpSink
 from devstack.processes import free_port
@@ -169,3 +169,56 @@ def test_mail_waits_while_the_smtp_server_is_down_and_goes_when_it_returns(confi
     assert "Lovelace" in delivered[0].get_body(preferencelist=("plain",)).get_content()
     with down_app.app_context():
         assert db.session.execute(select(OutgoingEmail)).scalar_one().sent_at is not None
+
+
+def test_a_mail_that_cannot_be_sent_fails_alone_and_the_others_of_its_batch_arrive(config, fresh_database, infrastructure):
+    """A Subject with a line break raises ValueError when the message is built: that row is given up,
+    the good one of the same batch goes through the real SMTP server."""
+    own_app = create_app(replace(config, database_url=fresh_database("mail_poison")))
+    with own_app.app_context():
+        upgrade()
+        poisoned = OutgoingEmail(event_id="evt-poison", recipient="poison@example.com", subject="Bad\nBcc: x", body="x")
+        good = OutgoingEmail(event_id="evt-good", recipient="good-after-poison@example.com", subject="Fine", body="All good.")
+        db.session.add_all([poisoned, good])
+        db.session.commit()
+        poisoned_id, good_id = poisoned.id, good.id
+        assert MailSender(own_app).send_due() == 2
+        db.session.expire_all()
+        poisoned_row, good_row = db.session.get(OutgoingEmail, poisoned_id), db.session.get(OutgoingEmail, good_id)
+        assert poisoned_row.failed_at is not None and poisoned_row.sent_at is None
+        assert "ValueError" in poisoned_row.last_error
+        assert good_row.sent_at is not None and good_row.failed_at is None
+    delivered = wait_until(
+        lambda: mails_to(infrastructure.mail_dir, "good-after-poison@example.com"), message="the good mail of the batch"
+    )
+    assert delivered[0].get_content().strip() == "All good."
+    assert mails_to(infrastructure.mail_dir, "poison@example.com") == []
+
+
+def test_the_scheduler_purges_expired_idempotency_keys(app):
+    from datetime import UTC, timedelta
+
+    from app.models import IdempotencyKey
+
+    now = datetime.now(UTC)
+    with app.app_context():
+        db.session.add_all(
+            [
+                IdempotencyKey(
+                    user_id=1, key="expired", request_hash="0" * 64, state="done", expires_at=now - timedelta(hours=1)
+                ),
+                IdempotencyKey(
+                    user_id=1, key="current", request_hash="0" * 64, state="done", expires_at=now + timedelta(hours=1)
+                ),
+            ]
+        )
+        db.session.commit()
+
+    def keys():
+        with app.app_context():
+            return set(db.session.execute(select(IdempotencyKey.key).where(IdempotencyKey.user_id == 1)).scalars())
+
+    scheduler = next(w for w in app.extensions["servicekit.background"].workers if w.__class__.__name__ == "Scheduler")
+    for job in scheduler.jobs:
+        job.next_run = 0  # due now, instead of within five minutes
+    wait_until(lambda: keys() == {"current"}, message="the expired key to be purged")

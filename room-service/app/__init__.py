@@ -27,5 +27,5 @@ def create_app(config: RoomServiceConfig | None = None) -> Flask:
     )
     app.register_blueprint(routes.rooms)
     app.register_blueprint(routes.internal)
-    app.extensions["servicekit.background"].add_consumer(kafka_consumer.make_consumer)
+    app.extensions["servicekit.background"].add_worker(kafka_consumer.make_consumer)
     return app

@@ -67,13 +67,15 @@ class Room(db.Model):
         Index("uq_rooms_name_live", func.lower(name), unique=True, postgresql_where=text("deleted_at IS NULL")),
     )
 
-    def to_dict(self) -> dict:
+    def to_dict(self, equipment: list[str] | None = None) -> dict:
+        """The room as the API shows it. Also called with a row of `services.list_rooms` (same attributes,
+        `equipment` given): a page is built without loading ORM objects."""
         return {
             "id": self.id,
             "name": self.name,
             "capacity": self.capacity,
             "location": self.location,
-            "equipment": sorted(item.name for item in self.equipment),
+            "equipment": sorted(equipment if equipment is not None else (item.name for item in self.equipment)),
             "description": self.description,
             "is_active": self.is_active,
             "timezone": self.timezone,

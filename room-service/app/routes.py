@@ -6,8 +6,6 @@ from flask import Blueprint, current_app, jsonify
 
 from servicekit.auth import require_admin, require_auth
 from servicekit.conditional import if_match_header, json_with_etag
-from servicekit.db import db
-from servicekit.pagination import paginate
 from servicekit.validation import parse_body, parse_query
 
 from . import services
@@ -51,7 +49,7 @@ def list_rooms():
       422: {$ref: '#/components/responses/ValidationFailed'}
     """
     query = parse_query(RoomListQuery, multi=frozenset({"equipment"}))
-    return jsonify(paginate(db.session, services.list_rooms(query), query, lambda room: room.to_dict()))
+    return jsonify(services.list_rooms(query))
 
 
 @rooms.post("")

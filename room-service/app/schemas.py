@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
-from servicekit.pagination import PageQuery
+from servicekit.pagination import PageEnvelope, PageQuery
 
 Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
 Capacity = Annotated[int, Field(ge=1, le=10_000)]
@@ -162,11 +162,8 @@ class RoomOut(BaseModel):
     updated_at: datetime
 
 
-class RoomPage(BaseModel):
+class RoomPage(PageEnvelope):
     items: list[RoomOut]
-    page: int
-    per_page: int
-    total: int
 
 
 class InternalRoom(RoomOut):

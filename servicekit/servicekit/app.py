@@ -7,8 +7,6 @@ import os
 import re
 import time
 import uuid
-from collections.abc import Callable
-from typing import Protocol
 
 from flask import Flask, Response, g, jsonify, request
 from flask_migrate import Migrate
@@ -17,14 +15,13 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from werkzeug.routing import IntegerConverter
 
 from .config import BaseConfig
-from .consumer import EventConsumer
 from .db import db
 from .kafka import broker_reachable
 from .logs import configure_logging, request_id_var
 from .metrics import ServiceMetrics
 from .openapi import init_openapi
-from .outbox import OutboxRelay
 from .problems import register_error_handlers
+from .worker import Background
 
 log = logging.getLogger("servicekit.access")
 
@@ -132,38 +129,3 @@ def _init_health(app: Flask) -> None:
             checks["broker"] = "unreachable"
         ready = all(v == "ok" for v in checks.values())
         return jsonify(status="ok" if ready else "unavailable", checks=checks), 200 if ready else 503
-
-
-class Worker(Protocol):
-    def start(self) -> None: ...
-    def stop(self) -> None: ...
-
-
-class Background:
-    """The outbox relay, the service's consumers and other workers, run as threads of the web process."""
-
-    def __init__(self, app: Flask):
-        self.app = app
-        self.factories: list[Callable[[Flask], Worker]] = []
-        self.relay: OutboxRelay | None = None
-        self.workers: list[Worker] = []
-
-    def add_consumer(self, factory: Callable[[Flask], EventConsumer]) -> None:
-        self.factories.append(factory)
-
-    def add_worker(self, factory: Callable[[Flask], Worker]) -> None:
-        """Any object with start() and stop() (e.g. a mail sender)."""
-        self.factories.append(factory)
-
-    def start(self) -> None:
-        self.relay = OutboxRelay(self.app)
-        self.relay.start()
-        self.workers = [factory(self.app) for factory in self.factories]
-        for worker in self.workers:
-            worker.start()
-
-    def stop(self) -> None:
-        for worker in self.workers:
-            worker.stop()
-        if self.relay:
-            self.relay.stop()

@@ -75,7 +75,11 @@ class BaseConfig:
     )
     jwks_url: str = env_field("JWKS_URL", "", doc="URL of user-service's JWKS document")
     background_workers: bool = env_field(
-        "BACKGROUND_WORKERS", True, parse_bool, doc="run the outbox relay and Kafka consumers in the web process"
+        "BACKGROUND_WORKERS",
+        False,
+        parse_bool,
+        doc="also run the background work (relay, consumers, mail, jobs) in each request process; "
+        "normally it runs in `run.py worker`",
     )
     trusted_proxies: int = env_field(
         "TRUSTED_PROXY_HOPS", 1, int, doc="number of proxies (the gateway) in front, for client addresses"

@@ -19,7 +19,9 @@ class ServiceMetrics:
             default_labels={"service": service},
             excluded_paths=["^/metrics$", "^/healthz$", "^/readyz$"],
         )
-        self.outbox_pending = Gauge("outbox_pending_events", "Outbox events not yet published", registry=self.registry)
+        self.outbox_pending = Gauge(
+            "outbox_pending_events", "Outbox events not yet published", registry=self.registry, multiprocess_mode="livemax"
+        )
         self.outbox_published = Counter("outbox_published_total", "Outbox events published", ["topic"], registry=self.registry)
         self.outbox_failures = Counter(
             "outbox_publish_failures_total", "Failed publish attempts", ["topic"], registry=self.registry
@@ -38,7 +40,11 @@ class ServiceMetrics:
             self.outbox_failures.labels(topic)
             self.events_parked.labels(topic)
         self.consumer_lag = Gauge(
-            "consumer_lag_messages", "Messages behind the partition end", ["topic", "partition"], registry=self.registry
+            "consumer_lag_messages",
+            "Messages behind the partition end",
+            ["topic", "partition"],
+            registry=self.registry,
+            multiprocess_mode="livemax",
         )
 
     def counter(self, name: str, documentation: str, labels: tuple[str, ...] = ()) -> Counter:
@@ -50,7 +56,10 @@ class ServiceMetrics:
     def gauge(self, name: str, documentation: str, labels: tuple[str, ...] = ()) -> Gauge:
         """A service-specific gauge, created on first use and shared after."""
         if name not in self.extra:
-            self.extra[name] = Gauge(name, documentation, list(labels), registry=self.registry)
+            # Under several gunicorn processes (multiprocess mode) the last value set by any live one wins.
+            self.extra[name] = Gauge(
+                name, documentation, list(labels), registry=self.registry, multiprocess_mode="livemostrecent"
+            )
         return self.extra[name]
 
 

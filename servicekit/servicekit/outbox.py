@@ -1,7 +1,7 @@
 """The outbox relay: publishes committed outbox rows to Kafka and marks them sent.
 
-Rows are claimed in a short transaction (`FOR UPDATE SKIP LOCKED`, with a lease),
-produced with an idempotent producer, and marked published from the delivery
+Rows are claimed in batches from a `LeasedQueue` (`FOR UPDATE SKIP LOCKED`, with a
+lease), produced with an idempotent producer, and marked published from the delivery
 reports. No transaction is open while the broker is talked to. Only the oldest
 unpublished row of each (topic, key) is claimable, so several relays may run at
 once and per-entity order still holds. A broker outage only delays events: an
@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
-import time
 from dataclasses import dataclass
 
 from confluent_kafka import Producer
@@ -23,6 +21,7 @@ from sqlalchemy import delete, func, select, text, update
 from .db import OutboxEvent, db
 from .kafka import producer_config
 from .metrics import metrics_of
+from .worker import Job, LeasedQueue, PollingWorker
 
 log = logging.getLogger(__name__)
 
@@ -30,21 +29,16 @@ CLAIM_LEASE_SECONDS = 30
 MAX_BACKOFF_SECONDS = 60
 RETENTION_DAYS = 7
 
-_CLAIM = text(
-    """
-    UPDATE outbox_events SET claimed_until = now() + make_interval(secs => :lease), attempts = attempts + 1
-    WHERE id IN (
-        SELECT o.id FROM outbox_events o
-        WHERE o.published_at IS NULL
-          AND (o.claimed_until IS NULL OR o.claimed_until < now())
-          AND NOT EXISTS (
-              SELECT 1 FROM outbox_events e
-              WHERE e.topic = o.topic AND e.key = o.key AND e.published_at IS NULL AND e.id < o.id)
-        ORDER BY o.id
-        LIMIT :limit
-        FOR UPDATE SKIP LOCKED)
-    RETURNING id, topic, key, envelope
-    """
+OUTBOX = LeasedQueue(
+    table="outbox_events",
+    # Only the oldest unpublished event of each (topic, key) is claimable: per-entity order holds.
+    ready=(
+        "q.published_at IS NULL AND (q.claimed_until IS NULL OR q.claimed_until < now())"
+        " AND NOT EXISTS (SELECT 1 FROM outbox_events e"
+        " WHERE e.topic = q.topic AND e.key = q.key AND e.published_at IS NULL AND e.id < q.id)"
+    ),
+    lease_column="claimed_until",
+    returning="id, topic, key, envelope",
 )
 
 
@@ -55,61 +49,45 @@ class _Outcome:
     error: str | None
 
 
-class OutboxRelay:
-    """Runs `publish_pending_events` in a loop on a daemon thread."""
+class OutboxRelay(PollingWorker):
+    """Publishes the outbox in batches: claim up to `batch_size` rows, produce them all, wait for
+    the broker's acknowledgements (`flush`), then mark the delivered ones in one UPDATE."""
 
-    def __init__(self, app: Flask, *, batch_size: int = 500, idle_seconds: float = 0.1):
-        self.app = app
+    name = "outbox-relay"
+
+    def __init__(self, app: Flask, *, batch_size: int = 500, idle_seconds: float = 0.05, flush_seconds: float = 5.0):
+        super().__init__(app, idle_seconds=idle_seconds)
         self.batch_size = batch_size
-        self.idle_seconds = idle_seconds
+        self.flush_seconds = flush_seconds
         config = app.config["SERVICE"]
         self.producer = Producer(producer_config(config.kafka_bootstrap_servers, f"{config.service_name}-outbox"))
         self._outcomes: list[_Outcome] = []
         self._in_flight = 0
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._last_housekeeping = 0.0
-
-    def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="outbox-relay", daemon=True)
-        self._thread.start()
 
     def stop(self, timeout: float = 10.0) -> None:
-        self._stop.set()
-        if self._thread:
-            self._thread.join(timeout)
+        super().stop(timeout)
         self.producer.flush(min(timeout, 5.0))
         with self.app.app_context():
             self._record_outcomes()
 
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            produced = 0
-            with self.app.app_context():
-                try:
-                    produced = self.publish_pending_events()
-                    self._housekeeping()
-                except Exception:
-                    # Typically the database is away; the rows stay and are retried.
-                    log.exception("outbox relay iteration failed")
-                    db.session.rollback()
-                    self._stop.wait(1.0)
-            if not produced:
-                self._stop.wait(self.idle_seconds)
+    def jobs(self) -> list[Job]:
+        return [Job("outbox-housekeeping", 5.0, self.housekeeping)]
+
+    def poll_once(self) -> int:
+        return self.publish_pending_events()
 
     def publish_pending_events(self) -> int:
-        """One relay round: settle delivery reports, then claim and produce a batch. Returns rows produced."""
+        """One relay round: settle delivery reports, then claim, produce and flush a batch. Returns rows produced."""
         self.producer.poll(0)
         self._record_outcomes()
         if self._in_flight >= self.batch_size:
             self.producer.poll(0.05)
             return 0
-        rows = db.session.execute(_CLAIM, {"lease": CLAIM_LEASE_SECONDS, "limit": self.batch_size}).all()
-        db.session.commit()
+        rows = OUTBOX.claim(db.session, self.batch_size, CLAIM_LEASE_SECONDS)
         for row_id, topic, key, envelope in rows:
             self._produce(row_id, topic, key, envelope)
         if rows:
-            self.producer.poll(0.02)
+            self.producer.flush(self.flush_seconds)
             self._record_outcomes()
         return len(rows)
 
@@ -136,14 +114,7 @@ class OutboxRelay:
                 update(OutboxEvent).where(OutboxEvent.id.in_(delivered)).values(published_at=func.now(), last_error=None)
             )
         for outcome in failed:
-            # Release the claim after a backoff that grows with the attempts.
-            db.session.execute(
-                text(
-                    "UPDATE outbox_events SET last_error = :err, claimed_until = now() + "
-                    "make_interval(secs => least(:cap, power(2, attempts))) WHERE id = :id"
-                ),
-                {"err": outcome.error[:1000], "cap": MAX_BACKOFF_SECONDS, "id": outcome.row_id},
-            )
+            OUTBOX.retry_later(db.session, outcome.row_id, outcome.error, MAX_BACKOFF_SECONDS)
             metrics.outbox_failures.labels(outcome.topic).inc()
         db.session.commit()
         for outcome in outcomes:
@@ -152,11 +123,8 @@ class OutboxRelay:
         if failed:
             log.warning("outbox: %d events not delivered, will retry: %s", len(failed), failed[0].error)
 
-    def _housekeeping(self) -> None:
-        now = time.monotonic()
-        if now - self._last_housekeeping < 5.0:
-            return
-        self._last_housekeeping = now
+    def housekeeping(self) -> None:
+        """Refresh the pending gauge and delete events published more than RETENTION_DAYS ago."""
         pending = db.session.execute(select(func.count()).where(OutboxEvent.published_at.is_(None))).scalar_one()
         metrics_of(self.app).outbox_pending.set(pending)
         db.session.execute(

@@ -1,4 +1,7 @@
-"""The command line every service's run.py hands over to: `migrate`, `serve`, `dev`."""
+"""The command line every service's run.py hands over to: `migrate`, `serve`, `worker`, `dev`.
+
+`serve` answers requests only (gunicorn); `worker` runs the background work (outbox relay,
+consumers, mail, periodic jobs) in a process of its own, scaled independently."""
 
 from __future__ import annotations
 
@@ -34,10 +37,14 @@ def main(create_app: Callable[[], Flask], *, at_start: Callable[[Flask], None] |
                 at_start(app)
         args = [sys.executable, "-m", "gunicorn", "-c", "python:servicekit.gunicorn_conf", "app:create_app()"]
         os.execv(sys.executable, args)
+    elif command == "worker":
+        from .worker import serve_background
+
+        serve_background(app, app.config["SERVICE"].port)
     elif command == "dev":
-        if app.config["SERVICE"].background_workers:
-            app.extensions["servicekit.background"].start()
+        # One process for a quick local run: the background work runs as threads beside the requests.
+        app.extensions["servicekit.background"].start()
         app.run(host="127.0.0.1", port=app.config["SERVICE"].port, threaded=True)
     else:
-        print(f"usage: python run.py [migrate|serve|dev]  (got {command!r})", file=sys.stderr)
+        print(f"usage: python run.py [migrate|serve|worker|dev]  (got {command!r})", file=sys.stderr)
         sys.exit(2)

@@ -120,3 +120,16 @@ def test_nul_characters_are_422_not_a_database_error(client):
     assert response.status_code == 422
     assert response.get_json()["errors"] == [{"field": "name", "message": "Must not contain NUL characters."}]
     assert client.get("/widgets?page=1%00").status_code == 422
+
+
+def test_a_total_is_exact_up_to_the_cap_and_a_flagged_planner_estimate_beyond(app):
+    from sqlalchemy import func, select
+
+    from servicekit.db import db
+    from servicekit.pagination import count_rows
+
+    rows = select(func.generate_series(1, 500).label("n"))
+    with app.app_context():
+        assert count_rows(db.session, rows, cap=1000) == (500, False)
+        total, estimated = count_rows(db.session, rows, cap=100)
+        assert estimated is True and total > 100  # never counted past the cap; PostgreSQL plans 500 rows here

@@ -159,7 +159,7 @@ def test_each_database_is_reachable_only_from_its_own_service(compose):
         network = f"db-{database}"
         assert compose["networks"][network]["internal"] is True
         members = {name for name, s in services.items() if network in s.get("networks", [])}
-        assert members <= {f"postgres-{database}", service, f"{service}-migrate", "backup"}
+        assert members <= {f"postgres-{database}", service, f"{service}-migrate", f"{service}-worker", "backup"}
 
 
 def test_no_secret_is_in_compose_and_every_interpolated_variable_is_in_env_example(compose):
@@ -190,3 +190,14 @@ def test_images_are_pinned_to_versions(compose):
     for name, service in compose["services"].items():
         image = service["image"]
         assert ":" in image and not image.endswith((":latest", ":")), f"{name}: {image}"
+
+
+@pytest.mark.parametrize("service", list(SERVICES))
+def test_each_service_has_a_worker_process_beside_its_request_processes(compose, service):
+    """run.py worker runs the background work with the service's image and settings, scaled on its own."""
+    web, worker = compose["services"][service], compose["services"][f"{service}-worker"]
+    assert worker["command"] == ["python", "run.py", "worker"]
+    assert worker["image"] == web["image"] and worker["environment"] == web["environment"]
+    assert "BACKGROUND_WORKERS" not in web["environment"]  # request processes serve only requests
+    assert worker["depends_on"][f"{service}-migrate"]["condition"] == "service_completed_successfully"
+    assert "/readyz" in " ".join(worker["healthcheck"]["test"])

@@ -12,7 +12,7 @@ from test_compose import service_variables
 CHART = REPO / "helm" / "meeting-room-app"
 KUBERNETES_VERSION = "1.33.0"
 # prometheus-operator's ServiceMonitor is a CRD: no schema in kubernetes-validate, checked by hand below.
-CRD_KINDS = {"ServiceMonitor"}
+CRD_KINDS = {"ServiceMonitor", "PodMonitor"}
 VALUES = {
     "default": {},
     "production": yaml.safe_load((CHART / "values-production.yaml").read_text()),
@@ -90,8 +90,9 @@ def test_kubernetes_validate_rejects_an_unknown_field(tmp_path):
 
 def test_services_scale_horizontally_and_stateful_parts_do_not(rendered):
     name, objects = rendered
-    deployments = {d["metadata"]["labels"]["app.kubernetes.io/component"]: d for d in by_kind(objects, "Deployment")}
-    assert set(deployments) == set(SERVICES)
+    every = {d["metadata"]["labels"]["app.kubernetes.io/component"]: d for d in by_kind(objects, "Deployment")}
+    deployments = {component: d for component, d in every.items() if component in SERVICES}
+    assert set(every) == set(SERVICES) | {f"{service}-worker" for service in SERVICES}
     hpa_targets = {
         h["spec"]["scaleTargetRef"]["kind"] + "/" + h["spec"]["scaleTargetRef"]["name"]
         for h in by_kind(objects, "HorizontalPodAutoscaler")
@@ -116,6 +117,8 @@ def test_service_pods_are_non_root_read_only_probed_and_migrate_first(rendered):
     for deployment in by_kind(objects, "Deployment"):
         pod = deployment["spec"]["template"]["spec"]
         component = deployment["metadata"]["labels"]["app.kubernetes.io/component"]
+        if component.endswith("-worker"):
+            continue  # test_each_service_has_a_worker_deployment
         assert pod["securityContext"]["runAsNonRoot"] is True and pod["securityContext"]["runAsUser"] != 0
         assert pod["initContainers"][0]["command"] == ["python", "run.py", "migrate"]
         container = pod["containers"][0]
@@ -133,7 +136,7 @@ def test_service_environment_is_what_the_services_read(rendered):
     _, objects = rendered
     config = by_kind(objects, "ConfigMap")[0]["data"]
     for deployment in by_kind(objects, "Deployment"):
-        component = deployment["metadata"]["labels"]["app.kubernetes.io/component"]
+        component = deployment["metadata"]["labels"]["app.kubernetes.io/component"].removesuffix("-worker")
         reads, required = service_variables(component)
         env = {e["name"] for e in deployment["spec"]["template"]["spec"]["containers"][0]["env"]} | set(config)
         assert required <= env, required - env
@@ -151,8 +154,8 @@ def test_each_internal_database_is_reachable_only_from_its_service():
         policy = policies[f"meeting-rooms-meeting-room-app-postgres-{database}"]
         assert policy["spec"]["podSelector"]["matchLabels"]["app.kubernetes.io/component"] == f"postgres-{database}"
         (rule,) = policy["spec"]["ingress"]
-        (source,) = rule["from"]
-        assert source["podSelector"]["matchLabels"]["app.kubernetes.io/component"] == service
+        sources = {source["podSelector"]["matchLabels"]["app.kubernetes.io/component"] for source in rule["from"]}
+        assert sources == {service, f"{service}-worker"}  # its request pods and its worker pods
     assert "meeting-rooms-meeting-room-app-kafka" in policies
 
 
@@ -165,6 +168,8 @@ def test_production_routes_the_api_through_a_tls_ingress_and_scrapes_with_servic
     assert paths["/api/calendar"].endswith("reservation-service")
     monitors = by_kind(objects, "ServiceMonitor")
     assert len(monitors) == 3
+    pod_monitors = by_kind(objects, "PodMonitor")  # the worker processes, which no Service fronts
+    assert len(pod_monitors) == 3 and all(m["spec"]["jobLabel"] == "meeting-rooms/service" for m in pod_monitors)
     for monitor in monitors:
         assert monitor["apiVersion"] == "monitoring.coreos.com/v1"
         assert monitor["spec"]["jobLabel"] == "app.kubernetes.io/component"  # job = service name, as alerts expect
@@ -184,3 +189,25 @@ def test_generated_secret_holds_every_key_the_templates_read():
         "RESERVATIONS_DB_PASSWORD",
     }
     assert all(secret["data"].values())
+
+
+def test_each_service_has_a_worker_deployment(rendered):
+    """run.py worker: its own Deployment with its own replica count, probed, non-root, read-only, never behind a Service."""
+    _, objects = rendered
+    workers = {
+        d["metadata"]["labels"]["app.kubernetes.io/component"]: d
+        for d in by_kind(objects, "Deployment")
+        if d["metadata"]["labels"]["app.kubernetes.io/component"].endswith("-worker")
+    }
+    assert set(workers) == {f"{service}-worker" for service in SERVICES}
+    selectors = [s["spec"]["selector"] for s in by_kind(objects, "Service")]
+    for component, deployment in workers.items():
+        assert deployment["spec"]["replicas"] >= 1
+        pod = deployment["spec"]["template"]
+        assert pod["metadata"]["labels"]["meeting-rooms/service"] == component.removesuffix("-worker")
+        (container,) = pod["spec"]["containers"]
+        assert container["command"] == ["python", "run.py", "worker"]
+        assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+        assert container["securityContext"]["readOnlyRootFilesystem"] is True
+        assert container["resources"]["requests"] and container["resources"]["limits"]
+        assert not any(all(pod["metadata"]["labels"].get(k) == v for k, v in sel.items()) for sel in selectors)

@@ -85,6 +85,9 @@ def test_stateless_services_scale_and_stateful_parts_do_not():
         "user-service",
         "room-service",
         "reservation-service",
+        "user-service-worker",
+        "room-service-worker",
+        "reservation-service-worker",
     }
     assert {name for name, kind in kinds.items() if kind == "StatefulSet"} == {
         "kafka",

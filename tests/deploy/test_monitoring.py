@@ -61,9 +61,12 @@ def test_promtool_rejects_a_broken_rule(tmp_path):
 
 def test_prometheus_scrapes_every_service_as_its_own_job():
     config = load_yaml(PROMETHEUS / "prometheus.yml")
-    jobs = {job["job_name"]: job["static_configs"][0]["targets"] for job in config["scrape_configs"]}
+    jobs = {
+        job["job_name"]: [target for group in job["static_configs"] for target in group["targets"]]
+        for job in config["scrape_configs"]
+    }
     for service, port in SERVICES.items():
-        assert jobs[service] == [f"{service}:{port}"]
+        assert jobs[service] == [f"{service}:{port}", f"{service}-worker:{port}"]  # request processes, worker
 
 
 def test_alerts_cover_errors_latency_outbox_consumer_lag_and_service_down():

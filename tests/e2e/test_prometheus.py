@@ -31,7 +31,19 @@ def prometheus(platform, tmp_path_factory):
         "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
         "rule_files": [str(ALERTS)],
         "scrape_configs": [
-            {"job_name": job, "static_configs": [{"targets": [f"127.0.0.1:{platform.ports.services[job]}"]}]} for job in JOBS
+            {
+                "job_name": job,
+                # Each service is its request processes and its worker process, scraped as one job.
+                "static_configs": [
+                    {
+                        "targets": [
+                            f"127.0.0.1:{platform.ports.services[job]}",
+                            f"127.0.0.1:{platform.services[job].worker_port}",
+                        ]
+                    }
+                ],
+            }
+            for job in JOBS
         ],
     }
     (state / "prometheus.yml").write_text(yaml.safe_dump(config))
@@ -73,7 +85,8 @@ def query(url: str, expr: str) -> dict:
 def test_prometheus_scrapes_every_service(prometheus):
     def all_up():
         result = query(prometheus, "up")["result"]
-        return {r["metric"]["job"] for r in result if r["value"][1] == "1"} == set(JOBS)
+        up = [r["metric"]["job"] for r in result if r["value"][1] == "1"]
+        return all(up.count(job) == 2 for job in JOBS)  # request processes and worker
 
     wait_until(all_up, timeout=30, message="every service to be scraped")
 

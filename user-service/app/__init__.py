@@ -35,7 +35,7 @@ def create_app(config: UserServiceConfig | None = None) -> Flask:
     init_auth(app, verifier, is_revoked=_is_inactive)
     app.register_blueprint(routes.auth)
     app.register_blueprint(routes.users)
-    app.extensions["servicekit.background"].add_consumer(kafka_consumer.make_consumer)
+    app.extensions["servicekit.background"].add_worker(kafka_consumer.make_consumer)
     return app
 
 

@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, EmailStr, Field, StringConstraints
 
-from servicekit.pagination import PageQuery
+from servicekit.pagination import PageEnvelope, PageQuery
 
 Password = Annotated[str, StringConstraints(min_length=8, max_length=256)]
 FullName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
@@ -66,11 +66,8 @@ class UserOut(BaseModel):
     booking_stats: BookingStats | None = Field(None, description="Shown to admins only.")
 
 
-class UserPage(BaseModel):
+class UserPage(PageEnvelope):
     items: list[UserOut]
-    page: int
-    per_page: int
-    total: int
 
 
 class Tokens(BaseModel):

@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0004_calendar"
-down_revision = "0002_policies"
+down_revision = "0003_list_indexes"
 branch_labels = None
 depends_on = None
 

