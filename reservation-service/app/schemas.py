@@ -8,8 +8,9 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, AwareDatetime, BaseModel, BeforeValidator, ConfigDict, EmailStr, Field, StringConstraints
 
 from servicekit.pagination import PageQuery
+from servicekit.validation import SINGLE_LINE
 
-Title = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+Title = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200), SINGLE_LINE]
 Description = Annotated[str, StringConstraints(max_length=2000)]
 Attendee = Annotated[EmailStr, AfterValidator(lambda value: value.lower()), Field(max_length=320)]
 
