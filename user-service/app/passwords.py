@@ -9,6 +9,8 @@ at the next successful login (`needs_rehash`).
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -19,6 +21,21 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from servicekit.problems import ServiceUnavailable
 
 OWASP_ARGON2ID = {"time_cost": 2, "memory_cost": 19 * 1024, "parallelism": 1}
+_M_MMAP_THRESHOLD = -3
+
+
+def _return_hash_memory_to_the_system() -> None:
+    """glibc raises its mmap threshold after the first large block is freed; from then on each thread's
+    19 MiB argon2 buffer stays resident in that thread's malloc arena (8 threads: +150 MiB, measured).
+    A fixed threshold keeps such buffers in mmap, unmapped as soon as the hash is done."""
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        libc.mallopt(_M_MMAP_THRESHOLD, 128 * 1024)
+    except (OSError, AttributeError):  # not glibc: nothing to tune
+        pass
+
+
+_return_hash_memory_to_the_system()
 
 
 class BoundedHasher:
