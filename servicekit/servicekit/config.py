@@ -96,6 +96,12 @@ class BaseConfig:
     trusted_proxies: int = env_field(
         "TRUSTED_PROXY_HOPS", 1, int, doc="number of proxies (the gateway) in front, for client addresses"
     )
+    database_app_role: str = env_field(
+        "DATABASE_APP_ROLE",
+        "",
+        doc="`run.py migrate` (run as the owner) creates this role and grants it read/write on the tables only",
+    )
+    database_app_password: str = env_field("DATABASE_APP_PASSWORD", "", doc="password it sets for DATABASE_APP_ROLE")
     environment: str = env_field(
         "ENVIRONMENT",
         "production",
@@ -144,9 +150,15 @@ class BaseConfig:
         """Problems that involve several variables at once (subclasses may add theirs)."""
         problems = []
         if self.environment != "development":
-            for name, value in (("DATABASE_URL", self.database_url), ("KAFKA_SASL_PASSWORD", self.kafka_sasl_password)):
+            for name, value in (
+                ("DATABASE_URL", self.database_url),
+                ("DATABASE_APP_PASSWORD", self.database_app_password),
+                ("KAFKA_SASL_PASSWORD", self.kafka_sasl_password),
+            ):
                 if placeholder_secret(value):
                     problems.append(f"{name} holds a placeholder password (change-me); set a real one")
+        if bool(self.database_app_role) != bool(self.database_app_password):
+            problems.append("DATABASE_APP_ROLE and DATABASE_APP_PASSWORD go together")
         if self.kafka_security_protocol.startswith("SASL_") and not (self.kafka_sasl_username and self.kafka_sasl_password):
             problems.append(
                 f"KAFKA_SASL_USERNAME and KAFKA_SASL_PASSWORD are required with KAFKA_SECURITY_PROTOCOL={self.kafka_security_protocol}"

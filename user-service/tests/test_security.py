@@ -256,3 +256,48 @@ def test_control_characters_in_full_name_are_422_naming_the_field(client, accoun
     response = client.put(f"/api/users/{user['id']}", json={"full_name": name}, headers=headers)
     assert response.status_code == 422
     assert [e["field"] for e in response.get_json()["errors"]] == ["full_name"]
+
+
+def test_the_service_role_reads_and_writes_its_tables_but_cannot_change_the_schema(
+    fresh_database, infrastructure, signing_key_file
+):
+    """`run.py migrate` as the owner creates DATABASE_APP_ROLE with DML rights only; the service runs as it."""
+    import os
+    import subprocess
+    import sys
+    import uuid as uuid_module
+    from pathlib import Path
+
+    import psycopg
+
+    owner_url = fresh_database("roles")
+    role = f"users_app_{uuid_module.uuid4().hex[:8]}"
+    env = {
+        **os.environ,
+        "DATABASE_URL": owner_url,
+        "DATABASE_APP_ROLE": role,
+        "DATABASE_APP_PASSWORD": "app-password",
+        "KAFKA_BOOTSTRAP_SERVERS": infrastructure.bootstrap,
+        "JWT_PRIVATE_KEY_FILE": str(signing_key_file),
+        "LOG_LEVEL": "WARNING",
+    }
+    migrated = subprocess.run(
+        [sys.executable, "run.py", "migrate"], cwd=Path(__file__).parents[1], env=env, capture_output=True, text=True
+    )
+    assert migrated.returncode == 0, migrated.stderr[-2000:]
+    app_url = owner_url.replace("postgresql+psycopg://postgres@", f"postgresql://{role}:app-password@")
+    with psycopg.connect(app_url, autocommit=True) as connection:
+        connection.execute(
+            "INSERT INTO users (email, full_name, password_hash) VALUES ('x@example.com', 'X', 'h') RETURNING id"
+        ).fetchone()
+        assert connection.execute("SELECT count(*) FROM users").fetchone()[0] == 1
+        connection.execute("DELETE FROM users")
+        for statement in (
+            "DROP TABLE users",
+            "ALTER TABLE users ADD COLUMN evil text",
+            "CREATE TABLE evil (id int)",
+            "TRUNCATE outbox_events",
+            "UPDATE alembic_version SET version_num = 'x'",
+        ):
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                connection.execute(statement)
