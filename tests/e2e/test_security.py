@@ -25,7 +25,9 @@ def _login_from(platform, address: str, email: str, password: str) -> int:
 
 def test_an_attacker_guessing_a_password_is_throttled_while_the_owner_logs_in_from_elsewhere(gateway, platform):
     email = f"victim-{uuid.uuid4().hex[:8]}@example.com"
-    registered = gateway.request("POST", "/api/auth/register", json={"email": email, "password": "owner secret", "full_name": "V"})
+    registered = gateway.request(
+        "POST", "/api/auth/register", json={"email": email, "password": "owner secret", "full_name": "V"}
+    )
     assert registered.status_code == 201
     for _ in range(5):
         assert _login_from(platform, "127.0.0.3", email, "a guess") == 401
