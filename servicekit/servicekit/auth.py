@@ -210,9 +210,10 @@ def ensure_self_or_admin(owner_id: int) -> Principal:
     return principal
 
 
-def _set_cutoff(user_id: str, cutoff: datetime, *, only_if_later: bool = True) -> None:
+def _set_cutoff(user_id: str, cutoff: datetime) -> None:
+    """Refuse the user's tokens issued before `cutoff` (a cut-off only ever moves later)."""
     statement = insert(RevokedUser).values(user_id=user_id, revoked_at=cutoff)
-    where = RevokedUser.revoked_at < statement.excluded.revoked_at if only_if_later else None
+    where = RevokedUser.revoked_at < statement.excluded.revoked_at
     db.session.execute(
         statement.on_conflict_do_update(index_elements=[RevokedUser.user_id], set_={"revoked_at": cutoff}, where=where)
     )
@@ -223,8 +224,8 @@ def revocation_handlers() -> dict[str, Callable[[dict], None]]:
 
     A row is a cut-off: tokens of that user issued before `revoked_at` are refused. A
     deactivation sets it to the far future (every token); a reactivation brings it back to
-    the time of the reactivation (tokens from before the deactivation stay dead); a role or
-    password change (`sessions_revoked_at` in `user.updated`) moves it to the change."""
+    the time of the reactivation (tokens from before the deactivation stay dead); a role change
+    (`sessions_revoked_at` in `user.updated`) moves it to the change."""
 
     def on_deactivated(envelope: dict) -> None:
         _set_cutoff(str(envelope["data"]["id"]), DEACTIVATED)

@@ -75,8 +75,9 @@ def _issue_tokens(user: User, settings: TokenSettings, family_id: str | None = N
 
 
 def _blocked_for(scope: str, account: str, client: str, now: datetime) -> int:
-    """Seconds this client must still wait before trying this account again (0: go ahead)."""
-    throttle = db.session.get(AuthThrottle, (scope, account, client))
+    """Seconds this client must still wait before trying this account again (0: go ahead). The row stays
+    locked until the attempt is counted, so parallel guesses from one client are taken one at a time."""
+    throttle = db.session.get(AuthThrottle, (scope, account, client), with_for_update=True)
     if throttle is None or throttle.blocked_until is None or throttle.blocked_until <= now:
         return 0
     return int((throttle.blocked_until - now).total_seconds()) + 1
