@@ -20,7 +20,7 @@ import time
 
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import DisconnectionError
+from sqlalchemy.exc import DisconnectionError, OperationalError
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +37,8 @@ class Watchdog:
         self._thread.start()
 
     def begin(self, dbapi_connection, deadline: float | None = None) -> None:
+        if dbapi_connection is None:
+            return
         try:
             fd = dbapi_connection.fileno()
         except Exception:  # already closed: nothing can hang on it
@@ -45,6 +47,8 @@ class Watchdog:
             self._busy[id(dbapi_connection)] = (time.monotonic() + (deadline or self.deadline), fd)
 
     def end(self, dbapi_connection) -> None:
+        if dbapi_connection is None:
+            return
         with self._lock:
             self._busy.pop(id(dbapi_connection), None)
 
@@ -97,7 +101,10 @@ def guard_engine(engine: Engine, deadline: float) -> Watchdog:
     watchdog = Watchdog(deadline)
 
     def dbapi(conn):
-        return conn.connection.dbapi_connection
+        try:
+            return conn.connection.dbapi_connection
+        except Exception:  # closed or invalidated: nothing left to wait on
+            return None
 
     @event.listens_for(engine, "before_cursor_execute")
     def _before(conn, cursor, statement, parameters, context, executemany):
@@ -109,8 +116,8 @@ def guard_engine(engine: Engine, deadline: float) -> Watchdog:
 
     @event.listens_for(engine, "handle_error")
     def _error(context):
-        if context.connection is not None and context.connection.connection.dbapi_connection is not None:
-            watchdog.end(context.connection.connection.dbapi_connection)
+        if context.connection is not None:
+            watchdog.end(dbapi(context.connection))
 
     @event.listens_for(engine, "commit")
     @event.listens_for(engine, "rollback")
@@ -123,12 +130,18 @@ def guard_engine(engine: Engine, deadline: float) -> Watchdog:
 
     @event.listens_for(engine, "checkin")
     def _checkin(dbapi_connection, record):
-        if dbapi_connection is not None:
-            watchdog.end(dbapi_connection)
+        watchdog.end(dbapi_connection)
+
+    @event.listens_for(engine, "connect")
+    def _fresh(dbapi_connection, record):
+        record.info["fresh"] = True
 
     @event.listens_for(engine, "checkout")
     def _ping(dbapi_connection, record, proxy):
-        # Pessimistic disconnect handling (SQLAlchemy's documented recipe), under the deadline.
+        # Pessimistic disconnect handling (SQLAlchemy's documented recipe), under the deadline. A pooled
+        # connection that fails is replaced (DisconnectionError: the pool retries with a new one); a new
+        # one that fails means the database is not answering: an OperationalError, i.e. a 503.
+        fresh = record.info.pop("fresh", False)
         watchdog.begin(dbapi_connection, min(deadline, 2.0))
         try:
             cursor = dbapi_connection.cursor()
@@ -139,6 +152,8 @@ def guard_engine(engine: Engine, deadline: float) -> Watchdog:
             if dbapi_connection.info.transaction_status != 0:  # psycopg: not IDLE after the ping
                 dbapi_connection.rollback()
         except Exception as exc:
+            if fresh:
+                raise OperationalError("SELECT 1", {}, exc) from exc
             raise DisconnectionError(f"stale database connection: {exc.__class__.__name__}") from exc
         finally:
             watchdog.end(dbapi_connection)
