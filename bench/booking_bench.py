@@ -55,7 +55,7 @@ def run_parallel(name: str, work, count: int) -> None:
 
 def main() -> None:
     state = Path(tempfile.mkdtemp(prefix="bench-"))
-    stack = Stack(state=state, ports=Ports.random(), fast=False, auth_rate="10000r/s")
+    stack = Stack(state=state, ports=Ports.random(), fast=False, auth_rate="10000r/s", write_rate="10000r/s")
     specs = available_services()
     os.environ.update(ADMIN_EMAIL="bench-admin@example.com", ADMIN_PASSWORD="bench admin password", LOG_LEVEL="WARNING")
     try:
