@@ -65,7 +65,7 @@ def say(message: str = "") -> None:
 class Bench:
     def __init__(self) -> None:
         self.state = Path(tempfile.mkdtemp(prefix="bench-"))
-        self.stack = Stack(state=self.state, ports=Ports.random(), fast=False, auth_rate="100000r/s")
+        self.stack = Stack(state=self.state, ports=Ports.random(), fast=False, auth_rate="100000r/s", write_rate="100000r/s")
         self.results: dict = {
             "date": datetime.now(UTC).isoformat(timespec="seconds"),
             "box": {

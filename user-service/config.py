@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from servicekit.config import BaseConfig, env_field, parse_csv, parse_positive_int
+from servicekit.config import BaseConfig, env_field, parse_csv, parse_positive_int, placeholder_secret
 
 
 @dataclass(frozen=True)
@@ -23,10 +23,27 @@ class UserServiceConfig(BaseConfig):
         "REFRESH_TOKEN_TTL_SECONDS", 14 * 24 * 3600, parse_positive_int, doc="refresh token lifetime"
     )
     login_max_failures: int = env_field(
-        "LOGIN_MAX_FAILURES", 5, parse_positive_int, doc="failed logins before an account is locked"
+        "LOGIN_MAX_FAILURES",
+        5,
+        parse_positive_int,
+        doc="failed password checks of one account from one client before growing delays start",
     )
     login_lockout_seconds: int = env_field(
-        "LOGIN_LOCKOUT_SECONDS", 900, parse_positive_int, doc="how long a locked account stays locked"
+        "LOGIN_LOCKOUT_SECONDS", 900, parse_positive_int, doc="longest delay imposed on that client for that account"
+    )
+    password_hash_concurrency: int = env_field(
+        "PASSWORD_HASH_CONCURRENCY", 2, parse_positive_int, doc="argon2 hashes run at once per process (19 MiB each)"
+    )
+    password_hash_wait_seconds: int = env_field(
+        "PASSWORD_HASH_WAIT_SECONDS", 3, parse_positive_int, doc="wait for a hashing slot before answering 503"
     )
     admin_email: str = env_field("ADMIN_EMAIL", "", doc="the first admin, ensured at start-up (with ADMIN_PASSWORD)")
     admin_password: str = env_field("ADMIN_PASSWORD", "", doc="the first admin's password")
+
+    def consistency_problems(self) -> list[str]:
+        problems = super().consistency_problems()
+        if placeholder_secret(self.admin_password) and self.environment != "development":
+            problems.append(
+                "ADMIN_PASSWORD is a placeholder (change-me); set a real one (allowed only with ENVIRONMENT=development)"
+            )
+        return problems

@@ -7,8 +7,10 @@ from servicekit.runner import main
 def ensure_first_admin(app):
     config = app.config["SERVICE"]
     if config.admin_email and config.admin_password:
-        services.ensure_admin(config.admin_email, config.admin_password)
-        print(f"user-service: admin {config.admin_email} is present")
+        if services.ensure_admin(config.admin_email, config.admin_password):
+            print(f"user-service: created the first admin {config.admin_email}")
+        else:
+            print(f"user-service: {config.admin_email} already has an account; it is left as it is")
 
 
 if __name__ == "__main__":

@@ -286,12 +286,22 @@ def nginx_binary() -> str:
 class Gateway:
     """NGINX running the repository's nginx.conf, its upstream addresses filled in."""
 
-    def __init__(self, port: int, upstreams: dict[str, str], state_dir: Path, log_dir: Path, *, auth_rate: str = "5r/s"):
+    def __init__(
+        self,
+        port: int,
+        upstreams: dict[str, str],
+        state_dir: Path,
+        log_dir: Path,
+        *,
+        auth_rate: str = "5r/s",
+        write_rate: str = "10r/s",
+    ):
         self.port = port
         self.upstreams = upstreams
         self.state_dir = state_dir
         self.log_dir = log_dir
         self.auth_rate = auth_rate
+        self.write_rate = write_rate
         self.child: Child | None = None
 
     def render(self) -> Path:
@@ -302,6 +312,7 @@ class Gateway:
             "ROOM_SERVICE_ADDR": self.upstreams["room-service"],
             "RESERVATION_SERVICE_ADDR": self.upstreams["reservation-service"],
             "AUTH_RATE_LIMIT": self.auth_rate,
+            "WRITE_RATE_LIMIT": self.write_rate,
             "DOCS_ROOT": str(REPO / "gateway" / "docs"),
         }
         for name, value in values.items():

@@ -75,11 +75,20 @@ class Ports:
 class Stack:
     """The whole platform, or the infrastructure part of it, started from `state`."""
 
-    def __init__(self, state: Path = STATE, ports: Ports | None = None, *, fast: bool = False, auth_rate: str = "5r/s"):
+    def __init__(
+        self,
+        state: Path = STATE,
+        ports: Ports | None = None,
+        *,
+        fast: bool = False,
+        auth_rate: str = "5r/s",
+        write_rate: str = "10r/s",
+    ):
         self.state = state
         self.ports = ports or Ports()
         self.fast = fast
         self.auth_rate = auth_rate
+        self.write_rate = write_rate
         self.started: list = []
         self.postgres: Postgres | None = None
         self.database_urls: dict[str, str] = {}
@@ -157,7 +166,14 @@ class Stack:
 
     def start_gateway(self) -> Gateway:
         upstreams = {name: f"127.0.0.1:{port}" for name, port in self.ports.services.items()}
-        gateway = Gateway(self.ports.gateway, upstreams, self.state / "nginx", self.state / "logs", auth_rate=self.auth_rate)
+        gateway = Gateway(
+            self.ports.gateway,
+            upstreams,
+            self.state / "nginx",
+            self.state / "logs",
+            auth_rate=self.auth_rate,
+            write_rate=self.write_rate,
+        )
         self._start(gateway)
         return gateway
 

@@ -10,7 +10,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import select
 
-from servicekit.auth import Principal, is_revoked_from_events
+from servicekit.auth import Principal, is_deactivated
 from servicekit.db import db, utcnow
 from servicekit.problems import NotFound
 
@@ -56,7 +56,7 @@ def feed_holder(secret: str) -> int:
 
 def _is_active(user_id: int) -> bool:
     user = db.session.get(UserReplica, user_id)
-    return not is_revoked_from_events(user_id) and (user is None or user.is_active)
+    return not is_deactivated(user_id) and (user is None or user.is_active)
 
 
 @dataclass(frozen=True)

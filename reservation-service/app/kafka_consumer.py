@@ -101,10 +101,14 @@ MAIL_HANDLERS = {
 }
 
 
+# The only producer believed on each topic (a forged envelope from anyone else is parked).
+OWNERS = {"user-events": "user-service", "room-events": "room-service", "reservation-events": "reservation-service"}
+
+
 def make_consumer(app: Flask) -> EventConsumer:
-    return EventConsumer(app, GROUP_ID, HANDLERS)
+    return EventConsumer(app, GROUP_ID, HANDLERS, owners=OWNERS)
 
 
 def make_mail_consumer(app: Flask) -> EventConsumer:
     # Many attempts: the owner's user.registered may arrive after their first booking.
-    return EventConsumer(app, MAILER_GROUP_ID, MAIL_HANDLERS, max_attempts=8)
+    return EventConsumer(app, MAILER_GROUP_ID, MAIL_HANDLERS, owners=OWNERS, max_attempts=8)

@@ -18,8 +18,9 @@ from pydantic import (
 )
 
 from servicekit.pagination import PageEnvelope, PageQuery
+from servicekit.validation import SINGLE_LINE
 
-Title = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+Title = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200), SINGLE_LINE]
 Description = Annotated[str, StringConstraints(max_length=2000)]
 Attendee = Annotated[EmailStr, AfterValidator(lambda value: value.lower()), Field(max_length=320)]
 

@@ -9,12 +9,13 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
 from servicekit.pagination import PageEnvelope, PageQuery
+from servicekit.validation import SINGLE_LINE
 
-Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
+Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100), SINGLE_LINE]
 Capacity = Annotated[int, Field(ge=1, le=10_000)]
-Location = Annotated[str, StringConstraints(strip_whitespace=True, max_length=200)]
+Location = Annotated[str, StringConstraints(strip_whitespace=True, max_length=200), SINGLE_LINE]
 Description = Annotated[str, StringConstraints(max_length=2000)]
-EquipmentName = Annotated[str, StringConstraints(strip_whitespace=True, to_lower=True, min_length=1, max_length=50)]
+EquipmentName = Annotated[str, StringConstraints(strip_whitespace=True, to_lower=True, min_length=1, max_length=50), SINGLE_LINE]
 
 
 def _dedupe(names: list[str]) -> list[str]:

@@ -16,6 +16,7 @@ from werkzeug.routing import IntegerConverter
 
 from .config import BaseConfig
 from .db import db
+from .dbguard import engine_options, guard_engine
 from .kafka import broker_reachable
 from .logs import configure_logging, request_id_var
 from .metrics import ServiceMetrics
@@ -44,6 +45,9 @@ def create_service_app(import_name: str, config: BaseConfig, *, openapi: dict) -
     app.config.update(
         SERVICE=config,
         SQLALCHEMY_DATABASE_URI=config.database_url,
+        SQLALCHEMY_ENGINE_OPTIONS=engine_options(
+            config.db_connect_timeout, config.db_statement_timeout_ms, config.db_pool_timeout
+        ),
         MAX_CONTENT_LENGTH=MAX_BODY_BYTES,
         JSON_SORT_KEYS=False,
     )
@@ -54,6 +58,8 @@ def create_service_app(import_name: str, config: BaseConfig, *, openapi: dict) -
             app.wsgi_app, x_for=config.trusted_proxies, x_proto=config.trusted_proxies, x_host=config.trusted_proxies
         )
     db.init_app(app)
+    with app.app_context():
+        guard_engine(db.engine, deadline=config.db_statement_timeout_ms / 1000 + 1)
     Migrate(app, db, directory=os.path.join(os.path.dirname(app.root_path), "migrations"))
     register_error_handlers(app)
     _init_request_ids(app)
@@ -125,7 +131,8 @@ def _init_health(app: Flask) -> None:
             db.session.execute(text("SELECT 1"))
         except Exception:
             checks["database"] = "unreachable"
-        if not broker_reachable(app.config["SERVICE"].kafka_bootstrap_servers):
+        service = app.config["SERVICE"]
+        if not broker_reachable(service.kafka_bootstrap_servers, security=service.kafka_security()):
             checks["broker"] = "unreachable"
         ready = all(v == "ok" for v in checks.values())
         return jsonify(status="ok" if ready else "unavailable", checks=checks), 200 if ready else 503

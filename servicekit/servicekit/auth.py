@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import functools
 import logging
+import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Protocol
 
 import jwt
 from flask import Flask, current_app, g, request
 from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import insert
 
-from .db import RevokedUser, db
+from .db import DEACTIVATED, RevokedUser, db
 from .problems import Forbidden, ServiceUnavailable, Unauthorized
 
 log = logging.getLogger(__name__)
@@ -27,6 +31,7 @@ class Principal:
     user_id: int
     role: str
     token_id: str
+    issued_at: float = 0.0
 
     @property
     def is_admin(self) -> bool:
@@ -41,7 +46,9 @@ class JwksKeySource:
     """Public keys from a JWKS URL: fetched, cached, refetched when a token names an unknown `kid`."""
 
     def __init__(self, url: str, *, cache_seconds: int = 300, timeout: float = 3.0):
-        self.client = jwt.PyJWKClient(url, cache_keys=True, lifespan=cache_seconds, timeout=timeout)
+        # Only the JWK *set* is cached, for `cache_seconds`: PyJWT's per-key cache (cache_keys=True) is an
+        # LRU without expiry, so a key removed from the JWKS would stay trusted until a restart.
+        self.client = jwt.PyJWKClient(url, cache_keys=False, cache_jwk_set=True, lifespan=cache_seconds, timeout=timeout)
 
     def signing_key_for(self, token: str) -> Any:
         try:
@@ -49,7 +56,7 @@ class JwksKeySource:
         except jwt.PyJWKClientConnectionError as exc:
             log.warning("JWKS unreachable: %s", exc)
             raise ServiceUnavailable("Tokens cannot be verified right now: the key service is unreachable.") from None
-        except (jwt.PyJWKClientError, jwt.DecodeError) as exc:
+        except jwt.PyJWTError as exc:
             raise Unauthorized(f"The access token is invalid: {exc}") from None
 
 
@@ -63,10 +70,7 @@ class TokenVerifier:
 
     def verify(self, token: str) -> Principal:
         """Verify signature, algorithm, `exp`, `iss` and `aud`; return the caller."""
-        try:
-            header = jwt.get_unverified_header(token)
-        except jwt.DecodeError:
-            raise Unauthorized("The access token is malformed.") from None
+        header = unverified_header(token)
         if header.get("alg") not in self.algorithms:
             raise Unauthorized("The access token's algorithm is not accepted.")
         key = self.keys.signing_key_for(token)
@@ -82,7 +86,7 @@ class TokenVerifier:
             )
         except jwt.ExpiredSignatureError:
             raise Unauthorized("The access token has expired.") from None
-        except jwt.InvalidTokenError as exc:
+        except jwt.PyJWTError as exc:
             raise Unauthorized(f"The access token is invalid: {exc}") from None
         if claims.get("typ") != "access" or claims.get("role") not in ROLES:
             raise Unauthorized("The token is not an access token.")
@@ -90,16 +94,76 @@ class TokenVerifier:
             user_id = int(claims["sub"])
         except (TypeError, ValueError):
             raise Unauthorized("The access token's subject is invalid.") from None
-        return Principal(user_id=user_id, role=claims["role"], token_id=claims["jti"])
+        if not isinstance(claims["jti"], str) or isinstance(claims["iat"], bool):
+            raise Unauthorized("The access token is malformed.")
+        return Principal(user_id=user_id, role=claims["role"], token_id=claims["jti"], issued_at=float(claims["iat"]))
 
 
-def is_revoked_from_events(user_id: int) -> bool:
-    """Default revocation check: the user was deactivated according to `user-events`."""
-    return db.session.execute(select(RevokedUser.user_id).where(RevokedUser.user_id == str(user_id))).first() is not None
+def unverified_header(token: str) -> dict[str, Any]:
+    """The token's JOSE header, or 401 for anything malformed (bad base64 or JSON, a non-string `kid`,
+    a `crit` naming an extension we do not implement, ...)."""
+    try:
+        header = jwt.get_unverified_header(token)
+    except (jwt.PyJWTError, ValueError, TypeError):
+        raise Unauthorized("The access token is malformed.") from None
+    if "crit" in header:
+        raise Unauthorized("The access token names critical header extensions this service does not implement.")
+    if not isinstance(header.get("kid", ""), str) or not isinstance(header.get("alg"), str):
+        raise Unauthorized("The access token is malformed.")
+    return header
 
 
-def init_auth(app: Flask, verifier: TokenVerifier, is_revoked: Callable[[int], bool] = is_revoked_from_events) -> None:
-    app.extensions["servicekit.auth"] = (verifier, is_revoked)
+class RevocationList:
+    """Per-user token cut-offs from the `revoked_users` table, held in memory.
+
+    The table is re-read at most every `refresh_seconds` (not once per request), so a
+    revocation learnt from `user-events` applies within seconds. If the database cannot
+    be read, the last list is used for up to `stale_seconds`; after that requests get 503.
+    """
+
+    def __init__(self, refresh_seconds: float = 1.0, stale_seconds: float = 30.0):
+        self.refresh_seconds = refresh_seconds
+        self.stale_seconds = stale_seconds
+        self._cutoffs: dict[str, float] = {}
+        self._loaded_at: float | None = None
+        self._lock = threading.Lock()
+
+    def _load(self) -> None:
+        with db.engine.connect() as connection:
+            rows = connection.execute(select(RevokedUser.user_id, RevokedUser.revoked_at)).all()
+        self._cutoffs = {user_id: revoked_at.timestamp() for user_id, revoked_at in rows}
+        self._loaded_at = time.monotonic()
+
+    def cutoffs(self) -> dict[str, float]:
+        now = time.monotonic()
+        if self._loaded_at is not None and now - self._loaded_at < self.refresh_seconds:
+            return self._cutoffs
+        with self._lock:
+            if self._loaded_at is not None and time.monotonic() - self._loaded_at < self.refresh_seconds:
+                return self._cutoffs
+            try:
+                self._load()
+            except Exception as exc:
+                if self._loaded_at is None or now - self._loaded_at > self.stale_seconds:
+                    log.warning("revocation list unreadable: %s", exc.__class__.__name__)
+                    raise ServiceUnavailable("Tokens cannot be checked right now; try again shortly.") from None
+        return self._cutoffs
+
+    def __call__(self, principal: Principal) -> bool:
+        cutoff = self.cutoffs().get(str(principal.user_id))
+        return cutoff is not None and principal.issued_at < cutoff
+
+
+def is_deactivated(user_id: int) -> bool:
+    """The user is deactivated according to `user-events` (for credentials other than access tokens)."""
+    row = db.session.get(RevokedUser, str(user_id))
+    return row is not None and row.revoked_at >= DEACTIVATED
+
+
+def init_auth(app: Flask, verifier: TokenVerifier, is_revoked: Callable[[Principal], bool] | None = None) -> None:
+    """`is_revoked(principal)` decides whether a verified token was revoked since; by default the
+    in-memory `RevocationList` fed by `user-events`."""
+    app.extensions["servicekit.auth"] = (verifier, is_revoked or RevocationList())
 
 
 def bearer_token() -> str:
@@ -115,8 +179,8 @@ def authenticate() -> Principal:
     if "principal" not in g:
         verifier, is_revoked = current_app.extensions["servicekit.auth"]
         principal = verifier.verify(bearer_token())
-        if is_revoked(principal.user_id):
-            raise Unauthorized("This account is deactivated.")
+        if is_revoked(principal):
+            raise Unauthorized("This token has been revoked (the account was deactivated or its role changed).")
         g.principal = principal
     return g.principal
 
@@ -152,18 +216,37 @@ def ensure_self_or_admin(owner_id: int) -> Principal:
     return principal
 
 
+def _set_cutoff(user_id: str, cutoff: datetime) -> None:
+    """Refuse the user's tokens issued before `cutoff` (a cut-off only ever moves later)."""
+    statement = insert(RevokedUser).values(user_id=user_id, revoked_at=cutoff)
+    where = RevokedUser.revoked_at < statement.excluded.revoked_at
+    db.session.execute(
+        statement.on_conflict_do_update(index_elements=[RevokedUser.user_id], set_={"revoked_at": cutoff}, where=where)
+    )
+
+
 def revocation_handlers() -> dict[str, Callable[[dict], None]]:
-    """`user-events` handlers that keep `revoked_users` current; merge them into a service's consumer."""
+    """`user-events` handlers that keep `revoked_users` current; merge them into a service's consumer.
+
+    A row is a cut-off: tokens of that user issued before `revoked_at` are refused. A
+    deactivation sets it to the far future (every token); a reactivation brings it back to
+    the time of the reactivation (tokens from before the deactivation stay dead); a role change
+    (`sessions_revoked_at` in `user.updated`) moves it to the change."""
 
     def on_deactivated(envelope: dict) -> None:
-        user_id = str(envelope["data"]["id"])
-        db.session.merge(RevokedUser(user_id=user_id))
+        _set_cutoff(str(envelope["data"]["id"]), DEACTIVATED)
 
     def on_updated(envelope: dict) -> None:
         data = envelope["data"]
+        user_id = str(data["id"])
         if data.get("is_active") is False:
             on_deactivated(envelope)
-        else:
-            db.session.execute(RevokedUser.__table__.delete().where(RevokedUser.user_id == str(data["id"])))
+            return
+        changed_at = datetime.fromisoformat(data.get("sessions_revoked_at") or envelope["occurred_at"])
+        current = db.session.get(RevokedUser, user_id, with_for_update=True)
+        if current is not None and current.revoked_at >= DEACTIVATED:
+            current.revoked_at = changed_at  # reactivated: tokens from before stay refused
+        elif data.get("sessions_revoked_at"):
+            _set_cutoff(user_id, changed_at)
 
     return {"user.deactivated": on_deactivated, "user.updated": on_updated}

@@ -43,6 +43,22 @@ def parse_csv(raw: str) -> tuple[str, ...]:
     return tuple(part.strip() for part in raw.split(",") if part.strip())
 
 
+def placeholder_secret(value: str) -> bool:
+    """A secret left at an example value such as `change-me-admin`."""
+    lowered = value.lower()
+    return "change-me" in lowered or "changeme" in lowered
+
+
+def parse_choice(*choices: str) -> Callable[[str], str]:
+    def parse(raw: str) -> str:
+        value = raw.strip()
+        if value not in choices:
+            raise ValueError(f"expected one of {', '.join(choices)}")
+        return value
+
+    return parse
+
+
 ASYMMETRIC_ALGORITHMS = {"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "EdDSA"}
 
 
@@ -84,6 +100,80 @@ class BaseConfig:
     trusted_proxies: int = env_field(
         "TRUSTED_PROXY_HOPS", 1, int, doc="number of proxies (the gateway) in front, for client addresses"
     )
+    database_app_role: str = env_field(
+        "DATABASE_APP_ROLE",
+        "",
+        doc="`run.py migrate` (run as the owner) creates this role and grants it read/write on the tables only",
+    )
+    database_app_password: str = env_field("DATABASE_APP_PASSWORD", "", doc="password it sets for DATABASE_APP_ROLE")
+    environment: str = env_field(
+        "ENVIRONMENT",
+        "production",
+        parse_choice("production", "staging", "development"),
+        doc="production, staging or development (placeholder secrets are refused outside development)",
+    )
+    kafka_security_protocol: str = env_field(
+        "KAFKA_SECURITY_PROTOCOL",
+        "PLAINTEXT",
+        parse_choice("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"),
+        doc="PLAINTEXT, SSL (mTLS with a client certificate), SASL_PLAINTEXT or SASL_SSL",
+    )
+    kafka_sasl_mechanism: str = env_field(
+        "KAFKA_SASL_MECHANISM", "SCRAM-SHA-512", parse_choice("SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN"), doc="SASL mechanism"
+    )
+    kafka_sasl_username: str = env_field("KAFKA_SASL_USERNAME", "", doc="SASL user of this service")
+    kafka_sasl_password: str = env_field("KAFKA_SASL_PASSWORD", "", doc="its SASL password")
+    kafka_ssl_ca_location: str = env_field("KAFKA_SSL_CA_LOCATION", "", doc="CA bundle that signs the broker's certificate")
+    kafka_ssl_certificate_location: str = env_field("KAFKA_SSL_CERTIFICATE_LOCATION", "", doc="client certificate (PEM) for mTLS")
+    kafka_ssl_key_location: str = env_field("KAFKA_SSL_KEY_LOCATION", "", doc="client key (PEM) for mTLS")
+    db_connect_timeout: int = env_field(
+        "DB_CONNECT_TIMEOUT_SECONDS", 2, parse_positive_int, doc="give up connecting to PostgreSQL after this long"
+    )
+    db_statement_timeout_ms: int = env_field(
+        "DB_STATEMENT_TIMEOUT_MS", 5000, parse_positive_int, doc="PostgreSQL statement_timeout of the service's sessions"
+    )
+    db_pool_timeout: int = env_field(
+        "DB_POOL_TIMEOUT_SECONDS", 3, parse_positive_int, doc="wait at most this long for a free pooled connection"
+    )
+
+    def kafka_security(self) -> dict:
+        """librdkafka settings authenticating this service to the broker."""
+        from .kafka import security_config
+
+        return security_config(
+            self.kafka_security_protocol,
+            sasl_mechanism=self.kafka_sasl_mechanism,
+            sasl_username=self.kafka_sasl_username,
+            sasl_password=self.kafka_sasl_password,
+            ssl_ca_location=self.kafka_ssl_ca_location,
+            ssl_certificate_location=self.kafka_ssl_certificate_location,
+            ssl_key_location=self.kafka_ssl_key_location,
+        )
+
+    def consistency_problems(self) -> list[str]:
+        """Problems that involve several variables at once (subclasses may add theirs)."""
+        problems = []
+        if self.environment != "development":
+            for name, value in (
+                ("DATABASE_URL", self.database_url),
+                ("DATABASE_APP_PASSWORD", self.database_app_password),
+                ("KAFKA_SASL_PASSWORD", self.kafka_sasl_password),
+            ):
+                if placeholder_secret(value):
+                    problems.append(f"{name} holds a placeholder password (change-me); set a real one")
+        if bool(self.database_app_role) != bool(self.database_app_password):
+            problems.append("DATABASE_APP_ROLE and DATABASE_APP_PASSWORD go together")
+        if self.kafka_security_protocol.startswith("SASL_") and not (self.kafka_sasl_username and self.kafka_sasl_password):
+            problems.append(
+                f"KAFKA_SASL_USERNAME and KAFKA_SASL_PASSWORD are required with KAFKA_SECURITY_PROTOCOL={self.kafka_security_protocol}"
+            )
+        if bool(self.kafka_ssl_certificate_location) != bool(self.kafka_ssl_key_location):
+            problems.append("KAFKA_SSL_CERTIFICATE_LOCATION and KAFKA_SSL_KEY_LOCATION go together (mTLS)")
+        if (self.kafka_ssl_certificate_location or self.kafka_ssl_ca_location) and not self.kafka_security_protocol.endswith(
+            "SSL"
+        ):
+            problems.append("KAFKA_SSL_* settings need KAFKA_SECURITY_PROTOCOL=SSL or SASL_SSL")
+        return problems
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any):
@@ -109,7 +199,11 @@ class BaseConfig:
                 problems.append(f"{spec.name}={raw!r} is invalid: {exc}")
         if problems:
             raise ConfigError("; ".join(problems))
-        return cls(**values)
+        config = cls(**values)
+        problems = config.consistency_problems()
+        if problems:
+            raise ConfigError("; ".join(problems))
+        return config
 
     @classmethod
     def documented_variables(cls) -> list[Env]:

@@ -6,6 +6,10 @@ retried with backoff (the message is re-read by seeking back, so the partition
 keeps its order); after `max_attempts` the message is parked in `parked_events`,
 logged and counted, and the partition moves on. A database outage is retried
 for as long as it lasts: nothing is parked because the database is away.
+
+Each topic has one owner: `owners` maps a topic to the only `producer` whose envelopes
+are believed on it; an envelope from anyone else (a forged `user.updated`, say) is parked
+unapplied. Every consumed topic must have an owner.
 """
 
 from __future__ import annotations
@@ -32,15 +36,30 @@ Handler = Callable[[dict[str, Any]], None]
 
 
 class EventConsumer:
-    """Consumes `handlers`' topics as `group_id`; `handlers[topic][event_type](envelope)`."""
+    """Consumes `handlers`' topics as `group_id`; `handlers[topic][event_type](envelope)`; only envelopes
+    whose `producer` is `owners[topic]` are applied."""
 
-    def __init__(self, app: Flask, group_id: str, handlers: dict[str, dict[str, Handler]], *, max_attempts: int = 5):
+    def __init__(
+        self,
+        app: Flask,
+        group_id: str,
+        handlers: dict[str, dict[str, Handler]],
+        *,
+        owners: dict[str, str],
+        max_attempts: int = 5,
+    ):
+        unowned = sorted(set(handlers) - set(owners))
+        if unowned:
+            raise ValueError(f"no owning producer given for topic(s) {', '.join(unowned)}")
         self.app = app
         self.group_id = group_id
         self.handlers = handlers
+        self.owners = owners
         self.max_attempts = max_attempts
         config = app.config["SERVICE"]
-        self.consumer = Consumer(consumer_config(config.kafka_bootstrap_servers, group_id, f"{config.service_name}-consumer"))
+        self.consumer = Consumer(
+            consumer_config(config.kafka_bootstrap_servers, group_id, f"{config.service_name}-consumer", config.kafka_security())
+        )
         self._attempts: dict[tuple[str, int, int], int] = {}
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -75,6 +94,10 @@ class EventConsumer:
         envelope = self._decode(message)
         if envelope is None:
             self._park(message, "not a valid event envelope")
+            return
+        if envelope["producer"] != self.owners.get(message.topic()):
+            metrics.events_consumed.labels(message.topic(), str(envelope["event_type"]), "rejected").inc()
+            self._park(message, f"producer {envelope['producer']!r} does not own topic {message.topic()}")
             return
         handler = self.handlers.get(message.topic(), {}).get(envelope["event_type"])
         if handler is None:

@@ -87,8 +87,13 @@ class ParkedEvent(db.Model):
     parked_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False, server_default=text("now()"))
 
 
+# `revoked_at` of a deactivated user: every token they hold is older than this.
+DEACTIVATED = datetime(9999, 12, 31, tzinfo=UTC)
+
+
 class RevokedUser(db.Model):
-    """A deactivated user, learnt from `user-events`: their tokens are refused."""
+    """A user's token cut-off, learnt from `user-events`: their tokens issued before `revoked_at` are refused
+    (all of them while the user is deactivated: `revoked_at` is then `DEACTIVATED`)."""
 
     __tablename__ = "revoked_users"
 

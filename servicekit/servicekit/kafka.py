@@ -12,8 +12,39 @@ log = logging.getLogger(__name__)
 TOPICS = ("user-events", "room-events", "reservation-events")
 
 
-def producer_config(bootstrap: str, client_id: str) -> dict:
+SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
+SASL_MECHANISMS = ("SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN")
+
+
+def security_config(
+    protocol: str = "PLAINTEXT",
+    *,
+    sasl_mechanism: str = "SCRAM-SHA-512",
+    sasl_username: str = "",
+    sasl_password: str = "",
+    ssl_ca_location: str = "",
+    ssl_certificate_location: str = "",
+    ssl_key_location: str = "",
+) -> dict:
+    """librdkafka client settings for authenticating to the broker: SASL/SCRAM (e.g. MSK's
+    `SASL_SSL` + `SCRAM-SHA-512` on port 9096) or mutual TLS (`SSL` with a client certificate)."""
+    settings: dict = {"security.protocol": protocol}
+    if protocol.startswith("SASL_"):
+        settings.update({"sasl.mechanism": sasl_mechanism, "sasl.username": sasl_username, "sasl.password": sasl_password})
+    if protocol.endswith("SSL"):
+        for name, value in (
+            ("ssl.ca.location", ssl_ca_location),
+            ("ssl.certificate.location", ssl_certificate_location),
+            ("ssl.key.location", ssl_key_location),
+        ):
+            if value:
+                settings[name] = value
+    return settings
+
+
+def producer_config(bootstrap: str, client_id: str, security: dict | None = None) -> dict:
     return {
+        **(security or {}),
         "bootstrap.servers": bootstrap,
         "client.id": client_id,
         # Idempotent producer: retries never duplicate or reorder within a partition.
@@ -28,8 +59,9 @@ def producer_config(bootstrap: str, client_id: str) -> dict:
     }
 
 
-def consumer_config(bootstrap: str, group_id: str, client_id: str) -> dict:
+def consumer_config(bootstrap: str, group_id: str, client_id: str, security: dict | None = None) -> dict:
     return {
+        **(security or {}),
         "bootstrap.servers": bootstrap,
         "group.id": group_id,
         "client.id": client_id,
@@ -45,9 +77,15 @@ def consumer_config(bootstrap: str, group_id: str, client_id: str) -> dict:
     }
 
 
-def ensure_topics(bootstrap: str, topics: tuple[str, ...] = TOPICS, partitions: int = 3, timeout: float = 10.0) -> None:
+def ensure_topics(
+    bootstrap: str,
+    topics: tuple[str, ...] = TOPICS,
+    partitions: int = 3,
+    timeout: float = 10.0,
+    security: dict | None = None,
+) -> None:
     """Create the topics that are missing (idempotent)."""
-    admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 3})
+    admin = AdminClient({**(security or {}), "bootstrap.servers": bootstrap, "log_level": 3})
     existing = set(admin.list_topics(timeout=timeout).topics)
     missing = [NewTopic(t, num_partitions=partitions, replication_factor=1) for t in topics if t not in existing]
     if not missing:
@@ -61,9 +99,9 @@ def ensure_topics(bootstrap: str, topics: tuple[str, ...] = TOPICS, partitions: 
         log.info("created topic %s", topic)
 
 
-def broker_reachable(bootstrap: str, timeout: float = 1.5) -> bool:
+def broker_reachable(bootstrap: str, timeout: float = 1.5, security: dict | None = None) -> bool:
     try:
-        AdminClient({"bootstrap.servers": bootstrap, "log_level": 0}).list_topics(timeout=timeout)
+        AdminClient({**(security or {}), "bootstrap.servers": bootstrap, "log_level": 0}).list_topics(timeout=timeout)
         return True
     except KafkaException:
         return False

@@ -122,6 +122,26 @@ def build_spec(title: str, description: str, models: Iterable[type[BaseModel]]) 
     }
 
 
+_METHODS = {"get", "put", "post", "delete", "patch", "head", "options"}
+# What any operation may answer, whatever it does: the gateway's rate limits, and a database or peer away.
+ANSWERS_OF_EVERY_OPERATION = {
+    "429": {"$ref": "#/components/responses/TooManyRequests"},
+    "503": {"$ref": "#/components/responses/ServiceUnavailable"},
+}
+
+
+class _Swagger(Swagger):
+    def get_apispecs(self, endpoint: str = "apispec_1") -> dict:
+        spec = super().get_apispecs(endpoint)
+        for path_item in spec.get("paths", {}).values():
+            for method, operation in path_item.items():
+                if method in _METHODS and isinstance(operation, dict):
+                    responses = operation.setdefault("responses", {})
+                    for status, answer in ANSWERS_OF_EVERY_OPERATION.items():
+                        responses.setdefault(status, answer)
+        return spec
+
+
 def _public(rule) -> bool:
     return rule.rule.startswith("/api/")
 
@@ -130,7 +150,7 @@ def init_openapi(app: Flask, template: dict) -> None:
     """Serve the public spec (the `/api/` paths the gateway routes; what /docs shows) at `/apispec.json`,
     the operator's spec (also `/internal/`, `/healthz`, `/readyz`) at `/apispec-all.json`, Swagger UI at `/apidocs/`."""
     app.config["SWAGGER"] = {"openapi": "3.0.3", "uiversion": 3, "title": template["info"]["title"]}
-    Swagger(
+    _Swagger(
         app,
         template=template,
         config={

@@ -60,7 +60,9 @@ class OutboxRelay(PollingWorker):
         self.batch_size = batch_size
         self.flush_seconds = flush_seconds
         config = app.config["SERVICE"]
-        self.producer = Producer(producer_config(config.kafka_bootstrap_servers, f"{config.service_name}-outbox"))
+        self.producer = Producer(
+            producer_config(config.kafka_bootstrap_servers, f"{config.service_name}-outbox", config.kafka_security())
+        )
         self._outcomes: list[_Outcome] = []
         self._in_flight = 0
 

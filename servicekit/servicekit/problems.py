@@ -7,6 +7,7 @@ from typing import Any
 
 from flask import Flask, Response, json
 from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from werkzeug.exceptions import HTTPException
 
 PROBLEM_JSON = "application/problem+json"
@@ -110,6 +111,7 @@ def register_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(OperationalError)
     @app.errorhandler(InterfaceError)
+    @app.errorhandler(PoolTimeout)
     def _database_unavailable(exc: Exception):
         log.error("database unavailable: %s", exc.__class__.__name__, exc_info=exc)
         return problem_response(ServiceUnavailable("The database is unavailable; try again shortly."))

@@ -28,6 +28,14 @@ def main(create_app: Callable[[], Flask], *, at_start: Callable[[Flask], None] |
 
         with app.app_context():
             upgrade()
+            config = app.config["SERVICE"]
+            if config.database_app_role:
+                from .db import db
+                from .dbroles import grant_application_role
+
+                with db.engine.begin() as connection:
+                    grant_application_role(connection, config.database_app_role, config.database_app_password)
+                print(f"{service}: {config.database_app_role} may read and write the tables, nothing more")
             if at_start:
                 at_start(app)
         print(f"{service}: database is at the latest migration")

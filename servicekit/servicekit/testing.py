@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import time
 import uuid
 from collections.abc import Callable
@@ -156,13 +157,76 @@ def assert_documented_and_valid(app) -> dict:
     return spec
 
 
+def _b64url(raw: bytes) -> str:
+    import base64
+
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
+def _malformed_token(header: object, claims: object = None) -> str:
+    claims = {"sub": "1", "role": "admin", "typ": "access"} if claims is None else claims
+    return f"Bearer {_b64url(json.dumps(header).encode())}.{_b64url(json.dumps(claims).encode())}.c2lnbmF0dXJl"
+
+
+# Authorization headers no route may answer with a 5xx: garbage, unknown schemes, and JWTs whose header
+# is wrong in every way PyJWT or the JWKS client might trip over (non-string kid, unknown crit, ...).
+MALFORMED_AUTHORIZATION = [
+    "Bearer",
+    "Bearer ",
+    "Basic YWRtaW46YWRtaW4=",
+    "Bearer a.b",
+    "Bearer a.b.c.d",
+    "Bearer ....",
+    "Bearer " + "x" * 8000,
+    "Bearer \u00e9\u00e9.\u00e9.\u00e9",
+    "Bearer " + _b64url(b"\xff\xfe\x00") + ".e30.c2ln",
+    "Bearer " + _b64url(b"[]") + ".e30.c2ln",
+    "Bearer " + _b64url(b"null") + ".e30.c2ln",
+    "Bearer " + _b64url(b'"alg"') + ".e30.c2ln",
+    _malformed_token({"alg": "EdDSA", "kid": 1}),
+    _malformed_token({"alg": "EdDSA", "kid": ["k"]}),
+    _malformed_token({"alg": "EdDSA", "kid": {"k": 1}}),
+    _malformed_token({"alg": "EdDSA", "kid": None}),
+    _malformed_token({"alg": "EdDSA", "kid": "k", "crit": ["exp"]}),
+    _malformed_token({"alg": "EdDSA", "kid": "k", "crit": "b64"}),
+    _malformed_token({"alg": "EdDSA", "kid": "k", "crit": []}),
+    _malformed_token({"alg": "EdDSA", "kid": "k", "b64": False, "crit": ["b64"]}),
+    _malformed_token({"alg": ["EdDSA"], "kid": "k"}),
+    _malformed_token({"alg": "none"}),
+    _malformed_token({"alg": "HS256", "kid": "k"}),
+    _malformed_token({"alg": "EdDSA", "kid": "k"}, claims=[1, 2]),
+    _malformed_token({"alg": "EdDSA", "kid": "k"}, claims="x"),
+    _malformed_token({"alg": "EdDSA", "kid": "k", "jku": "http://attacker.invalid/jwks"}),
+]
+
+
+def assert_malformed_tokens_are_refused(app) -> None:
+    """Every route, called with each of MALFORMED_AUTHORIZATION: never a 5xx, always problem+json."""
+    client = app.test_client()
+    for rule in app.url_map.iter_rules():
+        if not (rule.rule.startswith("/api/") or rule.rule.startswith("/internal/")):
+            continue
+        path = re.sub(r"<int:[^>]+>", "1", rule.rule)
+        path = re.sub(r"<[^>]+>", "x", path)
+        for method in sorted(rule.methods - {"HEAD", "OPTIONS"}):
+            for authorization in MALFORMED_AUTHORIZATION:
+                response = client.open(path, method=method, json={}, headers={"Authorization": authorization})
+                where = f"{method} {path} with Authorization {authorization[:60]!r}"
+                assert response.status_code < 500, f"{where} -> {response.status_code}: {response.get_data(as_text=True)[:300]}"
+                if response.status_code >= 400:
+                    assert response.content_type.startswith("application/problem+json"), where
+
+
 def assert_no_server_errors(
     app, headers: dict, *, max_examples: int = 15, minimum_operations: int = 1, allowed: frozenset[int] = frozenset()
 ) -> None:
     """Requests generated from the app's OpenAPI document (schemathesis + hypothesis): none gets a 5xx
-    (but the documented ones in `allowed`), and every error is problem+json."""
+    (but the documented ones in `allowed`), and every error is problem+json. Every route is also called
+    with malformed Authorization headers (`assert_malformed_tokens_are_refused`)."""
     import schemathesis
     from hypothesis import HealthCheck, given, settings
+
+    assert_malformed_tokens_are_refused(app)
 
     operations = [result.ok() for result in schemathesis.openapi.from_wsgi("/apispec-all.json", app).get_all_operations()]
     assert len(operations) >= minimum_operations

@@ -7,14 +7,50 @@ wrong, missing or unknown fields is a 422 naming each field.
 from __future__ import annotations
 
 import json
+import re
+import unicodedata
 from typing import Any, TypeVar
 
 from flask import request
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, GetCoreSchemaHandler, GetJsonSchemaHandler, ValidationError
+from pydantic_core import PydanticCustomError, core_schema
 
 from .problems import BadRequest, ValidationFailed
 
 M = TypeVar("M", bound=BaseModel)
+
+
+# C0 and C1 controls plus the Unicode line and paragraph separators: anything that breaks a line
+# (an e-mail Subject, a log line, a CSV cell) or is invisible in a one-line field.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+SINGLE_LINE_PATTERN = "^[^\\x00-\\x1f\\x7f-\\x9f\\u2028\\u2029]*$"
+
+
+def refuse_control_characters(value: str) -> str:
+    """Pydantic validator of single-line text: no control characters (line breaks, tabs, escapes)."""
+    match = _CONTROL.search(value)
+    if match:
+        name = unicodedata.name(match.group(), f"U+{ord(match.group()):04X}")
+        raise PydanticCustomError(
+            "control_characters", "Must be a single line without control characters (found {character}).", {"character": name}
+        )
+    return value
+
+
+class SingleLine:
+    """`Annotated[str, ..., SINGLE_LINE]`: refuses control characters (422 naming the field) and
+    documents it as a `pattern` in the OpenAPI schema. For titles, names and other one-line fields."""
+
+    def __get_pydantic_core_schema__(self, source: Any, handler: GetCoreSchemaHandler) -> core_schema.CoreSchema:
+        return core_schema.no_info_after_validator_function(refuse_control_characters, handler(source))
+
+    def __get_pydantic_json_schema__(self, schema: core_schema.CoreSchema, handler: GetJsonSchemaHandler) -> dict:
+        json_schema = handler(schema)
+        json_schema["pattern"] = SINGLE_LINE_PATTERN
+        return json_schema
+
+
+SINGLE_LINE = SingleLine()
 
 
 def _field_name(loc: tuple[Any, ...]) -> str:

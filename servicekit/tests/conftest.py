@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 import pytest
@@ -36,7 +37,9 @@ class AllowAll:
     def verify(self, token):
         from servicekit.auth import Principal
 
-        return Principal(user_id=int(token), role="user", token_id="t")
+        # "<user id>" or "<user id>@<iat>"
+        user_id, _, issued_at = token.partition("@")
+        return Principal(user_id=int(user_id), role="user", token_id="t", issued_at=float(issued_at or time.time()))
 
 
 @pytest.fixture(scope="session")

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import json
+import time
 import uuid
 
+import pytest
 from sqlalchemy import func, select
 
 from servicekit.auth import authenticate, revocation_handlers
 from servicekit.consumer import EventConsumer
-from servicekit.db import OutboxEvent, RevokedUser, db
+from servicekit.db import OutboxEvent, ParkedEvent, RevokedUser, db, utcnow
 from servicekit.events import make_envelope, record_event
 from servicekit.outbox import OutboxRelay
 from servicekit.problems import Unauthorized
@@ -48,29 +50,70 @@ def test_a_rolled_back_change_leaves_no_event(app):
         assert db.session.execute(select(func.count()).where(OutboxEvent.key == key)).scalar_one() == 0
 
 
+def _authenticates(app, token: str) -> bool:
+    with app.test_request_context(headers={"Authorization": f"Bearer {token}"}):
+        try:
+            authenticate()
+            return True
+        except Unauthorized:
+            return False
+
+
 def test_deactivation_events_revoke_tokens_within_seconds(app, topics):
-    consumer = EventConsumer(app, f"kit-{uuid.uuid4().hex[:6]}", {"user-events": revocation_handlers()})
+    consumer = EventConsumer(
+        app, f"kit-{uuid.uuid4().hex[:6]}", {"user-events": revocation_handlers()}, owners={"user-events": "user-service"}
+    )
+    consumer.start()
+    user_id = 900000 + uuid.uuid4().int % 100000
+    old_token = f"{user_id}@{time.time() - 60}"
+    try:
+        assert _authenticates(app, old_token)
+        envelope = make_envelope("user.deactivated", {"id": user_id, "is_active": False}, "user-service")
+        topics.produce("user-events", str(user_id), json.dumps(envelope).encode())
+        wait_until(lambda: not _authenticates(app, old_token), timeout=10, message="the deactivation to apply")
+        reactivated = make_envelope("user.updated", {"id": user_id, "is_active": True}, "user-service")
+        topics.produce("user-events", str(user_id), json.dumps(reactivated).encode())
+        wait_until(lambda: _authenticates(app, f"{user_id}@{time.time()}"), timeout=10, message="the reactivation to apply")
+        assert not _authenticates(app, old_token)  # tokens from before the deactivation stay dead
+    finally:
+        consumer.stop()
+
+
+def test_a_role_change_revokes_older_tokens_only(app, topics):
+    consumer = EventConsumer(
+        app, f"kit-{uuid.uuid4().hex[:6]}", {"user-events": revocation_handlers()}, owners={"user-events": "user-service"}
+    )
+    consumer.start()
+    user_id = 900000 + uuid.uuid4().int % 100000
+    changed_at = time.time()
+    try:
+        data = {"id": user_id, "is_active": True, "role": "user", "sessions_revoked_at": utcnow().isoformat()}
+        topics.produce("user-events", str(user_id), json.dumps(make_envelope("user.updated", data, "user-service")).encode())
+        wait_until(lambda: not _authenticates(app, f"{user_id}@{changed_at - 5}"), timeout=10, message="the cut-off")
+        assert _authenticates(app, f"{user_id}@{time.time() + 1}")
+    finally:
+        consumer.stop()
+
+
+def test_an_envelope_from_a_producer_that_does_not_own_the_topic_is_parked_unapplied(app, topics):
+    group = f"kit-{uuid.uuid4().hex[:6]}"
+    consumer = EventConsumer(app, group, {"user-events": revocation_handlers()}, owners={"user-events": "user-service"})
     consumer.start()
     user_id = 900000 + uuid.uuid4().int % 100000
     try:
-        envelope = make_envelope("user.deactivated", {"id": user_id, "is_active": False}, "user-service")
-        topics.produce("user-events", str(user_id), json.dumps(envelope).encode())
+        forged = make_envelope("user.deactivated", {"id": user_id, "is_active": False}, "room-service")
+        topics.produce("user-events", str(user_id), json.dumps(forged).encode())
 
-        def revoked():
+        def parked():
             with app.app_context():
-                return db.session.get(RevokedUser, str(user_id)) is not None
+                return db.session.execute(
+                    select(ParkedEvent).where(ParkedEvent.consumer_group == group, ParkedEvent.error.contains("does not own"))
+                ).first()
 
-        wait_until(revoked, message="the deactivation to be recorded")
-        with app.test_request_context(headers={"Authorization": f"Bearer {user_id}"}):
-            try:
-                authenticate()
-                raised = False
-            except Unauthorized:
-                raised = True
-        assert raised
-        reactivated = make_envelope("user.updated", {"id": user_id, "is_active": True}, "user-service")
-        topics.produce("user-events", str(user_id), json.dumps(reactivated).encode())
-        wait_until(lambda: not revoked(), message="the reactivation to lift the revocation")
+        wait_until(parked, timeout=20, message="the forged envelope to be parked")
+        with app.app_context():
+            assert db.session.get(RevokedUser, str(user_id)) is None
+        assert _authenticates(app, f"{user_id}@{time.time()}")
     finally:
         consumer.stop()
 
@@ -83,6 +126,7 @@ def test_a_redelivered_event_is_not_applied_again(app, topics):
         app,
         f"kit-{uuid.uuid4().hex[:6]}",
         {"room-events": {"room.updated": lambda e: applied.append(e["event_id"]) if e["data"].get("tag") == key else None}},
+        owners={"room-events": "kit-test"},
     )
     consumer.start()
     try:
@@ -110,3 +154,8 @@ def test_a_rolled_back_change_never_reaches_the_topic(app, topics):
     finally:
         relay.stop()
     assert [e["event_type"] for e in events] == ["room.updated"]
+
+
+def test_a_consumer_needs_an_owner_for_every_topic(app):
+    with pytest.raises(ValueError, match="user-events"):
+        EventConsumer(app, "kit-x", {"user-events": revocation_handlers()}, owners={})

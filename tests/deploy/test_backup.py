@@ -177,3 +177,64 @@ def test_backup_fails_loudly_when_the_database_is_unreachable(tmp_path):
     result = run("bash", BACKUP, env=env)
     assert result.returncode != 0 and "pg_dump of users failed" in result.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+def test_dumps_and_checksums_are_readable_by_their_owner_only(databases, tmp_path):
+    backup_dir = tmp_path / "new-dir"
+    result = run("bash", BACKUP, env=_backup_env(databases, backup_dir, BACKUP_DATABASES="users"))
+    assert result.returncode == 0, output_of(result)
+    written = list(backup_dir.iterdir())
+    assert written and all(path.stat().st_mode & 0o077 == 0 for path in [backup_dir, *written]), [
+        (path.name, oct(path.stat().st_mode)) for path in written
+    ]
+
+
+def test_the_database_password_never_appears_on_a_command_line(databases, tmp_path):
+    """A stand-in pg_dump records its argument list and the password it got from the environment."""
+    fake_bin = tmp_path / "bin"
+    fake_bin.mkdir()
+    record = tmp_path / "record"
+    (fake_bin / "pg_dump").write_text(
+        f'#!/usr/bin/env bash\nprintf "%s\\n" "$@" > {record}.argv\nprintf "%s" "${{PGPASSWORD:-}}" > {record}.password\n'
+        f'exec {databases.bin_dir}/pg_dump "$@"\n'
+    )
+    (fake_bin / "pg_dump").chmod(0o755)
+    (fake_bin / "pg_restore").symlink_to(databases.bin_dir / "pg_restore")
+    url = f"postgresql+psycopg://postgres:s3cr%40t-pw@127.0.0.1:{databases.port}/users?connect_timeout=5"
+    env = _backup_env(databases, tmp_path / "out", BACKUP_DATABASES="users", USERS_DATABASE_URL=url, PG_BIN=str(fake_bin))
+    result = run("bash", BACKUP, env=env)
+    assert result.returncode == 0, output_of(result)
+    argv = record.with_suffix(".argv").read_text()
+    assert "s3cr" not in argv and "postgresql://" not in argv and "--dbname=users" in argv
+    assert record.with_suffix(".password").read_text() == "s3cr@t-pw"  # percent-decoded, through the environment
+
+
+def test_restore_refuses_a_backup_without_its_checksum(databases, tmp_path):
+    result = run("bash", BACKUP, env=_backup_env(databases, tmp_path, BACKUP_DATABASES="users"))
+    assert result.returncode == 0, output_of(result)
+    dump = next(tmp_path.glob("users-*.dump"))
+    dump.with_name(dump.name + ".sha256").unlink()
+    restored = run("bash", BACKUP, "--restore", dump, env=_backup_env(databases, tmp_path))
+    assert restored.returncode != 0 and "no checksum" in restored.stderr
+
+
+def test_encrypted_backups_round_trip_and_hold_no_plain_data(databases, tmp_path):
+    if shutil.which("openssl") is None:
+        pytest.fail("openssl is required for encrypted backups (apt-get install openssl)")
+    passphrase = tmp_path / "passphrase"
+    passphrase.write_text("correct horse battery staple")
+    backup_dir = tmp_path / "encrypted"
+    env = _backup_env(databases, backup_dir, BACKUP_DATABASES="users", BACKUP_PASSPHRASE_FILE=str(passphrase))
+    before = databases.sql("users", "SELECT string_agg(id || email, ',' ORDER BY id) FROM users")
+    result = run("bash", BACKUP, env=env)
+    assert result.returncode == 0, output_of(result)
+    encrypted = next(backup_dir.glob("users-*.dump.enc"))
+    assert not list(backup_dir.glob("*.dump")) and b"@example.com" not in encrypted.read_bytes()
+    assert encrypted.with_name(encrypted.name + ".sha256").exists()
+
+    databases.sql("users", "DELETE FROM users WHERE id % 3 = 0")
+    without_key = run("bash", BACKUP, "--restore", encrypted, env={k: v for k, v in env.items() if k != "BACKUP_PASSPHRASE_FILE"})
+    assert without_key.returncode != 0 and "BACKUP_PASSPHRASE_FILE" in without_key.stderr
+    restored = run("bash", BACKUP, "--restore", encrypted, "--database", "users", env=env)
+    assert restored.returncode == 0, output_of(restored)
+    assert databases.sql("users", "SELECT string_agg(id || email, ',' ORDER BY id) FROM users") == before

@@ -87,8 +87,12 @@ def test_launcher_and_compose_agree_on_services_ports_and_databases(compose):
         assert url.scheme == "postgresql+psycopg" and url.path == f"/{database}" and url.port == 5432
         postgres = compose["services"][url.hostname]
         assert postgres["environment"]["POSTGRES_DB"] == database
-        assert postgres["environment"]["POSTGRES_USER"] == url.username
-        assert compose["services"][f"{service}-migrate"]["command"] == ["python", "run.py", "migrate"]
+        # The service runs as the least-privilege role its migration (run as the owner) grants.
+        migrate = compose["services"][f"{service}-migrate"]
+        owner_url = urlsplit(re.sub(r"\$\{[^}]*\}", "password", migrate["environment"]["DATABASE_URL"]))
+        assert postgres["environment"]["POSTGRES_USER"] == owner_url.username != url.username
+        assert migrate["environment"]["DATABASE_APP_ROLE"] == url.username
+        assert migrate["command"] == ["python", "run.py", "migrate"]
 
 
 @pytest.mark.parametrize("service", list(SERVICES))

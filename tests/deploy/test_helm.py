@@ -3,6 +3,8 @@ values, linted, checked against values.schema.json, and every object validated a
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit
+
 import helm_python as helm
 import pytest
 import yaml
@@ -141,10 +143,17 @@ def test_service_environment_is_what_the_services_read(rendered):
         env = {e["name"] for e in deployment["spec"]["template"]["spec"]["containers"][0]["env"]} | set(config)
         assert required <= env, required - env
         assert env - {"DB_PASSWORD"} <= reads, env - reads
-        url = next(
-            e["value"] for e in deployment["spec"]["template"]["spec"]["containers"][0]["env"] if e["name"] == "DATABASE_URL"
-        )
+        pod = deployment["spec"]["template"]["spec"]
+        url = next(e["value"] for e in pod["containers"][0]["env"] if e["name"] == "DATABASE_URL")
         assert url.startswith("postgresql+psycopg://") and f"/{DATABASES[component]}" in url and "$(DB_PASSWORD)" in url
+        # The service (and its worker) runs as <owner>_app; its migration, as the owner, grants that role DML rights.
+        assert urlsplit(url).username.endswith("_app")
+        if deployment["metadata"]["labels"]["app.kubernetes.io/component"].endswith("-worker"):
+            assert "initContainers" not in pod  # the request Deployment migrates; the worker never does
+            continue
+        migrate_env = {e["name"]: e for e in pod["initContainers"][0]["env"]}
+        owner = urlsplit(migrate_env["DATABASE_URL"]["value"]).username
+        assert urlsplit(url).username == migrate_env["DATABASE_APP_ROLE"]["value"] == f"{owner}_app"
 
 
 def test_each_internal_database_is_reachable_only_from_its_service():
@@ -161,9 +170,11 @@ def test_each_internal_database_is_reachable_only_from_its_service():
 
 def test_production_routes_the_api_through_a_tls_ingress_and_scrapes_with_service_monitors():
     objects = render(VALUES["production"])
-    (ingress,) = by_kind(objects, "Ingress")
-    assert ingress["spec"]["tls"][0]["secretName"]
-    paths = {p["path"]: p["backend"]["service"]["name"] for p in ingress["spec"]["rules"][0]["http"]["paths"]}
+    ingresses = by_kind(objects, "Ingress")
+    assert all(ingress["spec"]["tls"][0]["secretName"] for ingress in ingresses)
+    paths = {
+        p["path"]: p["backend"]["service"]["name"] for ingress in ingresses for p in ingress["spec"]["rules"][0]["http"]["paths"]
+    }
     assert paths["/api/rooms"].endswith("room-service") and paths["/api/reservations"].endswith("reservation-service")
     assert paths["/api/calendar"].endswith("reservation-service")
     monitors = by_kind(objects, "ServiceMonitor")
@@ -187,6 +198,9 @@ def test_generated_secret_holds_every_key_the_templates_read():
         "USERS_DB_PASSWORD",
         "ROOMS_DB_PASSWORD",
         "RESERVATIONS_DB_PASSWORD",
+        "USERS_DB_APP_PASSWORD",
+        "ROOMS_DB_APP_PASSWORD",
+        "RESERVATIONS_DB_APP_PASSWORD",
     }
     assert all(secret["data"].values())
 
@@ -211,3 +225,47 @@ def test_each_service_has_a_worker_deployment(rendered):
         assert container["securityContext"]["readOnlyRootFilesystem"] is True
         assert container["resources"]["requests"] and container["resources"]["limits"]
         assert not any(all(pod["metadata"]["labels"].get(k) == v for k, v in sel.items()) for sel in selectors)
+
+
+def test_the_ingress_rate_limits_auth_per_client_and_reservation_writes_per_token():
+    objects = render(VALUES["production"])
+    ingresses = {i["spec"]["rules"][0]["http"]["paths"][0]["path"]: i for i in by_kind(objects, "Ingress")}
+    assert set(ingresses) == {"/api/users", "/api/auth", "/api/reservations"}
+    auth = ingresses["/api/auth"]["metadata"]["annotations"]
+    assert auth["nginx.ingress.kubernetes.io/limit-rps"] == "5"  # the auth limit wins over the general one
+    assert [p["path"] for p in ingresses["/api/auth"]["spec"]["rules"][0]["http"]["paths"]] == ["/api/auth"]
+    writes = ingresses["/api/reservations"]["metadata"]["annotations"]["nginx.ingress.kubernetes.io/configuration-snippet"]
+    assert "limit_req zone=meeting-rooms-writes" in writes
+
+
+def test_services_accept_only_the_ingress_controller_prometheus_and_the_peers_they_need():
+    objects = render({})
+    policies = {
+        p["metadata"]["name"].removeprefix("meeting-rooms-meeting-room-app-"): p for p in by_kind(objects, "NetworkPolicy")
+    }
+    deny = policies["default-deny"]["spec"]
+    assert deny["podSelector"]["matchLabels"] == {"app.kubernetes.io/instance": "meeting-rooms"} and "ingress" not in deny
+
+    def peers(service):
+        (rule,) = policies[service]["spec"]["ingress"]
+        return {
+            s["podSelector"]["matchLabels"].get("app.kubernetes.io/component")
+            for s in rule["from"]
+            if "namespaceSelector" not in s
+        } - {None}
+
+    assert peers("user-service") == {"room-service", "reservation-service"}
+    assert peers("room-service") == {"reservation-service"}
+    assert peers("reservation-service") == set()
+    for service in ("user-service", "room-service", "reservation-service"):
+        (rule,) = policies[service]["spec"]["ingress"]
+        outside = [s for s in rule["from"] if "namespaceSelector" in s]
+        assert {s["podSelector"]["matchLabels"]["app.kubernetes.io/name"] for s in outside} == {"ingress-nginx", "prometheus"}
+        assert [p["port"] for p in rule["ports"]] == [SERVICES[service]]
+
+
+def test_the_user_service_memory_limit_covers_the_measured_login_peak():
+    objects = render({})
+    deployment = next(d for d in by_kind(objects, "Deployment") if d["metadata"]["name"].endswith("user-service"))
+    limit = deployment["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"]["memory"]
+    assert limit.endswith("Mi") and int(limit[:-2]) >= 172 * 1.3  # bench/login_bench.py peak, README

@@ -7,7 +7,7 @@ from sqlalchemy import select
 
 from config import UserServiceConfig
 from servicekit.app import create_service_app
-from servicekit.auth import TokenVerifier, init_auth
+from servicekit.auth import Principal, TokenVerifier, init_auth
 from servicekit.db import db
 from servicekit.openapi import build_spec
 
@@ -32,14 +32,16 @@ def create_app(config: UserServiceConfig | None = None) -> Flask:
         lockout_seconds=config.login_lockout_seconds,
     )
     verifier = TokenVerifier(keys, issuer=config.jwt_issuer, audience=config.jwt_audience, algorithms=config.jwt_algorithms)
-    init_auth(app, verifier, is_revoked=_is_inactive)
+    init_auth(app, verifier, is_revoked=_is_revoked)
+    services.hasher.configure(config.password_hash_concurrency, config.password_hash_wait_seconds)
     app.register_blueprint(routes.auth)
     app.register_blueprint(routes.users)
     app.extensions["servicekit.background"].add_worker(kafka_consumer.make_consumer)
     return app
 
 
-def _is_inactive(user_id: int) -> bool:
-    """user-service knows first-hand: a deactivated (or deleted) user's tokens stop at once."""
-    active = db.session.execute(select(User.is_active).where(User.id == user_id)).scalar_one_or_none()
-    return not active
+def _is_revoked(principal: Principal) -> bool:
+    """user-service knows first-hand: a deactivated (or deleted) user's tokens stop at once, and so does
+    a token whose role is no longer the user's role (a demoted admin is not an admin here any more)."""
+    row = db.session.execute(select(User.is_active, User.role).where(User.id == principal.user_id)).first()
+    return row is None or not row.is_active or row.role != principal.role

@@ -38,5 +38,9 @@ HANDLERS = {
 }
 
 
+# The only producer believed on each topic (a forged envelope from anyone else is parked).
+OWNERS = {"reservation-events": "reservation-service"}
+
+
 def make_consumer(app: Flask) -> EventConsumer:
-    return EventConsumer(app, GROUP_ID, HANDLERS)
+    return EventConsumer(app, GROUP_ID, HANDLERS, owners=OWNERS)

@@ -53,14 +53,23 @@ class RefreshToken(db.Model):
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
-class LoginAttempts(db.Model):
-    """Consecutive failed logins per e-mail (known or not, so a lockout reveals nothing)."""
+class AuthThrottle(db.Model):
+    """Consecutive failed password checks per account and client address, for growing delays.
 
-    __tablename__ = "login_attempts"
+    `scope` is `login` (account = the e-mail, known or not, so a delay reveals nothing) or
+    `current_password` (account = the user id, for `PUT /api/users/{id}`). Keyed per client too,
+    so an attacker's failures never slow the owner down from another address."""
 
-    email: Mapped[str] = mapped_column(String(320), primary_key=True)
+    __tablename__ = "auth_throttles"
+
+    scope: Mapped[str] = mapped_column(String(20), primary_key=True)
+    account: Mapped[str] = mapped_column(String(320), primary_key=True)
+    client: Mapped[str] = mapped_column(String(64), primary_key=True)
     failures: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
-    locked_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    blocked_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False, server_default=text("now()"))
+
+    __table_args__ = (Index("ix_auth_throttles_updated_at", "updated_at"),)
 
 
 class BookingRecord(db.Model):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, current_app, jsonify
+from flask import Blueprint, current_app, jsonify, request
 
 from servicekit.auth import current_principal, ensure_self_or_admin, require_admin, require_auth
 from servicekit.db import db
@@ -18,6 +18,11 @@ users = Blueprint("users", __name__, url_prefix="/api/users")
 
 def _settings() -> services.TokenSettings:
     return current_app.extensions["user-service.tokens"]
+
+
+def _client_address() -> str:
+    """The caller's address: ProxyFix takes it from X-Forwarded-For only as far as TRUSTED_PROXY_HOPS allows."""
+    return (request.remote_addr or "unknown")[:64]
 
 
 def _user_out(user, *, with_stats: bool) -> dict:
@@ -48,6 +53,7 @@ def register():
       409: {$ref: '#/components/responses/Conflict'}
       422: {$ref: '#/components/responses/ValidationFailed'}
       429: {$ref: '#/components/responses/TooManyRequests'}
+      503: {$ref: '#/components/responses/ServiceUnavailable'}
     """
     user = services.register_user(parse_body(RegisterRequest))
     return jsonify(user.to_dict()), 201, {"Location": f"/api/users/{user.id}"}
@@ -83,13 +89,16 @@ def login():
             schema: {$ref: '#/components/schemas/Problem'}
       422: {$ref: '#/components/responses/ValidationFailed'}
       429:
-        description: Too many failed logins for this account; it is locked for a while (see Retry-After).
+        description: >-
+          Too many failed logins for this account from this client address: wait Retry-After seconds
+          (the delay doubles with each further failure; other addresses are not affected).
         content:
           application/problem+json:
             schema: {$ref: '#/components/schemas/Problem'}
+      503: {$ref: '#/components/responses/ServiceUnavailable'}
     """
     body = parse_body(LoginRequest)
-    return jsonify(services.login(body.email, body.password, _settings()))
+    return jsonify(services.login(body.email, body.password, _settings(), _client_address()))
 
 
 @auth.post("/refresh")
@@ -260,8 +269,14 @@ def update_user(user_id: int):
           application/problem+json:
             schema: {$ref: '#/components/schemas/Problem'}
       422: {$ref: '#/components/responses/ValidationFailed'}
+      429:
+        description: Too many wrong current_password values from this client address (see Retry-After).
+        content:
+          application/problem+json:
+            schema: {$ref: '#/components/schemas/Problem'}
+      503: {$ref: '#/components/responses/ServiceUnavailable'}
     """
     changes = parse_body(UserUpdate)
     principal = current_principal()
-    user = services.update_user(user_id, changes, principal)
+    user = services.update_user(user_id, changes, principal, _settings(), _client_address())
     return jsonify(_user_out(user, with_stats=principal.is_admin))

@@ -8,9 +8,10 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, EmailStr, Field, StringConstraints
 
 from servicekit.pagination import PageEnvelope, PageQuery
+from servicekit.validation import SINGLE_LINE
 
 Password = Annotated[str, StringConstraints(min_length=8, max_length=256)]
-FullName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+FullName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200), SINGLE_LINE]
 Email = Annotated[EmailStr, AfterValidator(lambda value: value.lower()), Field(max_length=320)]
 
 

@@ -6,9 +6,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from argon2 import PasswordHasher
-from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import IntegrityError
 
@@ -17,13 +15,14 @@ from servicekit.db import db, like_substring, utcnow
 from servicekit.events import record_event
 from servicekit.problems import Conflict, Forbidden, NotFound, TooManyRequests, Unauthorized, ValidationFailed
 
-from .models import BookingRecord, LoginAttempts, RefreshToken, User
+from .models import AuthThrottle, BookingRecord, RefreshToken, User
+from .passwords import BoundedHasher
 from .schemas import RegisterRequest, UserUpdate
-from .tokens import KeyRing, hash_refresh_token, new_refresh_token
+from .tokens import KeyRing, hash_refresh_token, new_refresh_token, token_time
 
 TOPIC = "user-events"
 PRODUCER = "user-service"
-hasher = PasswordHasher()
+hasher = BoundedHasher()
 # Verified against when the e-mail is unknown, so both failures take the same time.
 _DUMMY_HASH = hasher.hash("not a real password")
 
@@ -41,8 +40,8 @@ class TokenSettings:
     lockout_seconds: int
 
 
-def publish_user_event(event_type: str, user: User) -> None:
-    record_event(TOPIC, user.id, event_type, user.to_dict(), PRODUCER)
+def publish_user_event(event_type: str, user: User, **extra) -> None:
+    record_event(TOPIC, user.id, event_type, {**user.to_dict(), **extra}, PRODUCER)
 
 
 def register_user(request: RegisterRequest) -> User:
@@ -75,58 +74,74 @@ def _issue_tokens(user: User, settings: TokenSettings, family_id: str | None = N
     return {"access_token": access, "refresh_token": token, "token_type": "Bearer", "expires_in": settings.access_ttl}
 
 
-def _locked_for(attempts: LoginAttempts | None, now: datetime) -> int:
-    if attempts is None or attempts.locked_until is None or attempts.locked_until <= now:
+def _blocked_for(scope: str, account: str, client: str, now: datetime) -> int:
+    """Seconds this client must still wait before trying this account again (0: go ahead). The row stays
+    locked until the attempt is counted, so parallel guesses from one client are taken one at a time."""
+    throttle = db.session.get(AuthThrottle, (scope, account, client), with_for_update=True)
+    if throttle is None or throttle.blocked_until is None or throttle.blocked_until <= now:
         return 0
-    return int((attempts.locked_until - now).total_seconds()) + 1
+    return int((throttle.blocked_until - now).total_seconds()) + 1
 
 
-def login(email: str, password: str, settings: TokenSettings) -> dict:
-    """Tokens for valid credentials. Repeated failures for one e-mail lock it (429), known or not."""
+def _record_failure(scope: str, account: str, client: str, now: datetime, settings: TokenSettings) -> None:
+    """Count a failed password check; from `max_failures` on, each failure doubles this client's wait
+    on this account (1 s, 2 s, 4 s, ... up to `lockout_seconds`). Committed at once."""
+    failures = db.session.execute(
+        insert(AuthThrottle)
+        .values(scope=scope, account=account, client=client, failures=1, updated_at=now)
+        .on_conflict_do_update(
+            index_elements=[AuthThrottle.scope, AuthThrottle.account, AuthThrottle.client],
+            set_={"failures": AuthThrottle.failures + 1, "updated_at": now},
+        )
+        .returning(AuthThrottle.failures)
+    ).scalar_one()
+    if failures >= settings.max_failures:
+        delay = min(2 ** min(failures - settings.max_failures, 30), settings.lockout_seconds)
+        db.session.execute(
+            update(AuthThrottle)
+            .where(AuthThrottle.scope == scope, AuthThrottle.account == account, AuthThrottle.client == client)
+            .values(blocked_until=now + timedelta(seconds=delay))
+        )
+    # Old rows are forgotten once their delay is long over.
+    db.session.execute(delete(AuthThrottle).where(AuthThrottle.updated_at < now - timedelta(days=1)))
+    db.session.commit()
+
+
+def _forget_failures(scope: str, account: str, client: str) -> None:
+    db.session.execute(
+        delete(AuthThrottle).where(AuthThrottle.scope == scope, AuthThrottle.account == account, AuthThrottle.client == client)
+    )
+
+
+def login(email: str, password: str, settings: TokenSettings, client: str) -> dict:
+    """Tokens for valid credentials. Repeated failures for one e-mail from one client address slow that
+    client down on that e-mail (429 with Retry-After, growing), known e-mail or not; the owner, from
+    another address, is not affected."""
     email = email.strip().lower()
     now = utcnow()
-    attempts = db.session.get(LoginAttempts, email, with_for_update=True)
-    retry_after = _locked_for(attempts, now)
+    retry_after = _blocked_for("login", email, client, now)
     if retry_after:
         db.session.rollback()
-        raise TooManyRequests("Too many failed logins for this account; try again later.", retry_after=retry_after)
+        raise TooManyRequests(
+            "Too many failed logins for this account from your address; try again later.", retry_after=retry_after
+        )
     user = db.session.execute(select(User).where(User.email == email)).scalar_one_or_none()
     if not _password_matches(user, password):
-        _record_failure(email, now, settings)
+        _record_failure("login", email, client, now, settings)
         raise Unauthorized(INVALID_CREDENTIALS)
-    if attempts is not None:
-        db.session.delete(attempts)
+    _forget_failures("login", email, client)
     if not user.is_active:
         db.session.commit()
         raise Forbidden("This account is deactivated.")
-    if hasher.check_needs_rehash(user.password_hash):
+    if hasher.needs_rehash(user.password_hash):
         user.password_hash = hasher.hash(password)
     tokens = _issue_tokens(user, settings)
     db.session.commit()
     return tokens
 
 
-def _record_failure(email: str, now: datetime, settings: TokenSettings) -> None:
-    failures = db.session.execute(
-        insert(LoginAttempts)
-        .values(email=email, failures=1)
-        .on_conflict_do_update(index_elements=[LoginAttempts.email], set_={"failures": LoginAttempts.failures + 1})
-        .returning(LoginAttempts.failures)
-    ).scalar_one()
-    if failures >= settings.max_failures:
-        db.session.execute(
-            update(LoginAttempts)
-            .where(LoginAttempts.email == email)
-            .values(failures=0, locked_until=now + timedelta(seconds=settings.lockout_seconds))
-        )
-    db.session.commit()
-
-
 def _password_matches(user: User | None, password: str) -> bool:
-    try:
-        return hasher.verify(user.password_hash if user else _DUMMY_HASH, password) and user is not None
-    except (VerificationError, InvalidHashError):
-        return False
+    return hasher.verify(user.password_hash if user else _DUMMY_HASH, password) and user is not None
 
 
 def _revoke_family(family_id: str) -> None:
@@ -185,8 +200,9 @@ def get_user(user_id: int, *, for_update: bool = False) -> User:
     return user
 
 
-def update_user(user_id: int, changes: UserUpdate, principal: Principal) -> User:
-    """Apply a PUT: the caller must be the user or an admin; role/is_active are admin-only."""
+def update_user(user_id: int, changes: UserUpdate, principal: Principal, settings: TokenSettings, client: str) -> User:
+    """Apply a PUT: the caller must be the user or an admin; role/is_active are admin-only. Wrong
+    `current_password`s are throttled like logins (per account and client)."""
     sent = changes.model_fields_set
     if principal.user_id != user_id and not principal.is_admin:
         raise Forbidden("You may only change your own account.")
@@ -197,8 +213,15 @@ def update_user(user_id: int, changes: UserUpdate, principal: Principal) -> User
         raise Conflict("Administrators cannot demote or deactivate themselves.")
     if "password" in sent and changes.password is not None:
         if principal.user_id == user_id:
+            now = utcnow()
+            retry_after = _blocked_for("current_password", str(user_id), client, now)
+            if retry_after:
+                db.session.rollback()
+                raise TooManyRequests("Too many wrong current passwords; try again later.", retry_after=retry_after)
             if not changes.current_password or not _password_matches(user, changes.current_password):
+                _record_failure("current_password", str(user_id), client, now, settings)
                 raise ValidationFailed.single("current_password", "The current password is required and must match.")
+            _forget_failures("current_password", str(user_id), client)
         user.password_hash = hasher.hash(changes.password)
         revoke_all_sessions(user.id)
     elif "current_password" in sent:
@@ -207,6 +230,7 @@ def update_user(user_id: int, changes: UserUpdate, principal: Principal) -> User
         if name in sent and getattr(changes, name) is None:
             raise ValidationFailed.single(name, "Must not be null.")
     was_active = user.is_active
+    role_changed = "role" in sent and changes.role is not None and changes.role != user.role
     touched = False
     for name in ("full_name", "role", "is_active"):
         if name in sent and getattr(user, name) != getattr(changes, name):
@@ -215,7 +239,9 @@ def update_user(user_id: int, changes: UserUpdate, principal: Principal) -> User
     if touched or "password" in sent:
         user.updated_at = utcnow()
         db.session.flush()
-        publish_user_event("user.updated", user)
+        # A role change revokes the user's older access tokens in every service (see servicekit.auth).
+        extra = {"sessions_revoked_at": token_time(utcnow()).isoformat()} if role_changed else {}
+        publish_user_event("user.updated", user, **extra)
         if was_active and not user.is_active:
             revoke_all_sessions(user.id)
             publish_user_event("user.deactivated", user)
@@ -264,19 +290,22 @@ def booking_stats(user_ids: list[int]) -> dict[int, dict]:
     return stats
 
 
-def ensure_admin(email: str, password: str) -> User:
-    """Make sure the first admin exists (idempotent; an existing account is promoted and activated)."""
+def ensure_admin(email: str, password: str) -> User | None:
+    """Bootstrap the first admin: create the account if no account has this e-mail yet. An existing
+    account is never changed (an admin deactivated or demoted on purpose stays so, and an account
+    someone registered under this e-mail is not promoted). Returns the created admin, else None."""
     email = email.strip().lower()
-    user = db.session.execute(select(User).where(User.email == email).with_for_update()).scalar_one_or_none()
-    if user is None:
-        user = User(email=email, full_name="Administrator", password_hash=hasher.hash(password), role="admin")
-        db.session.add(user)
+    if db.session.execute(select(User.id).where(User.email == email)).first() is not None:
+        db.session.rollback()
+        return None
+    user = User(email=email, full_name="Administrator", password_hash=hasher.hash(password), role="admin")
+    db.session.add(user)
+    try:
         db.session.flush()
-        db.session.refresh(user)
-        publish_user_event("user.registered", user)
-    elif user.role != "admin" or not user.is_active:
-        user.role, user.is_active, user.updated_at = "admin", True, utcnow()
-        db.session.flush()
-        publish_user_event("user.updated", user)
+    except IntegrityError:  # created meanwhile by another replica starting up
+        db.session.rollback()
+        return None
+    db.session.refresh(user)
+    publish_user_event("user.registered", user)
     db.session.commit()
     return user

@@ -5,10 +5,11 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import math
 import secrets
 import uuid
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -120,7 +121,9 @@ class KeyRing:
         return key.public_key
 
     def issue_access_token(self, *, user_id: int, role: str, issuer: str, audience: str, ttl: int) -> str:
-        now = utcnow()
+        # Sub-second `iat` (a valid NumericDate), so a revocation cut-off set by a role change never
+        # catches a token issued just after it.
+        now = token_time(utcnow()).timestamp()
         claims = {
             "iss": issuer,
             "aud": audience,
@@ -129,10 +132,15 @@ class KeyRing:
             "typ": "access",
             "iat": now,
             "nbf": now,
-            "exp": now + timedelta(seconds=ttl),
+            "exp": now + ttl,
             "jti": str(uuid.uuid4()),
         }
         return jwt.encode(claims, self.signing_private, algorithm=self.signing.alg, headers={"kid": self.signing.kid})
+
+
+def token_time(moment: datetime) -> datetime:
+    """`moment` rounded down to 1/1024 s: exact in binary floating point, so `exp - iat` is exactly the TTL."""
+    return datetime.fromtimestamp(math.floor(moment.timestamp() * 1024) / 1024, UTC)
 
 
 def new_refresh_token() -> tuple[str, str]:

@@ -11,7 +11,7 @@ from config import UserServiceConfig
 
 pytest_plugins = ["devstack.pytest_plugin", "servicekit.testing"]
 
-TABLES = "users, refresh_tokens, login_attempts, booking_records, outbox_events, processed_events, parked_events, revoked_users"
+TABLES = "users, refresh_tokens, auth_throttles, booking_records, outbox_events, processed_events, parked_events, revoked_users"
 
 
 @pytest.fixture(scope="session")

@@ -172,21 +172,20 @@ def test_admin_update_of_an_unknown_user_is_404(client, accounts):
     assert client.put("/api/users/999999999", json={"full_name": "X"}, headers=headers).status_code == 404
 
 
-def test_ensure_admin_is_idempotent_and_promotes_an_existing_account(app, accounts):
+def test_ensure_admin_creates_the_admin_once_and_never_touches_an_existing_account(app, accounts):
     user = accounts.register()
     with app.app_context():
-        first = services.ensure_admin(user["email"], "ignored for existing")
-        second = services.ensure_admin(user["email"], "ignored for existing")
-        assert first.id == second.id == user["id"]
-        assert second.role == "admin" and second.is_active
+        assert services.ensure_admin(user["email"], "ignored for existing") is None
+        existing = db.session.get(services.User, user["id"])
+        assert existing.role == "user" and existing.is_active  # someone else's account is not promoted
         count = db.session.execute(
             db.select(db.func.count()).select_from(services.User).where(services.User.email == user["email"])
         ).scalar_one()
         assert count == 1
     new_email = unique_email("boss")
     with app.app_context():
-        services.ensure_admin(new_email, "boss password")
-        services.ensure_admin(new_email, "boss password")
+        assert services.ensure_admin(new_email, "boss password").role == "admin"
+        assert services.ensure_admin(new_email, "boss password") is None
     assert accounts.login(new_email, "boss password")["access_token"]
 
 

@@ -53,15 +53,37 @@ app.kubernetes.io/component: {{ .component }}
 {{- $svc := .service -}}
 {{- $db := index $root.Values.postgresql.databases $svc.database -}}
 {{- $fullname := include "mra.fullname" $root -}}
+{{- /* Migrations (.migrate) run as the database owner and grant <user>_app DML rights on the tables;
+      the service itself connects as <user>_app. */}}
+{{- $user := ternary $db.external.user (printf "%s_app" $db.external.user) (default false .migrate) }}
 - name: DB_PASSWORD
   valueFrom:
     secretKeyRef:
       name: {{ include "mra.secretName" $root }}
-      key: {{ printf "%s_DB_PASSWORD" ($svc.database | upper) }}
+      key: {{ printf "%s_DB_%sPASSWORD" ($svc.database | upper) (ternary "" "APP_" (default false .migrate)) }}
 - name: DATABASE_URL
-  value: {{ printf "postgresql+psycopg://%s:$(DB_PASSWORD)@%s:%v/%s%s" $db.external.user (include "mra.postgresHost" (dict "root" $root "database" $svc.database)) (ternary 5432 $db.external.port $db.internal) $svc.database (ternary "" (printf "?sslmode=%s" $db.external.sslmode) $db.internal) | quote }}
+  value: {{ printf "postgresql+psycopg://%s:$(DB_PASSWORD)@%s:%v/%s%s" $user (include "mra.postgresHost" (dict "root" $root "database" $svc.database)) (ternary 5432 $db.external.port $db.internal) $svc.database (ternary "" (printf "?sslmode=%s" $db.external.sslmode) $db.internal) | quote }}
+{{- if .migrate }}
+- name: DATABASE_APP_ROLE
+  value: {{ printf "%s_app" $db.external.user | quote }}
+- name: DATABASE_APP_PASSWORD
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "mra.secretName" $root }}
+      key: {{ printf "%s_DB_APP_PASSWORD" ($svc.database | upper) }}
+{{- end }}
 - name: PORT
   value: {{ $svc.port | quote }}
+{{- if hasPrefix "SASL_" $root.Values.kafka.auth.protocol }}
+{{- /* One Kafka principal per service, so the broker's ACLs can let each write only its own topic. */}}
+- name: KAFKA_SASL_USERNAME
+  value: {{ $svc.name | quote }}
+- name: KAFKA_SASL_PASSWORD
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "mra.secretName" $root }}
+      key: {{ printf "%s_KAFKA_PASSWORD" ($svc.database | upper) }}
+{{- end }}
 {{- if eq $svc.name "user-service" }}
 - name: JWT_PRIVATE_KEY_FILE
   value: /var/run/secrets/meeting-rooms/jwt-signing.pem
