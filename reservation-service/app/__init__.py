@@ -40,6 +40,7 @@ def create_app(config: ReservationServiceConfig | None = None) -> Flask:
     app.extensions["reservation-service.idempotency_ttl"] = timedelta(hours=config.idempotency_hours)
     app.register_blueprint(routes.reservations)
     app.register_blueprint(routes.blackouts)
+    app.register_blueprint(routes.availability)
     routes.register_booking_metrics(app)
     background = app.extensions["servicekit.background"]
     background.add_consumer(kafka_consumer.make_consumer)

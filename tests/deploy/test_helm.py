@@ -162,7 +162,7 @@ def test_production_routes_the_api_through_a_tls_ingress_and_scrapes_with_servic
     assert ingress["spec"]["tls"][0]["secretName"]
     paths = {p["path"]: p["backend"]["service"]["name"] for p in ingress["spec"]["rules"][0]["http"]["paths"]}
     assert paths["/api/rooms"].endswith("room-service") and paths["/api/reservations"].endswith("reservation-service")
-    assert paths["/api/blackouts"].endswith("reservation-service")
+    assert paths["/api/blackouts"].endswith("reservation-service") and paths["/api/availability"].endswith("reservation-service")
     monitors = by_kind(objects, "ServiceMonitor")
     assert len(monitors) == 3
     for monitor in monitors:
