@@ -59,3 +59,53 @@ def test_opening_hours_in_the_rooms_zone_and_a_blackout_through_the_gateway(gate
     )
     assert gateway.request("DELETE", f"/api/blackouts/{blackout.json()['id']}", headers=admin).status_code == 204
     assert gateway.request("POST", "/api/reservations", json=slot, headers=headers).status_code == 201
+
+
+def test_finding_a_free_room_and_free_busy_through_the_gateway(gateway):
+    admin = gateway.login("root@example.com", "root password")
+    _, headers = gateway.register_and_login()
+    place = f"Annex {datetime.now(UTC).timestamp()}"
+    small = gateway.request(
+        "POST",
+        "/api/rooms",
+        json={"name": f"Nook {place}", "capacity": 3, "location": place, "equipment": ["Screen"]},
+        headers=admin,
+    ).json()
+    large = gateway.request(
+        "POST",
+        "/api/rooms",
+        json={"name": f"Hall {place}", "capacity": 30, "location": place, "equipment": ["screen"]},
+        headers=admin,
+    ).json()
+    start = (datetime.now(UTC) + timedelta(days=2)).replace(minute=0, second=0, microsecond=0)
+    window = {"start_time": start.isoformat(), "end_time": (start + timedelta(hours=1)).isoformat()}
+
+    def free() -> list[int]:
+        response = gateway.request(
+            "GET", "/api/availability", params={**window, "location": place, "equipment": "screen"}, headers=headers
+        )
+        assert response.status_code == 200, response.text
+        return [room["room_id"] for room in response.json()["items"]]
+
+    wait_until(lambda: free() == [small["id"], large["id"]], timeout=30, message="both rooms to reach reservation-service")
+    taken = gateway.request(
+        "POST", "/api/reservations", json={"room_id": small["id"], "title": "Taken", **window}, headers=headers
+    )
+    assert taken.status_code == 201, taken.text
+    assert free() == [large["id"]]
+    clash = gateway.request(
+        "POST", "/api/reservations", json={"room_id": small["id"], "title": "Again", **window}, headers=headers
+    )
+    assert clash.status_code == 409
+    assert {"room_id": large["id"], **window} in [
+        {**s, "start_time": datetime.fromisoformat(s["start_time"]).isoformat()} for s in clash.json()["suggestions"]
+    ]
+    busy = gateway.request(
+        "GET",
+        "/api/availability/free-busy",
+        params={"room_id": [small["id"], large["id"]], "from": window["start_time"], "to": window["end_time"]},
+        headers=headers,
+    )
+    assert busy.status_code == 200, busy.text
+    assert [len(room["busy"]) for room in busy.json()["rooms"]] == [1, 0]
+    assert busy.json()["rooms"][0]["busy"][0]["kind"] == "reservation"
