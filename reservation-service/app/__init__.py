@@ -41,6 +41,7 @@ def create_app(config: ReservationServiceConfig | None = None) -> Flask:
     app.register_blueprint(routes.reservations)
     app.register_blueprint(routes.blackouts)
     app.register_blueprint(calendar_routes.calendar)
+    app.register_blueprint(routes.availability)
     routes.register_booking_metrics(app)
     background = app.extensions["servicekit.background"]
     background.add_worker(kafka_consumer.make_consumer)

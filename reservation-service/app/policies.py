@@ -47,6 +47,11 @@ def zone_of(name: str | None) -> ZoneInfo:
         return ZoneInfo("UTC")
 
 
+def within_calendar(start: datetime, end: datetime) -> bool:
+    """Far enough from year 1 and 9999 for local dates a day either side (no OverflowError)."""
+    return start.year > 1 and end.year < 9999
+
+
 def _instant(day: date, clock: str, zone: ZoneInfo) -> datetime:
     """The instant of wall-clock `clock` ("HH:MM", "24:00" = next midnight) on local `day`."""
     if clock == "24:00":
@@ -88,8 +93,8 @@ def opening_hours_violation(
     room_name: str, zone_name: str | None, open_hours: dict | None, start: datetime, end: datetime
 ) -> dict | None:
     """The error for a booking not wholly inside the room's opening hours, or None."""
-    if open_hours is None:
-        return None
+    if open_hours is None or not within_calendar(start, end):
+        return None  # a booking at the edge of the calendar fails on other rules (past, horizon, length)
     zone_name = zone_name or "UTC"
     zone = zone_of(zone_name)
     first, last = start.astimezone(zone).date() - timedelta(days=1), end.astimezone(zone).date()

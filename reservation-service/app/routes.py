@@ -12,12 +12,16 @@ from servicekit.pagination import paginate
 from servicekit.problems import PROBLEM_JSON
 from servicekit.validation import json_object_body, parse_body, parse_query
 
+from . import availability as availability_operations
 from . import blackouts as blackout_operations
 from . import idempotency, services
 from .schemas import (
+    AvailabilityQuery,
+    AvailableRoom,
     BlackoutCreate,
     BlackoutListQuery,
     BlackoutOut,
+    FreeBusyQuery,
     ReservationCreate,
     ReservationListQuery,
     ReservationUpdate,
@@ -26,6 +30,7 @@ from .schemas import (
 
 reservations = Blueprint("reservations", __name__, url_prefix="/api/reservations")
 blackouts = Blueprint("blackouts", __name__, url_prefix="/api/blackouts")
+availability = Blueprint("availability", __name__, url_prefix="/api/availability")
 
 
 def _settings() -> services.BookingSettings:
@@ -379,3 +384,77 @@ def delete_blackout(blackout_id: int):
     """
     blackout_operations.delete_blackout(blackout_id)
     return "", 204
+
+
+@availability.get("")
+@require_auth
+def available_rooms():
+    """Rooms free for the whole window: active, no confirmed booking, no blackout, open for all of it; smallest first.
+    ---
+    tags: [availability]
+    parameters:
+      - {name: start_time, in: query, required: true, description: with offset, schema: {type: string, format: date-time}}
+      - {name: end_time, in: query, required: true, description: with offset; at most 7 days after start_time, schema: {type: string, format: date-time}}
+      - {name: min_capacity, in: query, schema: {type: integer, minimum: 1}}
+      - name: equipment
+        in: query
+        description: repeatable; every one must be present; case-insensitive
+        style: form
+        explode: true
+        schema: {type: array, items: {type: string}}
+      - {name: location, in: query, description: case-insensitive substring of the location, schema: {type: string}}
+      - {name: page, in: query, schema: {type: integer, minimum: 1, default: 1}}
+      - {name: per_page, in: query, schema: {type: integer, minimum: 1, maximum: 100, default: 20}}
+    responses:
+      200:
+        description: A page of free rooms, smallest capacity first.
+        content:
+          application/json:
+            schema: {$ref: '#/components/schemas/AvailabilityPage'}
+      401: {$ref: '#/components/responses/Unauthorized'}
+      422: {$ref: '#/components/responses/ValidationFailed'}
+    """
+    query = parse_query(AvailabilityQuery, multi=frozenset({"equipment"}))
+    found = availability_operations.available_rooms(
+        services.as_utc(query.start_time),
+        services.as_utc(query.end_time),
+        query.page,
+        query.per_page,
+        min_capacity=query.min_capacity,
+        equipment=query.equipment,
+        location=query.location,
+    )
+    items = [AvailableRoom.model_validate(room, from_attributes=True).model_dump(mode="json") for room in found.items]
+    return jsonify(items=items, page=query.page, per_page=query.per_page, total=found.total)
+
+
+@availability.get("/free-busy")
+@require_auth
+def free_busy():
+    """Busy intervals of up to 50 rooms over up to 31 days: bookings, blackouts and closed hours (no titles).
+    ---
+    tags: [availability]
+    parameters:
+      - name: room_id
+        in: query
+        required: true
+        description: repeatable (`?room_id=1&room_id=2`); at most 50
+        style: form
+        explode: true
+        schema: {type: array, items: {type: integer}, minItems: 1, maxItems: 50}
+      - {name: from, in: query, required: true, description: with offset, schema: {type: string, format: date-time}}
+      - {name: to, in: query, required: true, description: with offset; at most 31 days after from, schema: {type: string, format: date-time}}
+    responses:
+      200:
+        description: >
+          Per room, its time zone and its busy intervals within the window (clipped to it), earliest
+          first; `closed` comes from its opening hours in its zone.
+        content:
+          application/json:
+            schema: {$ref: '#/components/schemas/FreeBusy'}
+      401: {$ref: '#/components/responses/Unauthorized'}
+      422: {$ref: '#/components/responses/ValidationFailed'}
+    """
+    query = parse_query(FreeBusyQuery, multi=frozenset({"room_id"}))
+    rooms = availability_operations.free_busy(query.room_id, services.as_utc(query.from_), services.as_utc(query.to))
+    return jsonify(rooms=rooms)

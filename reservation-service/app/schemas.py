@@ -130,6 +130,12 @@ class BlackoutItem(BaseModel):
     reason: str
 
 
+class Suggestion(BaseModel):
+    room_id: int
+    start_time: datetime
+    end_time: datetime
+
+
 class BookingConflict(BaseModel):
     """409 problem document. A booking clash lists what is in the way: `conflicts` (other bookings),
     `blackouts`, or both; a conflict with the reservation's state (already cancelled, an Idempotency-Key
@@ -151,6 +157,11 @@ class BookingConflict(BaseModel):
     detail: str
     conflicts: list[ConflictItem] | None = Field(None, description="the confirmed reservations in the way")
     blackouts: list[BlackoutItem] | None = Field(None, description="the blackouts in the way")
+    suggestions: list[Suggestion] | None = Field(
+        None,
+        description="on a create: up to 3 bookings that would succeed now (the same room at its nearest free time "
+        "of the same length, then other fitting rooms at the requested time)",
+    )
 
 
 class CalendarFeeds(BaseModel):
@@ -220,6 +231,59 @@ class BlackoutListQuery(PageQuery):
     to: QueryTime | None = Field(None, description="blackouts starting before this time")
 
 
+EquipmentName = Annotated[str, StringConstraints(strip_whitespace=True, to_lower=True, min_length=1, max_length=50)]
+
+
+class AvailabilityQuery(PageQuery):
+    start_time: QueryTime = Field(description="with offset")
+    end_time: QueryTime = Field(description="with offset; at most 7 days after start_time")
+    min_capacity: int | None = Field(None, ge=1, le=10_000)
+    equipment: list[EquipmentName] = Field(default_factory=list, max_length=20, description="repeatable; all must be present")
+    location: Annotated[str, StringConstraints(strip_whitespace=True, max_length=200)] | None = Field(
+        None, description="case-insensitive substring"
+    )
+
+
+class AvailableRoom(BaseModel):
+    room_id: int
+    name: str
+    capacity: int
+    location: str | None
+    equipment: list[str]
+    timezone: str
+
+
+class AvailabilityPage(BaseModel):
+    items: list[AvailableRoom]
+    page: int
+    per_page: int
+    total: int
+
+
+class FreeBusyQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    room_id: list[RoomId] = Field(min_length=1, max_length=50, description="repeatable; at most 50 rooms")
+    from_: QueryTime = Field(alias="from", description="with offset")
+    to: QueryTime = Field(description="with offset; at most 31 days after from")
+
+
+class BusyInterval(BaseModel):
+    start_time: datetime
+    end_time: datetime
+    kind: Literal["reservation", "blackout", "closed"]
+
+
+class RoomFreeBusy(BaseModel):
+    room_id: int
+    timezone: str
+    busy: list[BusyInterval]
+
+
+class FreeBusy(BaseModel):
+    rooms: list[RoomFreeBusy]
+
+
 SCHEMAS = [
     ReservationCreate,
     ReservationUpdate,
@@ -232,4 +296,6 @@ SCHEMAS = [
     BlackoutOut,
     BlackoutPage,
     CalendarTokenCreated,
+    AvailabilityPage,
+    FreeBusy,
 ]

@@ -14,7 +14,7 @@ from servicekit.db import db, utcnow
 from servicekit.events import record_event
 from servicekit.problems import Conflict, Forbidden, NotFound, ValidationFailed
 
-from . import locks
+from . import availability, locks
 from .directory import RoomDirectory, RoomInfo, UserDirectory
 from .models import Blackout, Reservation
 from .policies import BookingPolicy, iso_weeks, policy_violations
@@ -209,6 +209,15 @@ def _flush_or_conflict(room_id: int, start: datetime, end: datetime, exclude_id:
         raise BookingConflict(find_conflicts(room_id, start, end, exclude_id)) from None
 
 
+def _with_suggestions(
+    conflict: BookingConflict, room: RoomInfo, start: datetime, end: datetime, attendees: int, settings, now: datetime
+) -> BookingConflict:
+    """The 409 with up to three bookings that would succeed now (see availability.suggestions)."""
+    conflict.extra["suggestions"] = availability.suggestions(room, start, end, attendees, settings.default_policy, now)
+    db.session.rollback()
+    return conflict
+
+
 def create_reservation(
     principal: Principal, request: ReservationCreate, bearer: str, settings: BookingSettings, on_created=None
 ) -> Reservation:
@@ -221,7 +230,11 @@ def create_reservation(
     # Network calls are done; now one transaction, serialised against blackouts and the user's other bookings.
     quota_user = None if principal.is_admin else principal.user_id
     locks.lock_for_booking(request.room_id, quota_user)
-    _check_free(request.room_id, start, end, None)
+    try:
+        _check_free(request.room_id, start, end, None)
+    except BookingConflict as conflict:
+        db.session.rollback()  # release the locks before looking around
+        raise _with_suggestions(conflict, room, start, end, len(request.attendees), settings, now) from None
     if quota_user is not None:
         _check_quotas(quota_user, room, start, end, settings, now, None)
     reservation = Reservation(
@@ -235,7 +248,10 @@ def create_reservation(
         status="confirmed",
     )
     db.session.add(reservation)
-    _flush_or_conflict(request.room_id, start, end, None)
+    try:
+        _flush_or_conflict(request.room_id, start, end, None)
+    except BookingConflict as conflict:
+        raise _with_suggestions(conflict, room, start, end, len(request.attendees), settings, now) from None
     db.session.refresh(reservation)
     publish("reservation.created", reservation)
     if on_created:

@@ -137,6 +137,7 @@ def test_a_client_error_is_the_answer_to_its_key(client, people, rooms):
     again = client.post("/api/reservations", json=taken, headers={**headers, "Idempotency-Key": "clash"})
     assert first.status_code == again.status_code == 409
     assert first.get_json() == again.get_json()
+    assert again.content_type == first.content_type == "application/problem+json"
 
 
 def test_an_invalid_key_is_422(client, people, rooms):

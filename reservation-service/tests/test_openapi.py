@@ -31,3 +31,11 @@ def test_the_spec_shows_blackouts_quotas_and_both_kinds_of_booking_conflict(app)
     assert validator.is_valid({**problem, "type": "/problems/conflict", "detail": "A cancelled reservation cannot be changed."})
     create_409 = spec["paths"]["/api/reservations"]["post"]["responses"]["409"]["content"]["application/problem+json"]
     assert {"$ref": "#/components/schemas/QuotaExceeded"} in create_409["schema"]["anyOf"]
+
+
+def test_the_spec_shows_finding_a_room(app):
+    spec = assert_documented_and_valid(app)
+    schemas = spec["components"]["schemas"]
+    assert {"AvailabilityPage", "FreeBusy", "Suggestion"} <= set(schemas)
+    assert "suggestions" in schemas["BookingConflict"]["properties"]
+    assert {"/api/availability", "/api/availability/free-busy"} <= set(spec["paths"])

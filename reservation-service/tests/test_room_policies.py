@@ -221,3 +221,18 @@ def test_rooms_announced_without_a_policy_keep_the_services_limits(client, peopl
     assert client.post("/api/reservations", json=booking(room["id"], minutes=1), headers=headers).status_code == 201
     [error] = errors_of(client.post("/api/reservations", json=booking(room["id"], 3, minutes=13 * 60), headers=headers))
     assert error["field"] == "end_time"
+
+
+def test_a_booking_at_the_edge_of_the_calendar_is_422_not_an_overflow(client, people, rooms):
+    _, headers = people.user()
+    room = rooms.create(timezone="Pacific/Kiritimati", booking_policy=policy(open_hours=EVERY_DAY_8_TO_20))
+    body = {
+        "room_id": room["id"],
+        "title": "Far",
+        "start_time": "9999-12-31T20:00:00+00:00",
+        "end_time": "9999-12-31T21:00:00+00:00",
+    }
+    assert errors_of(client.post("/api/reservations", json=body, headers=headers))[0]["field"] == "start_time"
+    soon = booking(room["id"])
+    body = {**soon, "end_time": "9999-12-31T21:00:00+00:00"}
+    assert errors_of(client.post("/api/reservations", json=body, headers=headers))[0]["field"] == "end_time"

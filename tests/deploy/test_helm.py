@@ -177,6 +177,7 @@ def test_production_routes_the_api_through_a_tls_ingress_and_scrapes_with_servic
     }
     assert paths["/api/rooms"].endswith("room-service") and paths["/api/reservations"].endswith("reservation-service")
     assert paths["/api/calendar"].endswith("reservation-service")
+    assert paths["/api/blackouts"].endswith("reservation-service") and paths["/api/availability"].endswith("reservation-service")
     monitors = by_kind(objects, "ServiceMonitor")
     assert len(monitors) == 3
     pod_monitors = by_kind(objects, "PodMonitor")  # the worker processes, which no Service fronts
