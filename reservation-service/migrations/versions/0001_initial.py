@@ -1,9 +1,4 @@
-"""reservations with the no-overlap exclusion constraint, read models, idempotency keys, e-mail queue
-
-Revision ID: 0001
-Revises:
-Create Date: 2026-11-25
-"""
+"""reservations with the no-overlap exclusion constraint, read models, idempotency keys, e-mail queue"""
 
 import sqlalchemy as sa
 from alembic import op
@@ -13,8 +8,6 @@ from servicekit.db import create_kit_tables, drop_kit_tables
 
 revision = "0001"
 down_revision = None
-branch_labels = None
-depends_on = None
 
 
 def upgrade():

@@ -1,9 +1,4 @@
-"""room read model: time zone, booking policy, equipment; blackouts
-
-Revision ID: 0002_policies
-Revises: 0001
-Create Date: 2026-11-26
-"""
+"""room read model: time zone, booking policy, equipment; blackouts"""
 
 import sqlalchemy as sa
 from alembic import op
@@ -11,8 +6,6 @@ from sqlalchemy.dialects import postgresql
 
 revision = "0002_policies"
 down_revision = "0001"
-branch_labels = None
-depends_on = None
 
 
 def upgrade():

@@ -1,16 +1,9 @@
-"""indexes for every filter of GET /api/reservations, in its order (start_time, id)
-
-Revision ID: 0003_list_indexes
-Revises: 0001
-Create Date: 2026-11-26
-"""
+"""indexes for every filter of GET /api/reservations, in its order (start_time, id)"""
 
 from alembic import op
 
 revision = "0003_list_indexes"
 down_revision = "0002_policies"
-branch_labels = None
-depends_on = None
 
 # (name, columns): user_id is served by ix_reservations_user_start from 0001.
 INDEXES = (

@@ -1,17 +1,10 @@
-"""calendar feeds: reservations.sequence (iCalendar SEQUENCE), calendar_tokens, the calendar part of queued mail
-
-Revision ID: 0004_calendar
-Revises: 0001
-Create Date: 2026-11-26
-"""
+"""calendar feeds: reservations.sequence (iCalendar SEQUENCE), calendar_tokens, the calendar part of queued mail"""
 
 import sqlalchemy as sa
 from alembic import op
 
 revision = "0004_calendar"
 down_revision = "0003_list_indexes"
-branch_labels = None
-depends_on = None
 
 
 def upgrade():

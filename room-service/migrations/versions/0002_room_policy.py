@@ -1,9 +1,4 @@
-"""rooms: time zone and booking policy
-
-Revision ID: 0002_room_policy
-Revises: 0001
-Create Date: 2026-11-26
-"""
+"""rooms: time zone and booking policy"""
 
 import sqlalchemy as sa
 from alembic import op
@@ -11,8 +6,6 @@ from sqlalchemy.dialects import postgresql
 
 revision = "0002_room_policy"
 down_revision = "0001"
-branch_labels = None
-depends_on = None
 
 # Rooms that exist keep today's behaviour: always open, 5 minutes to 12 hours, a year ahead.
 DEFAULT_POLICY = '{"open_hours": null, "min_minutes": 5, "max_minutes": 720, "horizon_days": 365, "auto_release": false}'

@@ -1,9 +1,4 @@
-"""users, refresh tokens, login attempts, booking records and the kit's tables
-
-Revision ID: 0001
-Revises:
-Create Date: 2026-11-25
-"""
+"""users, refresh tokens, login attempts, booking records and the kit's tables"""
 
 import sqlalchemy as sa
 from alembic import op
@@ -12,8 +7,6 @@ from servicekit.db import create_kit_tables, drop_kit_tables
 
 revision = "0001"
 down_revision = None
-branch_labels = None
-depends_on = None
 
 
 def upgrade():

@@ -1,17 +1,10 @@
-"""auth throttles per account and client (replacing the per-e-mail lockout)
-
-Revision ID: 0002_security
-Revises: 0001
-Create Date: 2026-11-26
-"""
+"""auth throttles per account and client (replacing the per-e-mail lockout)"""
 
 import sqlalchemy as sa
 from alembic import op
 
 revision = "0002_security"
 down_revision = "0001"
-branch_labels = None
-depends_on = None
 
 
 def upgrade():
