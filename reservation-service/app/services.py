@@ -6,11 +6,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import Select, func, or_, select
-from sqlalchemy.exc import IntegrityError
 
 from servicekit.auth import Principal
 from servicekit.conditional import etag_for, require_match
-from servicekit.db import db, utcnow
+from servicekit.db import db, flush_or_raise, utcnow
 from servicekit.events import record_event
 from servicekit.problems import Conflict, Forbidden, NotFound, ValidationFailed
 
@@ -22,7 +21,6 @@ from .schemas import ReservationCreate, ReservationListQuery, ReservationUpdate
 
 TOPIC = "reservation-events"
 PRODUCER = "reservation-service"
-EXCLUSION_VIOLATION = "23P01"
 MAX_SCHEDULE_DAYS = 92
 
 
@@ -200,13 +198,7 @@ def find_conflicts(room_id: int, start: datetime, end: datetime, exclude_id: int
 
 def _flush_or_conflict(room_id: int, start: datetime, end: datetime, exclude_id: int | None) -> None:
     """Flush; a clash caught by the exclusion constraint (a race lost at the database) is the same 409."""
-    try:
-        db.session.flush()
-    except IntegrityError as exc:
-        if getattr(exc.orig, "sqlstate", None) != EXCLUSION_VIOLATION:
-            raise
-        db.session.rollback()
-        raise BookingConflict(find_conflicts(room_id, start, end, exclude_id)) from None
+    flush_or_raise({"no_overlapping_reservations": lambda: BookingConflict(find_conflicts(room_id, start, end, exclude_id))})
 
 
 def _with_suggestions(

@@ -5,10 +5,9 @@ from __future__ import annotations
 from pydantic import ValidationError
 from sqlalchemy import case, func, literal_column, select
 from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.exc import IntegrityError
 
 from servicekit.conditional import etag_for, require_match
-from servicekit.db import db, like_substring, utcnow
+from servicekit.db import db, flush_or_raise, like_substring, utcnow
 from servicekit.events import record_event
 from servicekit.pagination import paginate
 from servicekit.problems import Conflict, NotFound, ValidationFailed
@@ -18,7 +17,6 @@ from .schemas import BookingPolicy, BookingPolicyUpdate, RoomCreate, RoomListQue
 
 TOPIC = "room-events"
 PRODUCER = "room-service"
-UNIQUE_VIOLATION = "23505"
 
 
 def publish(event_type: str, room: Room) -> None:
@@ -34,13 +32,7 @@ def _equipment(names: list[str]) -> list[Equipment]:
 
 
 def _flush_or_duplicate_name() -> None:
-    try:
-        db.session.flush()
-    except IntegrityError as exc:
-        if getattr(exc.orig, "sqlstate", None) != UNIQUE_VIOLATION:
-            raise
-        db.session.rollback()
-        raise Conflict("A room with this name already exists.") from None
+    flush_or_raise({"uq_rooms_name_live": lambda: Conflict("A room with this name already exists.")})
 
 
 def _checked_policy(policy: BookingPolicy) -> dict:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 
 from flask_sqlalchemy import SQLAlchemy
 from sqlalchemy import BigInteger, DateTime, Index, Integer, MetaData, String, Text, text
 from sqlalchemy.dialects.postgresql import JSONB, UUID
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 NAMING_CONVENTION = {
@@ -32,6 +34,22 @@ db = SQLAlchemy(
     engine_options={"pool_size": 10, "max_overflow": 5, "pool_recycle": 1800},
     session_options={"expire_on_commit": False},
 )
+
+
+def flush_or_raise(on_violation: Mapping[str, Callable[[], Exception]]) -> None:
+    """Flush the unit of work; the violation of a constraint named in `on_violation` raises what it makes
+    (a 409 saying which rule), any other database error propagates unchanged.
+
+    PostgreSQL aborts the transaction at the violation, so the session is rolled back before `make()` runs
+    (it may read, e.g. the bookings in the way); the request's unit of work ends with the problem it raises."""
+    try:
+        db.session.flush()
+    except IntegrityError as exc:
+        make = on_violation.get(getattr(getattr(exc.orig, "diag", None), "constraint_name", None))
+        if make is None:
+            raise
+        db.session.rollback()
+        raise make() from None
 
 
 def utcnow() -> datetime:

@@ -11,7 +11,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import IntegrityError
 
 from servicekit.auth import Principal
-from servicekit.db import db, like_substring, utcnow
+from servicekit.db import db, flush_or_raise, like_substring, utcnow
 from servicekit.events import record_event
 from servicekit.problems import Conflict, Forbidden, NotFound, TooManyRequests, Unauthorized, ValidationFailed
 
@@ -47,11 +47,7 @@ def publish_user_event(event_type: str, user: User, **extra) -> None:
 def register_user(request: RegisterRequest) -> User:
     user = User(email=request.email, full_name=request.full_name, password_hash=hasher.hash(request.password), role="user")
     db.session.add(user)
-    try:
-        db.session.flush()
-    except IntegrityError:
-        db.session.rollback()
-        raise Conflict("An account with this e-mail already exists.") from None
+    flush_or_raise({"uq_users_email": lambda: Conflict("An account with this e-mail already exists.")})
     db.session.refresh(user)
     publish_user_event("user.registered", user)
     db.session.commit()
