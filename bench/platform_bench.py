@@ -142,6 +142,40 @@ class Bench:
         assert response.status_code == 201, response.text
         return response.json()["id"]
 
+    # -- CPU accounting --------------------------------------------------------------------------
+
+    def process_groups(self) -> dict[str, list[int]]:
+        """Root pids of each part of the run: its CPU time is the root's plus its children's."""
+        groups: dict[str, list[int]] = {}
+        for name, service in self.stack.services.items():
+            groups[f"{name} request processes"] = [service.child.popen.pid]
+            groups[f"{name} worker"] = [service.worker.popen.pid]
+        for component in self.stack.started:
+            label = {"Postgres": "postgresql", "Broker": "broker", "Gateway": "nginx gateway"}.get(type(component).__name__)
+            if label and component.child is not None:
+                groups[label] = [component.child.popen.pid]
+        groups["baseline"] = [self.baseline.popen.pid]
+        return groups
+
+    @staticmethod
+    def cpu_seconds(pids: list[int]) -> float:
+        total = 0.0
+        for pid in pids:
+            try:
+                root = psutil.Process(pid)
+                for process in [root, *root.children(recursive=True)]:
+                    times = process.cpu_times()
+                    total += times.user + times.system
+            except psutil.Error:
+                pass
+        return total
+
+    def cpu_snapshot(self) -> dict[str, float]:
+        snapshot = {name: self.cpu_seconds(pids) for name, pids in self.process_groups().items()}
+        machine = psutil.cpu_times()
+        snapshot["whole machine"] = machine.user + machine.system + getattr(machine, "softirq", 0) + getattr(machine, "irq", 0)
+        return snapshot
+
     # -- load ------------------------------------------------------------------------------------
 
     def k6(self, name: str, url: str, *, method: str = "GET", body: str = "", tokens=(), rooms=(), expect=(200,), duration=None):
@@ -175,7 +209,9 @@ class Bench:
             str(summary),
             str(REPO / "bench" / "load.js"),
         ]
+        before, started = self.cpu_snapshot(), time.monotonic()
         subprocess.run(command, env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        after, wall = self.cpu_snapshot(), time.monotonic() - started
         metrics = json.loads(summary.read_text())["metrics"]
         checks = metrics.get("checks", {"passes": 0, "fails": 0})
         result = {
@@ -184,10 +220,16 @@ class Bench:
             "p50_ms": round(metrics["http_req_duration"]["med"], 2),
             "p99_ms": round(metrics["http_req_duration"]["p(99)"], 2),
             "unexpected_statuses": int(checks["fails"]),
+            # CPU cores each part used on average during the run (k6 and other work on the box are in "whole machine").
+            "cpu_cores": {
+                name: round((after[name] - before[name]) / wall, 2) for name in after if after[name] - before[name] > 0.01 * wall
+            },
         }
         self.results["endpoints"][name] = result
         flag = "" if not result["unexpected_statuses"] else f"   ({result['unexpected_statuses']} unexpected statuses!)"
         say(f"  {name:<36} {result['rps']:>8.1f} req/s  p50 {result['p50_ms']:>7.2f} ms  p99 {result['p99_ms']:>7.2f} ms{flag}")
+        busiest = sorted(result["cpu_cores"].items(), key=lambda item: -item[1])[:6]
+        say("      CPU cores: " + ", ".join(f"{part} {cores}" for part, cores in busiest))
         return result
 
     def run_load(self) -> None:
@@ -320,7 +362,19 @@ class Bench:
         out = OUTPUT.with_name("profile-reservation-service.txt")
         seconds = int(DURATION.rstrip("s"))
         return subprocess.Popen(
-            [str(BIN / "py-spy"), "record", "--pid", str(pid), "--subprocesses", "--duration", str(seconds), "--format", "raw", "-o", str(out)],
+            [
+                str(BIN / "py-spy"),
+                "record",
+                "--pid",
+                str(pid),
+                "--subprocesses",
+                "--duration",
+                str(seconds),
+                "--format",
+                "raw",
+                "-o",
+                str(out),
+            ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
