@@ -129,8 +129,7 @@ def create_reservation(
         status="confirmed",
     )
     db.session.add(reservation)
-    _flush_or_conflict(request.room_id, start, end, None)
-    db.session.refresh(reservation)
+    _flush_or_conflict(request.room_id, start, end, None)  # the INSERT returns the server's defaults
     publish("reservation.created", reservation)
     if on_created:
         on_created(reservation)
