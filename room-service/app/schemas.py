@@ -76,7 +76,7 @@ class RoomPage(BaseModel):
     per_page: int
     total: int
     total_is_estimate: bool = Field(
-        description="true when `total` is PostgreSQL's estimate: rows are counted exactly up to 10,000 only"
+        description="true when `total` is PostgreSQL's estimate: rows are counted exactly up to 1,000 only"
     )
 
 

@@ -73,3 +73,31 @@ def test_deactivation_events_revoke_tokens_within_seconds(app, topics):
         wait_until(lambda: not revoked(), message="the reactivation to lift the revocation")
     finally:
         consumer.stop()
+
+
+def test_a_failing_message_ends_its_batch_and_every_message_is_applied_once_in_order(app, topics):
+    """Ten events in one partition, taken as one batch; the fifth fails once. The four before it are
+    committed with the batch, the partition is rewound to the fifth, and the rest follow in order."""
+    key = uuid.uuid4().hex
+    applied: list[int] = []
+    failed_once: set[int] = set()
+
+    def on_updated(envelope):
+        data = envelope["data"]
+        if data.get("key") != key:
+            return
+        if data["n"] == 4 and 4 not in failed_once:
+            failed_once.add(4)
+            raise RuntimeError("a passing failure")
+        applied.append(data["n"])
+
+    for n in range(10):
+        envelope = make_envelope("room.updated", {"key": key, "n": n}, "kit-test")
+        topics.produce("room-events", key, json.dumps(envelope).encode())
+    consumer = EventConsumer(app, f"kit-{uuid.uuid4().hex[:6]}", {"room-events": {"room.updated": on_updated}}, batch_size=50)
+    consumer.start()
+    try:
+        wait_until(lambda: len(applied) >= 10, message="every event to be applied")
+    finally:
+        consumer.stop()
+    assert applied == list(range(10)) and failed_once == {4}
