@@ -410,6 +410,7 @@ class Bench:
             "GET /api/rooms?per_page=20": ("/api/rooms?per_page=20", user),
         }
         session = requests.Session()
+        psutil.cpu_percent()  # starts the measurement of how busy the box is during the probes
         for name, (path, headers) in probes.items():
             samples = []
             for _ in range(15):
@@ -418,6 +419,28 @@ class Bench:
                 samples.append((time.perf_counter() - started) * 1000)
                 assert response.status_code == 200, (path, response.status_code, response.text[:200])
             self.results["lists_ms"].setdefault(name, {})[label] = round(statistics.median(samples), 2)
+        self.results.setdefault("box_busy_percent_during_list_probes", {})[label] = psutil.cpu_percent()
+
+    def database_times(self) -> None:
+        """Execution time in PostgreSQL of each list's page and capped count at the seeded size (EXPLAIN ANALYZE)."""
+        columns = "id, room_id, user_id, title, description, start_time, end_time, attendees, status, created_at, updated_at"
+        filters = {
+            "all (admin)": "",
+            "room_id (a room with none)": f"WHERE room_id = {self.empty_room}",
+            "status=cancelled (no match)": "WHERE status = 'cancelled'",
+            "user_id (a user with none)": "WHERE user_id = 1",
+        }
+        url = self.stack.database_urls["reservations"].replace("postgresql+psycopg://", "postgresql://")
+        with psycopg.connect(url, autocommit=True) as conn:
+            for name, where in filters.items():
+                total = 0.0
+                for query in (
+                    f"SELECT {columns} FROM reservations {where} ORDER BY start_time, id LIMIT 20",
+                    f"SELECT count(*) FROM (SELECT {columns} FROM reservations {where} LIMIT 1001) AS page",
+                ):
+                    plan = conn.execute(f"EXPLAIN (ANALYZE, FORMAT JSON) {query}").fetchone()[0]
+                    total += plan[0]["Planning Time"] + plan[0]["Execution Time"]
+                self.results.setdefault("lists_database_ms_seeded", {})[name] = round(total, 3)
 
     def seed(self) -> None:
         """SEED_ROWS confirmed bookings over 1,000 rooms (ids unknown to room-service), by COPY, then ANALYZE."""
@@ -496,6 +519,14 @@ class Bench:
                     figures["growth"] = round(factor, 2)
                     growth = f"  x{factor:.2f} {'(within 2x)' if factor <= 2 else '(MORE than 2x)'}"
                 say(f"  {name:<52} {row}{growth}")
+        if self.results.get("lists_database_ms_seeded"):
+            busy = self.results.get("box_busy_percent_during_list_probes", {})
+            say(
+                f"  (the box was {busy.get('empty')} % busy during the empty probes, {busy.get('seeded')} % during the seeded ones)"
+            )
+            say("  in PostgreSQL at the seeded size (page + capped count, planning + execution):")
+            for name, ms in self.results["lists_database_ms_seeded"].items():
+                say(f"    {name:<50} {ms:>7.3f} ms")
         say("\nresident memory per process:")
         for name, mib in self.results["memory_mib"].items():
             say(f"  {name:<46} {mib:>7.1f} MiB")
@@ -515,6 +546,7 @@ class Bench:
             if SEED_ROWS:
                 self.seed()
                 self.list_latencies("seeded")
+                self.database_times()
             self.report()
         finally:
             self.stack.stop()
