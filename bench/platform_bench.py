@@ -124,6 +124,13 @@ class Bench:
             )
             assert created.status_code == 201, created.text
             self.tokens.append(self.login(session, email, "bench password"))
+        email = f"bench-probe-{uuid.uuid4().hex[:10]}@example.com"  # books nothing: its list stays empty
+        session.post(
+            f"{self.gateway}/api/auth/register",
+            json={"email": email, "password": "bench password", "full_name": "Probe"},
+            timeout=30,
+        )
+        self.probe = self.login(session, email, "bench password")
         self.rooms = [self.create_room(session, f"Bench {i}") for i in range(VUS)]
         self.empty_room = self.create_room(session, "Bench empty")
 
@@ -141,6 +148,40 @@ class Bench:
         )
         assert response.status_code == 201, response.text
         return response.json()["id"]
+
+    # -- CPU accounting --------------------------------------------------------------------------
+
+    def process_groups(self) -> dict[str, list[int]]:
+        """Root pids of each part of the run: its CPU time is the root's plus its children's."""
+        groups: dict[str, list[int]] = {}
+        for name, service in self.stack.services.items():
+            groups[f"{name} request processes"] = [service.child.popen.pid]
+            groups[f"{name} worker"] = [service.worker.popen.pid]
+        for component in self.stack.started:
+            label = {"Postgres": "postgresql", "Broker": "broker", "Gateway": "nginx gateway"}.get(type(component).__name__)
+            if label and component.child is not None:
+                groups[label] = [component.child.popen.pid]
+        groups["baseline"] = [self.baseline.popen.pid]
+        return groups
+
+    @staticmethod
+    def cpu_seconds(pids: list[int]) -> float:
+        total = 0.0
+        for pid in pids:
+            try:
+                root = psutil.Process(pid)
+                for process in [root, *root.children(recursive=True)]:
+                    times = process.cpu_times()
+                    total += times.user + times.system
+            except psutil.Error:
+                pass
+        return total
+
+    def cpu_snapshot(self) -> dict[str, float]:
+        snapshot = {name: self.cpu_seconds(pids) for name, pids in self.process_groups().items()}
+        machine = psutil.cpu_times()
+        snapshot["whole machine"] = machine.user + machine.system + getattr(machine, "softirq", 0) + getattr(machine, "irq", 0)
+        return snapshot
 
     # -- load ------------------------------------------------------------------------------------
 
@@ -175,7 +216,9 @@ class Bench:
             str(summary),
             str(REPO / "bench" / "load.js"),
         ]
+        before, started = self.cpu_snapshot(), time.monotonic()
         subprocess.run(command, env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        after, wall = self.cpu_snapshot(), time.monotonic() - started
         metrics = json.loads(summary.read_text())["metrics"]
         checks = metrics.get("checks", {"passes": 0, "fails": 0})
         result = {
@@ -184,10 +227,16 @@ class Bench:
             "p50_ms": round(metrics["http_req_duration"]["med"], 2),
             "p99_ms": round(metrics["http_req_duration"]["p(99)"], 2),
             "unexpected_statuses": int(checks["fails"]),
+            # CPU cores each part used on average during the run (k6 and other work on the box are in "whole machine").
+            "cpu_cores": {
+                name: round((after[name] - before[name]) / wall, 2) for name in after if after[name] - before[name] > 0.01 * wall
+            },
         }
         self.results["endpoints"][name] = result
         flag = "" if not result["unexpected_statuses"] else f"   ({result['unexpected_statuses']} unexpected statuses!)"
         say(f"  {name:<36} {result['rps']:>8.1f} req/s  p50 {result['p50_ms']:>7.2f} ms  p99 {result['p99_ms']:>7.2f} ms{flag}")
+        busiest = sorted(result["cpu_cores"].items(), key=lambda item: -item[1])[:6]
+        say("      CPU cores: " + ", ".join(f"{part} {cores}" for part, cores in busiest))
         return result
 
     def run_load(self) -> None:
@@ -218,9 +267,14 @@ class Bench:
         self.stop_profile(pid_profile)
         self.drain(load_ended, written["requests"])
         self.k6("GET /api/rooms?per_page=20", f"{self.gateway}/api/rooms?per_page=20", tokens=self.tokens)
+        # A ten-hour window: twenty bookings of the VU's room, as many rows as the baseline's SELECT.
+        window = "from={}&to={}".format(
+            datetime.fromtimestamp(self.base_epoch_ms / 1000, UTC).isoformat().replace("+00:00", "Z"),
+            datetime.fromtimestamp(self.base_epoch_ms / 1000 + 10 * 3600, UTC).isoformat().replace("+00:00", "Z"),
+        )
         self.k6(
             "GET /api/reservations/room/{id}",
-            f"{self.gateway}/api/reservations/room/{{room}}",
+            f"{self.gateway}/api/reservations/room/{{room}}?{window}",
             tokens=self.tokens,
             rooms=self.rooms,
         )
@@ -346,16 +400,17 @@ class Bench:
 
     def list_latencies(self, label: str) -> None:
         admin = {"Authorization": f"Bearer {self.admin}"}
-        user = {"Authorization": f"Bearer {self.tokens[0]}"}
+        user = {"Authorization": f"Bearer {self.probe}"}
         probes = {
             "GET /api/reservations?per_page=20 (admin)": ("/api/reservations?per_page=20", admin),
             "GET /api/reservations?room_id= (a room with none)": (f"/api/reservations?room_id={self.empty_room}", admin),
             "GET /api/reservations?status=cancelled (no match)": ("/api/reservations?status=cancelled", admin),
             "GET /api/reservations?per_page=20 (a user's own)": ("/api/reservations?per_page=20", user),
-            "GET /api/reservations/room/{id} (7 days)": (f"/api/reservations/room/{self.rooms[0]}", user),
+            "GET /api/reservations/room/{id} (7 days)": (f"/api/reservations/room/{self.empty_room}", user),
             "GET /api/rooms?per_page=20": ("/api/rooms?per_page=20", user),
         }
         session = requests.Session()
+        psutil.cpu_percent()  # starts the measurement of how busy the box is during the probes
         for name, (path, headers) in probes.items():
             samples = []
             for _ in range(15):
@@ -364,6 +419,28 @@ class Bench:
                 samples.append((time.perf_counter() - started) * 1000)
                 assert response.status_code == 200, (path, response.status_code, response.text[:200])
             self.results["lists_ms"].setdefault(name, {})[label] = round(statistics.median(samples), 2)
+        self.results.setdefault("box_busy_percent_during_list_probes", {})[label] = psutil.cpu_percent()
+
+    def database_times(self) -> None:
+        """Execution time in PostgreSQL of each list's page and capped count at the seeded size (EXPLAIN ANALYZE)."""
+        columns = "id, room_id, user_id, title, description, start_time, end_time, attendees, status, created_at, updated_at"
+        filters = {
+            "all (admin)": "",
+            "room_id (a room with none)": f"WHERE room_id = {self.empty_room}",
+            "status=cancelled (no match)": "WHERE status = 'cancelled'",
+            "user_id (a user with none)": "WHERE user_id = 1",
+        }
+        url = self.stack.database_urls["reservations"].replace("postgresql+psycopg://", "postgresql://")
+        with psycopg.connect(url, autocommit=True) as conn:
+            for name, where in filters.items():
+                total = 0.0
+                for query in (
+                    f"SELECT {columns} FROM reservations {where} ORDER BY start_time, id LIMIT 20",
+                    f"SELECT count(*) FROM (SELECT {columns} FROM reservations {where} LIMIT 1001) AS page",
+                ):
+                    plan = conn.execute(f"EXPLAIN (ANALYZE, FORMAT JSON) {query}").fetchone()[0]
+                    total += plan[0]["Planning Time"] + plan[0]["Execution Time"]
+                self.results.setdefault("lists_database_ms_seeded", {})[name] = round(total, 3)
 
     def seed(self) -> None:
         """SEED_ROWS confirmed bookings over 1,000 rooms (ids unknown to room-service), by COPY, then ANALYZE."""
@@ -390,10 +467,14 @@ class Bench:
                             )
             conn.commit()
             conn.autocommit = True
-            conn.execute("ANALYZE reservations")
+            # What autovacuum would otherwise do during the measurement: vacuum, statistics, a checkpoint.
+            conn.execute("VACUUM (ANALYZE) reservations")
+            conn.execute("CHECKPOINT")
         self.results["seeded_rows"] = per_room * 1000
         self.results["seed_seconds"] = round(time.monotonic() - started, 1)
-        say(f"\nseeded {per_room * 1000:,} bookings by COPY in {self.results['seed_seconds']} s (then ANALYZE)")
+        say(
+            f"\nseeded {per_room * 1000:,} bookings by COPY in {self.results['seed_seconds']} s (with VACUUM ANALYZE, CHECKPOINT)"
+        )
 
     # -- memory and report -----------------------------------------------------------------------
 
@@ -438,6 +519,14 @@ class Bench:
                     figures["growth"] = round(factor, 2)
                     growth = f"  x{factor:.2f} {'(within 2x)' if factor <= 2 else '(MORE than 2x)'}"
                 say(f"  {name:<52} {row}{growth}")
+        if self.results.get("lists_database_ms_seeded"):
+            busy = self.results.get("box_busy_percent_during_list_probes", {})
+            say(
+                f"  (the box was {busy.get('empty')} % busy during the empty probes, {busy.get('seeded')} % during the seeded ones)"
+            )
+            say("  in PostgreSQL at the seeded size (page + capped count, planning + execution):")
+            for name, ms in self.results["lists_database_ms_seeded"].items():
+                say(f"    {name:<50} {ms:>7.3f} ms")
         say("\nresident memory per process:")
         for name, mib in self.results["memory_mib"].items():
             say(f"  {name:<46} {mib:>7.1f} MiB")
@@ -457,6 +546,7 @@ class Bench:
             if SEED_ROWS:
                 self.seed()
                 self.list_latencies("seeded")
+                self.database_times()
             self.report()
         finally:
             self.stack.stop()

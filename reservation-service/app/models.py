@@ -49,6 +49,9 @@ class Reservation(db.Model):
         Index("ix_reservations_status_start", "status", "start_time", "id"),
     )
 
+    # Server-side defaults (timestamps, status, the computed range) come back in the INSERT's RETURNING.
+    __mapper_args__ = {"eager_defaults": True}
+
     def to_dict(self) -> dict:
         return {
             "id": self.id,

@@ -241,10 +241,9 @@ def create_reservation(
     )
     db.session.add(reservation)
     try:
-        _flush_or_conflict(request.room_id, start, end, None)
+        _flush_or_conflict(request.room_id, start, end, None)  # the INSERT returns the server's defaults
     except BookingConflict as conflict:
         raise _with_suggestions(conflict, room, start, end, len(request.attendees), settings, now) from None
-    db.session.refresh(reservation)
     publish("reservation.created", reservation)
     if on_created:
         on_created(reservation)

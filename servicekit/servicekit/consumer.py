@@ -1,7 +1,8 @@
 """The consumer runner: a consumer group whose handlers apply each event exactly once.
 
 The event id is recorded in `processed_events` in the same transaction as the
-handler's effect, so a redelivered event changes nothing. A failing handler is
+handler's effect, so a redelivered event changes nothing. Messages are applied in
+batches: one transaction (a savepoint per message) and one offset commit per batch. A failing handler is
 retried with backoff (the message is re-read by seeking back, so the partition
 keeps its order); after `max_attempts` the message is parked in `parked_events`,
 logged and counted, and the partition moves on. A database outage is retried
@@ -20,7 +21,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 from flask import Flask
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import InterfaceError, OperationalError
@@ -33,11 +34,17 @@ from .metrics import metrics_of
 log = logging.getLogger(__name__)
 
 Handler = Callable[[dict[str, Any]], None]
+PARKED = ("parked",)  # the outcome of a message kept in parked_events
 
 
 class EventConsumer:
     """Consumes `handlers`' topics as `group_id`; `handlers[topic][event_type](envelope)`; only envelopes
-    whose `producer` is `owners[topic]` are applied."""
+    whose `producer` is `owners[topic]` are applied (others are parked and counted as rejected).
+
+    Messages are taken in batches of up to `batch_size`: each is applied in a savepoint of one
+    database transaction, which commits once, and then their offsets are committed once. A message
+    that must be retried ends its batch: what came before it is committed, and every partition of
+    the batch is rewound to its first message not handled."""
 
     def __init__(
         self,
@@ -47,6 +54,7 @@ class EventConsumer:
         *,
         owners: dict[str, str],
         max_attempts: int = 5,
+        batch_size: int = 100,
     ):
         unowned = sorted(set(handlers) - set(owners))
         if unowned:
@@ -56,6 +64,7 @@ class EventConsumer:
         self.handlers = handlers
         self.owners = owners
         self.max_attempts = max_attempts
+        self.batch_size = batch_size
         config = app.config["SERVICE"]
         self.consumer = Consumer(
             consumer_config(config.kafka_bootstrap_servers, group_id, f"{config.service_name}-consumer", config.kafka_security())
@@ -78,57 +87,83 @@ class EventConsumer:
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            message = self.consumer.poll(0.5)
-            if message is None:
-                continue
-            if message.error():
-                if message.error().code() != KafkaError._PARTITION_EOF:
-                    log.warning("consumer %s: %s", self.group_id, message.error())
-                continue
-            self.handle_message(message)
+            messages = self.consumer.consume(num_messages=self.batch_size, timeout=0.5)
+            if messages:
+                self.handle_batch(messages)
 
     def handle_message(self, message: Message) -> None:
-        """Apply one message; commit its offset once it is applied, skipped or parked."""
+        """Apply one message (a batch of one)."""
+        self.handle_batch([message])
+
+    def handle_batch(self, messages: list[Message]) -> None:
+        """Apply `messages` in one transaction, then commit the offsets of those applied, skipped or parked."""
+        handled: list[tuple[Message, tuple[str, ...]]] = []  # (message, its metric labels or PARKED)
+        retry_from, delay = None, 0.0
+        with self.app.app_context():
+            try:
+                for index, message in enumerate(messages):
+                    if message.error():
+                        if message.error().code() != KafkaError._PARTITION_EOF:
+                            log.warning("consumer %s: %s", self.group_id, message.error())
+                        continue
+                    outcome = self._handle_in_transaction(message)
+                    if isinstance(outcome, float):
+                        retry_from, delay = index, outcome
+                        break
+                    handled.append((message, outcome))
+                db.session.commit()
+            except (OperationalError, InterfaceError) as exc:
+                db.session.rollback()
+                log.warning("consumer %s: database unavailable, retrying the batch: %s", self.group_id, exc.__class__.__name__)
+                self._rewind(messages)
+                self._stop.wait(2.0)
+                return
+        if retry_from is not None:
+            self._rewind(messages[retry_from:])
+        if handled:
+            self._commit([message for message, _ in handled])
+            metrics = metrics_of(self.app)
+            for message, labels in handled:
+                self._attempts.pop((message.topic(), message.partition(), message.offset()), None)
+                if labels == PARKED:
+                    metrics.events_parked.labels(message.topic()).inc()
+                else:
+                    metrics.events_consumed.labels(*labels).inc()
+            self._record_lag(handled[-1][0])
+        if retry_from is not None:
+            self._stop.wait(delay)
+
+    def _handle_in_transaction(self, message: Message) -> tuple[str, ...] | float:
+        """Apply, skip or park one message inside the batch's transaction: its metric labels (or PARKED),
+        or the seconds to wait before it is retried."""
         position = (message.topic(), message.partition(), message.offset())
-        metrics = metrics_of(self.app)
         envelope = self._decode(message)
         if envelope is None:
             self._park(message, "not a valid event envelope")
-            return
+            return PARKED
         if envelope["producer"] != self.owners.get(message.topic()):
-            metrics.events_consumed.labels(message.topic(), str(envelope["event_type"]), "rejected").inc()
             self._park(message, f"producer {envelope['producer']!r} does not own topic {message.topic()}")
-            return
+            return (message.topic(), str(envelope["event_type"]), "rejected")
         handler = self.handlers.get(message.topic(), {}).get(envelope["event_type"])
         if handler is None:
-            metrics.events_consumed.labels(message.topic(), envelope["event_type"], "ignored").inc()
-            self._commit(message)
-            return
+            return (message.topic(), envelope["event_type"], "ignored")
+        savepoint = db.session.begin_nested()
         try:
-            with self.app.app_context():
-                try:
-                    applied = self._apply(handler, envelope)
-                except Exception:
-                    db.session.rollback()
-                    raise
-        except (OperationalError, InterfaceError) as exc:
-            log.warning("consumer %s: database unavailable, retrying %s: %s", self.group_id, position, exc.__class__.__name__)
-            self._retry_later(message, delay=2.0)
-            return
+            applied = self._apply(handler, envelope)
+            savepoint.commit()
+        except (OperationalError, InterfaceError):
+            raise  # the database is away: the whole batch is retried
         except Exception as exc:
+            savepoint.rollback()
             attempts = self._attempts.get(position, 0) + 1
             self._attempts[position] = attempts
             if attempts >= self.max_attempts:
                 log.exception("consumer %s: parking %s after %d attempts", self.group_id, position, attempts)
                 self._park(message, f"{exc.__class__.__name__}: {exc}")
-                return
+                return PARKED
             log.warning("consumer %s: handler failed (attempt %d), retrying %s: %s", self.group_id, attempts, position, exc)
-            self._retry_later(message, delay=min(0.2 * 2**attempts, 5.0))
-            return
-        self._attempts.pop(position, None)
-        metrics.events_consumed.labels(message.topic(), envelope["event_type"], "applied" if applied else "duplicate").inc()
-        self._commit(message)
-        self._record_lag(message)
+            return min(0.2 * 2**attempts, 5.0)
+        return (message.topic(), envelope["event_type"], "applied" if applied else "duplicate")
 
     def _record_lag(self, message: Message) -> None:
         # Cached watermarks come with fetch responses: no extra request to the broker.
@@ -146,10 +181,8 @@ class EventConsumer:
             .returning(ProcessedEvent.event_id)
         ).first()
         if inserted is None:
-            db.session.rollback()
-            return False
+            return False  # already applied: a redelivery changes nothing
         handler(envelope)
-        db.session.commit()
         return True
 
     @staticmethod
@@ -160,37 +193,45 @@ class EventConsumer:
             return None
         return value if is_valid_envelope(value) else None
 
-    def _retry_later(self, message: Message, delay: float) -> None:
-        self.consumer.seek(TopicPartition(message.topic(), message.partition(), message.offset()))
-        self._stop.wait(delay)
+    def _rewind(self, messages: list[Message]) -> None:
+        """Seek each partition of `messages` back to its first one, so they are read again in order."""
+        first: dict[tuple[str, int], int] = {}
+        for message in messages:
+            if not message.error():
+                first.setdefault((message.topic(), message.partition()), message.offset())
+        for (topic, partition), offset in first.items():
+            try:
+                self.consumer.seek(TopicPartition(topic, partition, offset))
+            except KafkaException as exc:  # the partition was revoked meanwhile: its new owner reads from the commit
+                log.warning("consumer %s: cannot rewind %s[%d]: %s", self.group_id, topic, partition, exc)
 
     def _park(self, message: Message, error: str) -> None:
-        try:
-            with self.app.app_context():
-                db.session.add(
-                    ParkedEvent(
-                        consumer_group=self.group_id,
-                        topic=message.topic(),
-                        partition=message.partition(),
-                        offset=message.offset(),
-                        key=(message.key() or b"").decode("utf-8", "replace"),
-                        value=(message.value() or b"").decode("utf-8", "replace"),
-                        error=error[:4000],
-                    )
-                )
-                db.session.commit()
-        except (OperationalError, InterfaceError):
-            self._retry_later(message, delay=2.0)
-            return
-        self._attempts.pop((message.topic(), message.partition(), message.offset()), None)
-        metrics_of(self.app).events_parked.labels(message.topic()).inc()
+        """Keep the message in `parked_events` (in the batch's transaction) so the partition moves on."""
+        db.session.add(
+            ParkedEvent(
+                consumer_group=self.group_id,
+                topic=message.topic(),
+                partition=message.partition(),
+                offset=message.offset(),
+                key=(message.key() or b"").decode("utf-8", "replace"),
+                value=(message.value() or b"").decode("utf-8", "replace"),
+                error=error[:4000],
+            )
+        )
         log.error(
             "consumer %s: parked %s[%d]@%d: %s", self.group_id, message.topic(), message.partition(), message.offset(), error
         )
-        self._commit(message)
 
-    def _commit(self, message: Message) -> None:
+    def _commit(self, messages: list[Message]) -> None:
+        """Commit, per partition, the offset after the last of `messages`."""
+        after: dict[tuple[str, int], int] = {}
+        for message in messages:
+            key = (message.topic(), message.partition())
+            after[key] = max(after.get(key, -1), message.offset() + 1)
         try:
-            self.consumer.commit(message=message, asynchronous=False)
+            self.consumer.commit(
+                offsets=[TopicPartition(topic, partition, offset) for (topic, partition), offset in after.items()],
+                asynchronous=False,
+            )
         except Exception as exc:  # a lost commit means a redelivery, which is idempotent
             log.warning("consumer %s: offset commit failed: %s", self.group_id, exc)

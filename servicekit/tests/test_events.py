@@ -159,3 +159,37 @@ def test_a_rolled_back_change_never_reaches_the_topic(app, topics):
 def test_a_consumer_needs_an_owner_for_every_topic(app):
     with pytest.raises(ValueError, match="user-events"):
         EventConsumer(app, "kit-x", {"user-events": revocation_handlers()}, owners={})
+
+
+def test_a_failing_message_ends_its_batch_and_every_message_is_applied_once_in_order(app, topics):
+    """Ten events in one partition, taken as one batch; the fifth fails once. The four before it are
+    committed with the batch, the partition is rewound to the fifth, and the rest follow in order."""
+    key = uuid.uuid4().hex
+    applied: list[int] = []
+    failed_once: set[int] = set()
+
+    def on_updated(envelope):
+        data = envelope["data"]
+        if data.get("key") != key:
+            return
+        if data["n"] == 4 and 4 not in failed_once:
+            failed_once.add(4)
+            raise RuntimeError("a passing failure")
+        applied.append(data["n"])
+
+    for n in range(10):
+        envelope = make_envelope("room.updated", {"key": key, "n": n}, "kit-test")
+        topics.produce("room-events", key, json.dumps(envelope).encode())
+    consumer = EventConsumer(
+        app,
+        f"kit-{uuid.uuid4().hex[:6]}",
+        {"room-events": {"room.updated": on_updated}},
+        owners={"room-events": "kit-test"},
+        batch_size=50,
+    )
+    consumer.start()
+    try:
+        wait_until(lambda: len(applied) >= 10, message="every event to be applied")
+    finally:
+        consumer.stop()
+    assert applied == list(range(10)) and failed_once == {4}
