@@ -74,3 +74,4 @@ def add_checkin_and_waitlist(app: Flask, config: ReservationServiceConfig) -> No
     background = app.extensions["servicekit.background"]
     background.add_job("release-no-shows", config.auto_release_poll_seconds, release_no_shows)
     background.add_job("serve-waitlist", config.waitlist_poll_seconds, serve_waitlist, exclusive=True)
+    background.add_job("refresh-utilization-gauge", 60, lambda: checkin_routes.refresh_utilization_gauge(app))

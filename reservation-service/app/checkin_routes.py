@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 from flask import Blueprint, Flask, Response, current_app, jsonify, request
 
@@ -28,10 +28,27 @@ COUNTERS = {
 }
 
 
+UTILIZATION_GAUGE = "rooms_utilization_percent"
+
+
 def register_checkin_metrics(app: Flask) -> None:
-    """Create the counters at start-up (in the request and the worker process), exported at 0."""
-    for name, documentation in COUNTERS.items():
-        metrics_of(app).counter(name, documentation)
+    """Create the metrics at start-up (in the request and the worker process), exported at 0."""
+    metrics = metrics_of(app)
+    metrics.counter("reservation_checkins_total", COUNTERS["reservation_checkins_total"])
+    metrics.counter("reservations_released_total", COUNTERS["reservations_released_total"])
+    metrics.counter("waitlist_joins_total", COUNTERS["waitlist_joins_total"])
+    metrics.counter("waitlist_bookings_total", COUNTERS["waitlist_bookings_total"])
+    metrics.counter("waitlist_expiries_total", COUNTERS["waitlist_expiries_total"])
+    metrics.gauge("rooms_utilization_percent", "Booked hours / open hours of all rooms today (UTC day), in percent")
+
+
+def refresh_utilization_gauge(app: Flask) -> None:
+    """Today's utilisation of all rooms together (worker job): what the dashboard's utilisation panel shows."""
+    today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    report = reports.utilization(today, today + timedelta(days=1))
+    booked = sum(room.booked_hours for room in report.rooms)
+    opened = sum(room.open_hours for room in report.rooms)
+    metrics_of(app).gauge(UTILIZATION_GAUGE, "").set(round(100 * booked / opened, 2) if opened else 0)
 
 
 def count(app: Flask, name: str, amount: int = 1) -> None:
