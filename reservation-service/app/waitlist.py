@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from sqlalchemy import Select, select, update
+from sqlalchemy import Select, or_, select, update
 
 from servicekit.auth import Principal
 from servicekit.db import db, utcnow
@@ -24,7 +24,7 @@ from servicekit.problems import Conflict, NotFound, ValidationFailed
 
 from . import locks, services
 from .directory import RoomInfo, _room_info
-from .models import Reservation, RoomReplica, UserReplica, WaitlistEntry
+from .models import Blackout, Reservation, RoomReplica, UserReplica, WaitlistEntry
 from .schemas import WaitlistCreate, WaitlistListQuery
 
 log = logging.getLogger(__name__)
@@ -121,10 +121,19 @@ def book_freed_slots(settings: services.BookingSettings) -> list[int]:
         )
         .exists()
     )
+    blacked_out = (
+        select(Blackout.id)
+        .where(
+            or_(Blackout.room_id == WaitlistEntry.room_id, Blackout.room_id.is_(None)),
+            Blackout.start_time < WaitlistEntry.end_time,
+            Blackout.end_time > WaitlistEntry.start_time,
+        )
+        .exists()
+    )
     candidates = list(
         db.session.execute(
             select(WaitlistEntry.id)
-            .where(WaitlistEntry.status == "waiting", WaitlistEntry.start_time > now, ~taken)
+            .where(WaitlistEntry.status == "waiting", WaitlistEntry.start_time > now, ~taken, ~blacked_out)
             .order_by(WaitlistEntry.id)
         ).scalars()
     )

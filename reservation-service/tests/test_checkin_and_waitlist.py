@@ -458,3 +458,55 @@ def test_utilization_report_needs_a_valid_period(client, people):
     backwards = {"from": "2027-03-08T00:00:00+01:00", "to": "2027-03-01T00:00:00+01:00"}
     response = client.get("/api/reports/utilization", query_string=backwards, headers=admin)
     assert response.status_code == 422 and response.get_json()["errors"][0]["field"] == "to"
+
+
+def test_an_entry_over_its_owners_weekly_quota_is_skipped_for_the_next(client, people, rooms):
+    _, owner = people.user()
+    _, busy = people.user()
+    _, next_in_line = people.user()
+    room, elsewhere = rooms.create(), rooms.create()
+    week = ["2027-04-05", "2027-04-06", "2027-04-07"]  # Monday to Wednesday of ISO week 2027-W14
+    for day in week:  # 3 x 12 h + 4 h = MAX_HOURS_PER_WEEK (40)
+        body = {"room_id": elsewhere["id"], "title": "Workshop", "start_time": f"{day}T08:00:00Z", "end_time": f"{day}T20:00:00Z"}
+        assert client.post("/api/reservations", json=body, headers=busy).status_code == 201
+    last = {
+        "room_id": elsewhere["id"],
+        "title": "Workshop",
+        "start_time": "2027-04-08T08:00:00Z",
+        "end_time": "2027-04-08T12:00:00Z",
+    }
+    assert client.post("/api/reservations", json=last, headers=busy).status_code == 201
+    friday = {"room_id": room["id"], "title": "Review", "start_time": "2027-04-09T09:00:00Z", "end_time": "2027-04-09T10:00:00Z"}
+    taken = client.post("/api/reservations", json=friday, headers=owner).get_json()
+    assert client.post("/api/waitlist", json=friday, headers=busy).status_code == 201
+    assert client.post("/api/waitlist", json=friday, headers=next_in_line).status_code == 201
+    client.delete(f"/api/reservations/{taken['id']}", headers=owner)
+    wait_until(lambda: [e for e in entries(client, next_in_line) if e["status"] == "booked"], message="the next entry booked")
+    assert [e["status"] for e in entries(client, busy)] == ["waiting"]
+
+
+def test_a_deleted_blackout_frees_its_time_for_the_waitlist(client, people, rooms):
+    _, admin = people.admin()
+    _, waiter = people.user()
+    room = rooms.create()
+    start, end = slot(9, 120)
+    created = client.post(
+        "/api/blackouts", json={"room_id": room["id"], "start_time": start, "end_time": end, "reason": "Painting"}, headers=admin
+    ).get_json()
+    assert client.post("/api/waitlist", json=waitlist_entry(room["id"], 9), headers=waiter).status_code == 201
+    assert [e["status"] for e in entries(client, waiter)] == ["waiting"]
+    assert client.delete(f"/api/blackouts/{created['id']}", headers=admin).status_code == 204
+    wait_until(lambda: [e for e in entries(client, waiter) if e["status"] == "booked"], message="the entry booked")
+
+
+def test_a_moved_booking_frees_its_old_time_for_the_waitlist(client, people, rooms):
+    _, owner = people.user()
+    _, waiter = people.user()
+    room = rooms.create()
+    taken = client.post("/api/reservations", json=booking(room["id"], 10), headers=owner).get_json()
+    assert client.post("/api/waitlist", json=waitlist_entry(room["id"], 10), headers=waiter).status_code == 201
+    start, end = slot(12)
+    moved = client.put(f"/api/reservations/{taken['id']}", json={"start_time": start, "end_time": end}, headers=owner)
+    assert moved.status_code == 200
+    [entry] = wait_until(lambda: [e for e in entries(client, waiter) if e["status"] == "booked"], message="the entry booked")
+    assert entry["reservation_id"] != taken["id"]
