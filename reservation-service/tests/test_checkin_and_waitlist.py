@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import csv
 import io
-import threading
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
@@ -20,8 +19,9 @@ from test_events_and_mail import mails_to
 
 from app import checkin, create_app
 from servicekit.db import db
+from servicekit.metrics import metrics_of
 from servicekit.testing import wait_until
-from servicekit.worker import Job, Scheduler, run_exclusively
+from servicekit.worker import Job, Scheduler
 
 PROBLEM = "application/problem+json"
 AUTO_RELEASE = {"open_hours": None, "min_minutes": 5, "max_minutes": 720, "horizon_days": 365, "auto_release": True}
@@ -225,9 +225,10 @@ def test_two_workers_release_each_no_show_exactly_once(client, people, rooms, co
     many = [rooms.create(booking_policy=AUTO_RELEASE) for _ in range(8)]
     start, end = soon(2)
     reservations = [book(client, admin, room["id"], start, end) for room in many]
-    workers = []
+    workers, worker_apps = [], []
     for _ in range(2):
         worker_app = create_app(replace(config, checkin_grace_minutes=0))
+        worker_apps.append(worker_app)
         [job] = [j for j in worker_app.extensions["servicekit.background"].jobs if j.name == "release-no-shows"]
         workers.append(Scheduler(worker_app, [Job(job.name, 0.01, job.run)], tick_seconds=0.01))
     for worker in workers:
@@ -239,6 +240,8 @@ def test_two_workers_release_each_no_show_exactly_once(client, people, rooms, co
         for worker in workers:
             worker.stop()
     assert released_events(no_grace_app, ids) == {rid: 1 for rid in ids}
+    # Each release counted once, by whichever worker made it.
+    assert sum(metrics_of(a).registry.get_sample_value("reservations_released_total") for a in worker_apps) == len(ids)
     for reservation in reservations:
         body = client.get(f"/api/reservations/{reservation['id']}", headers=admin).get_json()
         assert body["status"] == "released" and body["sequence"] == 1
@@ -370,37 +373,6 @@ def test_entries_whose_start_passes_expire(client, people, rooms):
     wait_until(lambda: [e["status"] for e in entries(client, waiter)] == ["expired"], message="the entry to expire")
 
 
-def test_the_waitlist_pass_runs_in_one_replica_at_a_time(app):
-    inside = threading.Event()
-    release = threading.Event()
-    ran_twice = []
-
-    def long_job():
-        inside.set()
-        release.wait(10)
-
-    def other():
-        with app.app_context():
-            ran_twice.append(run_exclusively("test-exclusive", lambda: None))
-
-    holder = threading.Thread(target=lambda: _in_context(app, lambda: run_exclusively("test-exclusive", long_job)))
-    holder.start()
-    assert inside.wait(10)
-    blocked = threading.Thread(target=other)
-    blocked.start()
-    blocked.join(10)
-    release.set()
-    holder.join(10)
-    assert ran_twice == [False]
-    with app.app_context():
-        assert run_exclusively("test-exclusive", lambda: None) is True
-
-
-def _in_context(app, run):
-    with app.app_context():
-        run()
-
-
 # --- report ----------------------------------------------------------------------------------------
 
 WEEKDAYS_8_TO_20 = {day: [["08:00", "20:00"]] for day in ("mon", "tue", "wed", "thu", "fri")}
@@ -510,3 +482,18 @@ def test_a_moved_booking_frees_its_old_time_for_the_waitlist(client, people, roo
     assert moved.status_code == 200
     [entry] = wait_until(lambda: [e for e in entries(client, waiter) if e["status"] == "booked"], message="the entry booked")
     assert entry["reservation_id"] != taken["id"]
+
+
+def test_a_released_booking_cannot_be_changed_and_cancelling_it_changes_nothing(client, people, rooms, no_grace_app):
+    _, headers = people.user()
+    room = rooms.create(booking_policy=AUTO_RELEASE)
+    start, end = soon(1.5)
+    reservation = book(client, headers, room["id"], start, end)
+    wait_until_started(start)
+    with no_grace_app.app_context():
+        assert checkin.release_no_shows(timedelta(0)) == [reservation["id"]]
+    changed = client.put(f"/api/reservations/{reservation['id']}", json={"title": "Back again"}, headers=headers)
+    assert changed.status_code == 409 and "released" in changed.get_json()["detail"]
+    assert client.delete(f"/api/reservations/{reservation['id']}", headers=headers).status_code == 204
+    after = client.get(f"/api/reservations/{reservation['id']}", headers=headers).get_json()
+    assert after["status"] == "released" and after["title"] == "Stand-up"
