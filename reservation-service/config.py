@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from servicekit.config import BaseConfig, env_field, parse_bool, parse_positive_int
+from servicekit.config import BaseConfig, env_field, parse_bool, parse_non_negative_int, parse_positive_int
 
 
 @dataclass(frozen=True)
@@ -39,4 +39,22 @@ class ReservationServiceConfig(BaseConfig):
     smtp_starttls: bool = env_field("SMTP_STARTTLS", False, parse_bool, doc="use STARTTLS")
     mail_max_attempts: int = env_field(
         "MAIL_MAX_ATTEMPTS", 10, parse_positive_int, doc="sending attempts before a mail is given up (logged, counted)"
+    )
+    checkin_open_minutes: int = env_field(
+        "CHECKIN_OPEN_MINUTES", 10, parse_non_negative_int, doc="check-in opens this many minutes before the start"
+    )
+    checkin_grace_minutes: int = env_field(
+        "CHECKIN_GRACE_MINUTES",
+        15,
+        parse_non_negative_int,
+        doc="check-in closes this many minutes after the start; then rooms with auto_release release the booking",
+    )
+    auto_release_poll_seconds: int = env_field(
+        "AUTO_RELEASE_POLL_SECONDS", 30, parse_positive_int, doc="how often the worker releases no-shows"
+    )
+    waitlist_poll_seconds: int = env_field(
+        "WAITLIST_POLL_SECONDS",
+        5,
+        parse_positive_int,
+        doc="how often the worker books freed slots for the waitlist and expires entries",
     )

@@ -12,7 +12,7 @@ from servicekit.auth import JwksKeySource, TokenVerifier, init_auth
 from servicekit.openapi import build_spec
 from servicekit.peers import PeerClient
 
-from . import calendar_routes, idempotency, kafka_consumer, routes, services
+from . import calendar_routes, checkin, checkin_routes, idempotency, kafka_consumer, routes, services, waitlist
 from .directory import RoomDirectory, UserDirectory
 from .mail import MailSender
 from .schemas import SCHEMAS
@@ -49,4 +49,30 @@ def create_app(config: ReservationServiceConfig | None = None) -> Flask:
     background.add_worker(MailSender)
     # Idempotency-Key answers are kept IDEMPOTENCY_KEY_HOURS; the expired ones are deleted here.
     background.add_job("purge-expired-idempotency-keys", 300, idempotency.purge_expired)
+    add_checkin_and_waitlist(app, config)
     return app
+
+
+def add_checkin_and_waitlist(app: Flask, config: ReservationServiceConfig) -> None:
+    """Check-in, the waitlist and the report (routes, counters), and the worker's jobs: releasing
+    no-shows (claimed with SKIP LOCKED: every replica may run it) and the waitlist pass (exclusive:
+    one replica at a time, so first come is first served)."""
+    window = checkin_routes.make_checkin_window(config)
+    app.extensions["reservation-service.checkin_window"] = window
+    app.register_blueprint(checkin_routes.check_ins)
+    app.register_blueprint(checkin_routes.waitlist_routes)
+    app.register_blueprint(checkin_routes.report_routes)
+    checkin_routes.register_checkin_metrics(app)
+    settings = app.extensions["reservation-service.booking"]
+
+    def release_no_shows() -> None:
+        checkin_routes.count(app, "reservations_released_total", len(checkin.release_no_shows(window.grace)))
+
+    def serve_waitlist() -> None:
+        checkin_routes.count(app, "waitlist_expiries_total", waitlist.expire_passed())
+        checkin_routes.count(app, "waitlist_bookings_total", len(waitlist.book_freed_slots(settings)))
+
+    background = app.extensions["servicekit.background"]
+    background.add_job("release-no-shows", config.auto_release_poll_seconds, release_no_shows)
+    background.add_job("serve-waitlist", config.waitlist_poll_seconds, serve_waitlist, exclusive=True)
+    background.add_job("refresh-utilization-gauge", 60, lambda: checkin_routes.refresh_utilization_gauge(app))

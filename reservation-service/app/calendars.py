@@ -18,7 +18,7 @@ from . import ical
 from .models import CalendarToken, Reservation, RoomReplica, UserReplica
 
 FEED_DAYS_BACK = 30
-NOTIFIED_EVENTS = frozenset({"reservation.created", "reservation.updated", "reservation.cancelled"})
+NOTIFIED_EVENTS = frozenset({"reservation.created", "reservation.updated", "reservation.cancelled", "reservation.released"})
 
 
 def token_digest(token: str) -> str:

@@ -18,6 +18,8 @@ from icalendar import Calendar, Event, vCalAddress
 
 PRODID = "-//Meeting Rooms//Reservation Service//EN"
 UID_DOMAIN = "meeting-rooms.local"
+# Bookings whose slot is free again: cancelled, or released because nobody checked in.
+FREED = ("cancelled", "released")
 
 
 @dataclass(frozen=True)
@@ -76,8 +78,8 @@ def booking_event(
     event.add("dtend", _utc(booking["end_time"]))
     event.add("summary", booking["title"])
     event.add("location", location)
-    event.add("status", "CANCELLED" if booking["status"] == "cancelled" else "CONFIRMED")
-    event.add("transp", "TRANSPARENT" if booking["status"] == "cancelled" else "OPAQUE")
+    event.add("status", "CANCELLED" if booking["status"] in FREED else "CONFIRMED")
+    event.add("transp", "TRANSPARENT" if booking["status"] in FREED else "OPAQUE")
     if detailed:
         event.add("created", _utc(booking["created_at"]))
         event.add("last-modified", updated)
@@ -115,7 +117,7 @@ def feed_calendar(name: str, events: Iterable[Event]) -> bytes:
 
 def invitation(booking: dict, *, location: str, organizer: Person | None, stamp: datetime) -> str:
     """The iTIP message mailed with a notification: METHOD:CANCEL for a cancelled booking, else METHOD:REQUEST."""
-    cancelled = booking["status"] == "cancelled"
+    cancelled = booking["status"] in FREED
     calendar = _calendar(method="CANCEL" if cancelled else "REQUEST")
     calendar.add_component(booking_event(booking, location=location, stamp=stamp, organizer=organizer))
     return calendar.to_ical().decode()

@@ -97,6 +97,7 @@ MAIL_HANDLERS = {
         "reservation.created": notify,
         "reservation.updated": notify,
         "reservation.cancelled": notify,
+        "reservation.released": notify,
     }
 }
 

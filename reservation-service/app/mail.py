@@ -85,8 +85,20 @@ def compose(event_type: str, data: dict, previous: dict | None) -> tuple[str, st
     """(subject, body) of the notification for one reservation event, or None if there is nothing to say."""
     room, when = _room_line(data["room_id"]), _when(data["start_time"], data["end_time"])
     header = f'"{data["title"]}"\nRoom: {room}\nWhen: {when}\n'
+    if event_type == "reservation.created" and data.get("waitlist_entry_id"):
+        return (
+            f"Booked from your waitlist: {data['title']} — {room}",
+            f"The time you were waiting for became free and is now booked for you.\n\n{header}\n"
+            f"Reservation #{data['id']} (waitlist entry #{data['waitlist_entry_id']}).\n",
+        )
     if event_type == "reservation.created":
         return f"Booked: {data['title']} — {room}", f"Your reservation is confirmed.\n\n{header}\nReservation #{data['id']}.\n"
+    if event_type == "reservation.released":
+        return (
+            f"Released: {data['title']} — {room}",
+            f"Nobody checked in within {data.get('grace_minutes', 0)} minutes of the start, so the room was released "
+            f"for others.\n\n{header}\nReservation #{data['id']}.\n",
+        )
     if event_type == "reservation.updated":
         changes = describe_changes(previous, data)
         if not changes:

@@ -28,12 +28,14 @@ class Reservation(db.Model):
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False, server_default=text("now()"))
     # iCalendar SEQUENCE: 0 when booked, one more at every change or cancellation (feeds and mails agree).
     sequence: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
+    # When the owner (or an admin) checked in; rooms with auto_release release bookings nobody checked in to.
+    checked_in_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     # Half-open [start, end): one booking may end exactly when the next starts.
     during = mapped_column(TSTZRANGE, Computed("tstzrange(start_time, end_time, '[)')", persisted=True))
 
     __table_args__ = (
         CheckConstraint("end_time > start_time", name="ends_after_start"),
-        CheckConstraint("status IN ('confirmed', 'cancelled')", name="status_known"),
+        CheckConstraint("status IN ('confirmed', 'cancelled', 'released')", name="status_known"),
         Index("ix_reservations_user_start", "user_id", "start_time"),
         # The guarantee: no two confirmed reservations of one room overlap, whatever the concurrency.
         ExcludeConstraint(
@@ -47,6 +49,12 @@ class Reservation(db.Model):
         Index("ix_reservations_start_id", "start_time", "id"),
         Index("ix_reservations_room_start", "room_id", "start_time", "id"),
         Index("ix_reservations_status_start", "status", "start_time", "id"),
+        # What the auto-release job scans: confirmed bookings nobody checked in to (0006_checkin).
+        Index(
+            "ix_reservations_unchecked_start",
+            "start_time",
+            postgresql_where=text("status = 'confirmed' AND checked_in_at IS NULL"),
+        ),
     )
 
     # Server-side defaults (timestamps, status, the computed range) come back in the INSERT's RETURNING.
@@ -66,6 +74,7 @@ class Reservation(db.Model):
             "created_at": self.created_at.isoformat(),
             "updated_at": self.updated_at.isoformat(),
             "sequence": self.sequence,
+            "checked_in_at": self.checked_in_at.isoformat() if self.checked_in_at else None,
         }
 
 
@@ -178,3 +187,28 @@ class CalendarToken(db.Model):
     token_hash: Mapped[str] = mapped_column(String(64), nullable=False, unique=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False, server_default=text("now()"))
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class WaitlistEntry(db.Model):
+    """Someone waiting for a room and window that is taken; booked for them when it frees up."""
+
+    __tablename__ = "waitlist_entries"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    user_id: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    room_id: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    title: Mapped[str] = mapped_column(String(200), nullable=False)
+    start_time: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    end_time: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    status: Mapped[str] = mapped_column(String(20), nullable=False, server_default="waiting")
+    reservation_id: Mapped[int | None] = mapped_column(BigInteger)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False, server_default=text("now()"))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False, server_default=text("now()"))
+
+    __table_args__ = (
+        CheckConstraint("end_time > start_time", name="ends_after_start"),
+        CheckConstraint("status IN ('waiting', 'booked', 'expired')", name="status_known"),
+        Index("ix_waitlist_entries_user_id", "user_id", "id"),
+        # First come, first served among the entries still waiting.
+        Index("ix_waitlist_entries_waiting", "room_id", "id", postgresql_where=text("status = 'waiting'")),
+    )

@@ -230,7 +230,7 @@ def update(reservation_id: int):
       409:
         description: >
           The new time clashes with a booking (`conflicts`) or a blackout (`blackouts`), or passes a fair-use
-          limit (nothing changes); or the reservation is cancelled or was changed meanwhile.
+          limit (nothing changes); or the reservation is cancelled or released, or was changed meanwhile.
         content:
           application/problem+json:
             schema:
@@ -262,7 +262,7 @@ def cancel(reservation_id: int):
       - {name: reservation_id, in: path, required: true, schema: {type: integer}}
       - {$ref: '#/components/parameters/IfMatch'}
     responses:
-      204: {description: Cancelled (also when it already was).}
+      204: {description: Cancelled (also when it already was; a released booking stays released).}
       401: {$ref: '#/components/responses/Unauthorized'}
       403: {$ref: '#/components/responses/Forbidden'}
       404: {$ref: '#/components/responses/NotFound'}

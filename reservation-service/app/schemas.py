@@ -81,7 +81,7 @@ class ReservationListQuery(PageQuery):
 
     room_id: RoomId | None = None
     user_id: int | None = Field(None, ge=1, le=2**62, description="admins only")
-    status: Literal["confirmed", "cancelled"] | None = None
+    status: Literal["confirmed", "cancelled", "released"] | None = None
     from_: QueryTime | None = Field(None, alias="from", description="reservations ending after this time")
     to: QueryTime | None = Field(None, description="reservations starting before this time")
 
@@ -102,10 +102,13 @@ class ReservationOut(BaseModel):
     start_time: datetime
     end_time: datetime
     attendees: list[str]
-    status: Literal["confirmed", "cancelled"]
+    status: Literal["confirmed", "cancelled", "released"] = Field(
+        description="released: nobody checked in by the end of the grace period in a room with auto_release"
+    )
     created_at: datetime
     updated_at: datetime
     sequence: int = Field(description="iCalendar SEQUENCE: 0 when booked, one more at each change or cancellation")
+    checked_in_at: datetime | None = Field(None, description="when the owner or an admin checked in; null until then")
 
 
 class ReservationPage(PageEnvelope):
@@ -284,6 +287,97 @@ class FreeBusy(BaseModel):
     rooms: list[RoomFreeBusy]
 
 
+class CheckInClosed(BaseModel):
+    """409 problem document of a check-in outside its window (or of a booking that is not confirmed)."""
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    opens_at: datetime | None = Field(None, description="when check-in opens (start minus CHECKIN_OPEN_MINUTES)")
+    closes_at: datetime | None = Field(None, description="when check-in closes (start plus CHECKIN_GRACE_MINUTES)")
+
+
+class WaitlistCreate(Strict):
+    room_id: RoomId
+    title: Title
+    start_time: UtcTime = Field(description="RFC 3339 with an offset; not in the past")
+    end_time: UtcTime = Field(description="RFC 3339 with an offset; after start_time")
+
+
+class WaitlistEntryOut(BaseModel):
+    id: int
+    room_id: int
+    user_id: int
+    title: str
+    start_time: datetime
+    end_time: datetime
+    status: Literal["waiting", "booked", "expired"] = Field(
+        description="waiting; booked (for you, see reservation_id) when the window freed up; expired once its start passed"
+    )
+    reservation_id: int | None = Field(description="the booking made for you, once booked")
+    created_at: datetime
+
+    @field_serializer("start_time", "end_time", "created_at")
+    def _as_offset(self, moment: datetime) -> str:
+        return moment.isoformat()
+
+
+class WaitlistPage(PageEnvelope):
+    items: list[WaitlistEntryOut]
+
+
+class WaitlistListQuery(PageQuery):
+    model_config = ConfigDict(extra="forbid")
+
+    status: Literal["waiting", "booked", "expired"] | None = None
+
+
+class FreeBooking(BaseModel):
+    room_id: int
+    title: str
+    start_time: datetime
+    end_time: datetime
+
+
+class SlotIsFree(BaseModel):
+    """409 problem document (type /problems/slot-free) of joining the waitlist for a free window:
+    `booking` is the body of the POST /api/reservations that would book it."""
+
+    type: Literal["/problems/slot-free"]
+    title: str
+    status: int
+    detail: str
+    booking: FreeBooking
+
+
+class UtilizationQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    from_: QueryTime = Field(alias="from", description="start of the period (with offset)")
+    to: QueryTime = Field(description="end of the period (with offset); at most 366 days after from")
+
+
+class RoomUtilization(BaseModel):
+    room_id: int
+    name: str
+    timezone: str
+    booked_hours: float = Field(description="hours of confirmed bookings inside the period")
+    open_hours: float = Field(description="hours the room is open inside the period (its policy, in its zone)")
+    utilization: float | None = Field(description="booked_hours / open_hours in percent; null when never open")
+    bookings: int = Field(description="confirmed bookings overlapping the period")
+    cancellations: int = Field(description="cancelled bookings overlapping the period")
+    releases: int = Field(description="bookings released because nobody checked in (no-shows)")
+
+
+class UtilizationReport(BaseModel):
+    model_config = ConfigDict(populate_by_name=True)
+
+    from_: datetime = Field(alias="from")
+    to: datetime
+    rooms: list[RoomUtilization]
+
+
 SCHEMAS = [
     ReservationCreate,
     ReservationUpdate,
@@ -298,4 +392,10 @@ SCHEMAS = [
     CalendarTokenCreated,
     AvailabilityPage,
     FreeBusy,
+    CheckInClosed,
+    WaitlistCreate,
+    WaitlistEntryOut,
+    WaitlistPage,
+    SlotIsFree,
+    UtilizationReport,
 ]

@@ -277,8 +277,8 @@ def update_reservation(
             raise ValidationFailed.single(name, "Must not be null.")
     current = get_reservation(reservation_id, principal)
     require_match(if_match, etag_for(current.to_dict()))  # early answer; the binding check is under the lock below
-    if current.status == "cancelled":
-        raise Conflict("A cancelled reservation cannot be changed.")
+    if current.status != "confirmed":
+        raise Conflict(f"A {current.status} reservation cannot be changed.")
     room_id = changes.room_id if "room_id" in sent else current.room_id
     start = as_utc(changes.start_time) if "start_time" in sent else current.start_time
     end = as_utc(changes.end_time) if "end_time" in sent else current.end_time
@@ -298,8 +298,8 @@ def update_reservation(
         locks.lock_for_booking(room_id, quota_user)
     reservation = get_reservation(reservation_id, principal, for_update=True)
     require_match(if_match, etag_for(reservation.to_dict()))
-    if reservation.status == "cancelled":
-        raise Conflict("A cancelled reservation cannot be changed.")
+    if reservation.status != "confirmed":
+        raise Conflict(f"A {reservation.status} reservation cannot be changed.")
     if (reservation.room_id, reservation.start_time, reservation.end_time) != (
         current.room_id,
         current.start_time,
@@ -330,10 +330,10 @@ def update_reservation(
 
 
 def cancel_reservation(reservation_id: int, principal: Principal, *, if_match: str | None = None) -> None:
-    """Cancel (idempotent: cancelling a cancelled reservation changes nothing)."""
+    """Cancel (idempotent: cancelling a cancelled, or released, reservation changes nothing)."""
     reservation = get_reservation(reservation_id, principal, for_update=True)
     require_match(if_match, etag_for(reservation.to_dict()))
-    if reservation.status == "cancelled":
+    if reservation.status != "confirmed":
         db.session.commit()
         return
     if reservation.end_time <= utcnow():

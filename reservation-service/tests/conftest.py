@@ -21,7 +21,7 @@ from servicekit.events import make_envelope
 
 pytest_plugins = ["devstack.pytest_plugin", "servicekit.testing"]
 
-TABLES = "reservations, blackouts, idempotency_keys, notified_reservations, outgoing_emails, calendar_tokens"  # the mail consumer's lock order
+TABLES = "reservations, blackouts, idempotency_keys, notified_reservations, outgoing_emails, calendar_tokens, waitlist_entries"  # the mail consumer's lock order
 
 
 @pytest.fixture(scope="session")
@@ -37,6 +37,8 @@ def config(infrastructure, fresh_database, user_service):
             "SMTP_HOST": "127.0.0.1",
             "SMTP_PORT": str(infrastructure.smtp_port),
             "LOG_LEVEL": "WARNING",
+            # The waitlist pass runs every second, so a freed slot is booked within the tests' patience.
+            "WAITLIST_POLL_SECONDS": "1",
         }
     )
 

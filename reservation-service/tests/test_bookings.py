@@ -30,7 +30,9 @@ def test_booking_a_room_returns_the_reservation_in_utc(client, people, rooms):
         "created_at",
         "updated_at",
         "sequence",
+        "checked_in_at",
     }
+    assert reservation["checked_in_at"] is None
     assert reservation["user_id"] == user["id"] and reservation["room_id"] == room["id"]
     assert reservation["status"] == "confirmed"
     assert reservation["attendees"] == ["bob@example.com"]

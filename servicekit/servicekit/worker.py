@@ -123,6 +123,31 @@ class Job:
     every_seconds: float
     run: Callable[[], Any]
     next_run: float = field(default=0.0)
+    # Exclusive: at most one replica runs it at a time (a session-level advisory lock on its name);
+    # the others skip their turn. For jobs whose order matters, e.g. first come, first served.
+    exclusive: bool = False
+
+
+_TRY_JOB_LOCK = text("SELECT pg_try_advisory_lock(CAST(:space AS integer), hashtext(:name))")
+_JOB_UNLOCK = text("SELECT pg_advisory_unlock(CAST(:space AS integer), hashtext(:name))")
+_JOB_LOCK_SPACE = 0x4A4F
+
+
+def run_exclusively(name: str, run: Callable[[], Any]) -> bool:
+    """Run `run()` unless another process runs the job `name` right now; True if it ran.
+
+    The lock is held on a connection of its own for the whole job, so the job may commit as often as it likes."""
+    with db.engine.connect() as connection:
+        if not connection.execute(_TRY_JOB_LOCK, {"space": _JOB_LOCK_SPACE, "name": name}).scalar_one():
+            connection.rollback()
+            return False
+        connection.commit()
+        try:
+            run()
+        finally:
+            connection.execute(_JOB_UNLOCK, {"space": _JOB_LOCK_SPACE, "name": name})
+            connection.commit()
+    return True
 
 
 class Scheduler:
@@ -132,7 +157,7 @@ class Scheduler:
 
     def __init__(self, app: Flask, jobs: Sequence[Job], *, tick_seconds: float = 0.5):
         self.app = app
-        self.jobs = [Job(j.name, j.every_seconds, j.run) for j in jobs]
+        self.jobs = [Job(j.name, j.every_seconds, j.run, exclusive=j.exclusive) for j in jobs]
         self.tick_seconds = tick_seconds
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -156,7 +181,10 @@ class Scheduler:
             job.next_run = now + job.every_seconds
             with self.app.app_context():
                 try:
-                    job.run()
+                    if job.exclusive:
+                        run_exclusively(job.name, job.run)
+                    else:
+                        job.run()
                     ran += 1
                 except Exception:
                     log.exception("scheduled job %s failed", job.name)
@@ -184,9 +212,10 @@ class Background:
         """A consumer, or any object with start() and stop() built from the app (e.g. a mail sender)."""
         self.factories.append(factory)
 
-    def add_job(self, name: str, every_seconds: float, run: Callable[[], Any]) -> None:
-        """`run()` every `every_seconds`, inside an app context (it commits its own work)."""
-        self.jobs.append(Job(name, every_seconds, run))
+    def add_job(self, name: str, every_seconds: float, run: Callable[[], Any], *, exclusive: bool = False) -> None:
+        """`run()` every `every_seconds`, inside an app context (it commits its own work); `exclusive`:
+        in one replica at a time (see `run_exclusively`)."""
+        self.jobs.append(Job(name, every_seconds, run, exclusive=exclusive))
 
     def start(self) -> None:
         from .outbox import OutboxRelay

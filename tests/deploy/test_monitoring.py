@@ -131,7 +131,9 @@ def test_every_metric_in_dashboards_and_alerts_is_one_the_services_export():
 def test_dashboards_cover_rates_latency_errors_bookings_outbox_and_lag():
     exprs = " ".join(expr for _, _, expr in dashboard_queries())
     for needed in ("flask_http_request_total", "histogram_quantile(0.95", 'status=~"5..', "reservations_created_total",
-                   "reservation_conflicts_total", "outbox_pending_events", "consumer_lag_messages"):  # fmt: skip
+                   "reservation_conflicts_total", "outbox_pending_events", "consumer_lag_messages",
+                   "reservations_released_total", "reservation_checkins_total", "rooms_utilization_percent",
+                   "waitlist_joins_total", "waitlist_bookings_total", "waitlist_expiries_total"):  # fmt: skip
         assert needed in exprs, needed
 
 

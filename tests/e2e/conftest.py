@@ -27,6 +27,11 @@ def platform(infrastructure, fresh_database, tmp_path_factory):
         ADMIN_EMAIL="root@example.com",
         ADMIN_PASSWORD="root password",
         LOG_LEVEL="INFO",
+        # Check-in closes at the start and the worker looks every second, so a no-show is released
+        # while the test runs (test_checkin_gateway.py); no other test books a room with auto_release.
+        CHECKIN_GRACE_MINUTES="0",
+        AUTO_RELEASE_POLL_SECONDS="1",
+        WAITLIST_POLL_SECONDS="1",
     )
     stack = Stack(state=Path(tmp_path_factory.mktemp("stack")), ports=Ports.random())
     try:

@@ -34,6 +34,7 @@ HANDLERS = {
         "reservation.created": record_booking,
         "reservation.updated": record_booking,
         "reservation.cancelled": record_booking,
+        "reservation.released": record_booking,  # a no-show: no longer confirmed
     }
 }
 
