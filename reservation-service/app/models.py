@@ -5,7 +5,19 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, Boolean, CheckConstraint, Computed, DateTime, Index, Integer, String, Text, text
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    Computed,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    text,
+)
 from sqlalchemy.dialects.postgresql import JSONB, TSTZRANGE, ExcludeConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -28,6 +40,10 @@ class Reservation(db.Model):
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False, server_default=text("now()"))
     # iCalendar SEQUENCE: 0 when booked, one more at every change or cancellation (feeds and mails agree).
     sequence: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
+    # The recurring series this reservation is an occurrence of (0005_series), or null.
+    series_id: Mapped[int | None] = mapped_column(
+        BigInteger, ForeignKey("reservation_series.id", name="fk_reservations_series_id")
+    )
     # Half-open [start, end): one booking may end exactly when the next starts.
     during = mapped_column(TSTZRANGE, Computed("tstzrange(start_time, end_time, '[)')", persisted=True))
 
@@ -47,6 +63,7 @@ class Reservation(db.Model):
         Index("ix_reservations_start_id", "start_time", "id"),
         Index("ix_reservations_room_start", "room_id", "start_time", "id"),
         Index("ix_reservations_status_start", "status", "start_time", "id"),
+        Index("ix_reservations_series_start", "series_id", "start_time", postgresql_where=text("series_id IS NOT NULL")),
     )
 
     def to_dict(self) -> dict:
@@ -63,7 +80,25 @@ class Reservation(db.Model):
             "created_at": self.created_at.isoformat(),
             "updated_at": self.updated_at.isoformat(),
             "sequence": self.sequence,
+            "series_id": self.series_id,
         }
+
+
+class ReservationSeries(db.Model):
+    """A recurring booking: the rule as sent, the room's zone it was expanded in, and what was skipped.
+    Its occurrences are ordinary reservations pointing here (`Reservation.series_id`)."""
+
+    __tablename__ = "reservation_series"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    room_id: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    user_id: Mapped[int] = mapped_column(BigInteger, nullable=False, index=True)
+    title: Mapped[str] = mapped_column(String(200), nullable=False)
+    recurrence: Mapped[str] = mapped_column(String(500), nullable=False)
+    timezone: Mapped[str] = mapped_column(String(64), nullable=False)
+    # [{"start_time", "end_time", "reason", "message"}]: the occurrences not booked (on_conflict "skip").
+    skipped: Mapped[list] = mapped_column(JSONB, nullable=False, server_default=text("'[]'::jsonb"))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False, server_default=text("now()"))
 
 
 class RoomReplica(db.Model):
