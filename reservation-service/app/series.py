@@ -111,11 +111,38 @@ def _rule_parts(recurrence: str) -> dict[str, str]:
         raise _invalid(f"Not supported: {', '.join(unsupported)} (supported: {', '.join(sorted(SUPPORTED_PARTS))}).")
     if parts.get("FREQ") not in SUPPORTED_FREQUENCIES:
         raise _invalid(f"FREQ must be one of {', '.join(sorted(SUPPORTED_FREQUENCIES))}.")
+    if "INTERVAL" in parts and not (parts["INTERVAL"].isdigit() and 1 <= int(parts["INTERVAL"]) <= 1000):
+        raise _invalid("INTERVAL must be a whole number from 1 to 1000.")
+    if "COUNT" in parts and not (parts["COUNT"].isdigit() and int(parts["COUNT"]) >= 1):
+        raise _invalid("COUNT must be a whole number of at least 1.")
     if ("COUNT" in parts) == ("UNTIL" in parts):
         raise _invalid("Exactly one of COUNT and UNTIL is required.")
     if parts["FREQ"] in ("DAILY", "WEEKLY") and any(c.isdigit() for c in parts.get("BYDAY", "")):
         raise _invalid("BYDAY ordinals (such as 1MO or -1FR) need FREQ=MONTHLY or YEARLY.")
+    _check_month_days(parts)
     return parts
+
+
+def _numbers(value: str, name: str, high: int, *, negative: bool) -> list[int]:
+    try:
+        numbers = [int(item) for item in value.split(",")]
+    except ValueError:
+        raise _invalid(f"{name} must be a list of whole numbers.") from None
+    if not all(1 <= (-n if negative and n < 0 else n) <= high for n in numbers):
+        raise _invalid(f"{name} values must be from 1 to {high}" + (f" or -{high} to -1." if negative else "."))
+    return numbers
+
+
+def _check_month_days(parts: dict[str, str]) -> None:
+    """Refuse a BYMONTH/BYMONTHDAY pair that no year has (BYMONTH=2;BYMONTHDAY=30): dateutil would search for
+    it until the year 9999 before saying there is none."""
+    months = _numbers(parts["BYMONTH"], "BYMONTH", 12, negative=False) if "BYMONTH" in parts else list(range(1, 13))
+    if "BYMONTHDAY" not in parts:
+        return
+    days = _numbers(parts["BYMONTHDAY"], "BYMONTHDAY", 31, negative=True)
+    longest = {2: 29, 4: 30, 6: 30, 9: 30, 11: 30}
+    if not any(abs(day) <= longest.get(month, 31) for month in months for day in days):
+        raise _invalid("No month of BYMONTH has a day of BYMONTHDAY.")
 
 
 def _local_until(value: str, zone) -> datetime:
@@ -130,45 +157,63 @@ def _local_until(value: str, zone) -> datetime:
         raise _invalid("UNTIL must be a date (20270301) or a date-time (20270301T090000Z).") from None
 
 
+def _beyond_horizon(message: str) -> ValidationFailed:
+    return ValidationFailed(
+        [{"field": "recurrence", "rule": "booking_policy.horizon_days", "message": message}], detail=f"recurrence: {message}"
+    )
+
+
 def expand(
     recurrence: str, zone_name: str, start: datetime, end: datetime, *, limit: int, latest_start: datetime
 ) -> list[Occurrence]:
-    """The occurrences of the rule from `start` (an instant) in the zone, each as long as [start, end)."""
+    """The occurrences of the rule from `start` (an instant) in the zone, each as long as [start, end).
+
+    The expansion never looks further than just past the room's horizon (`latest_start`), so a rule with
+    few or no real occurrences (FREQ=DAILY;BYMONTH=2;BYMONTHDAY=30) costs no more than one that fits.
+    """
     parts = _rule_parts(recurrence)
     zone = zone_of(zone_name)
     until = parts.pop("UNTIL", None)
     first = start.astimezone(zone).replace(tzinfo=None)
+    horizon = latest_start.astimezone(zone).replace(tzinfo=None) + timedelta(days=1)
     try:
         rule = rrulestr(";".join(f"{name}={value}" for name, value in parts.items()), dtstart=first)
-        if until is not None:
-            rule = rule.replace(until=_local_until(until, zone))
-    except (ValueError, TypeError, OverflowError) as exc:
+        wanted = int(parts["COUNT"]) if "COUNT" in parts else None
+        last = _local_until(until, zone) if until is not None else horizon
+        if last > horizon + timedelta(days=400):
+            raise _beyond_horizon("UNTIL lies more than a year beyond the room's booking horizon.")
+        bounded = rule.replace(count=None, until=min(last, horizon))
+    except (ValueError, TypeError, OverflowError, IndexError) as exc:
         raise _invalid(f"Not a valid RRULE: {exc}.") from None
     if not isinstance(rule, rrule):  # pragma: no cover - rrulestr gives a set only for several rules
         raise _invalid("One RRULE is expected.")
+    if wanted is not None and wanted > limit:
+        raise _invalid(f"At most {limit} occurrences are allowed (MAX_SERIES_OCCURRENCES); COUNT is {wanted}.")
     duration = end - start
     occurrences: list[Occurrence] = []
     try:
-        for local in rule:
+        for local in bounded:
+            if len(occurrences) == wanted:
+                break
             if len(occurrences) == limit:
                 raise _invalid(f"At most {limit} occurrences are allowed (MAX_SERIES_OCCURRENCES); this rule gives more.")
             instant = local.replace(tzinfo=zone, fold=0).astimezone(UTC)
             if instant > latest_start:
-                raise ValidationFailed(
-                    [
-                        {
-                            "field": "recurrence",
-                            "rule": "booking_policy.horizon_days",
-                            "message": f"The occurrence of {local:%Y-%m-%d %H:%M} {zone_name} is beyond the room's "
-                            "booking horizon; end the series earlier (COUNT or UNTIL).",
-                        }
-                    ]
+                raise _beyond_horizon(
+                    f"The occurrence of {local:%Y-%m-%d %H:%M} {zone_name} is beyond the room's booking horizon; "
+                    "end the series earlier (COUNT or UNTIL)."
                 )
             occurrences.append(Occurrence(instant, instant + duration))
-    except (ValueError, OverflowError) as exc:
+        if wanted is not None and 0 < len(occurrences) < wanted:
+            raise _beyond_horizon(
+                f"Only {len(occurrences)} of the {wanted} occurrences (COUNT) fall within the room's booking horizon."
+            )
+        if until is not None and last > horizon and bounded.replace(until=last).after(horizon) is not None:
+            raise _beyond_horizon("The rule has occurrences beyond the room's booking horizon; end it earlier (UNTIL).")
+    except (ValueError, OverflowError, IndexError) as exc:
         raise _invalid(f"The rule cannot be expanded: {exc}.") from None
     if not occurrences:
-        raise _invalid("The rule gives no occurrence at or after start_time.")
+        raise _invalid("The rule gives no occurrence at or after start_time within the room's booking horizon.")
     return occurrences
 
 

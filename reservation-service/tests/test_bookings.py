@@ -30,6 +30,7 @@ def test_booking_a_room_returns_the_reservation_in_utc(client, people, rooms):
         "created_at",
         "updated_at",
         "sequence",
+        "series_id",
     }
     assert reservation["user_id"] == user["id"] and reservation["room_id"] == room["id"]
     assert reservation["status"] == "confirmed"

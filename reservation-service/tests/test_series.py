@@ -538,12 +538,18 @@ def test_one_mail_per_series_listing_the_dates_and_the_skipped_ones(client, peop
         ("FREQ=WEEKLY;COUNT=2;UNTIL=20300101", "COUNT"),
         ("FREQ=WEEKLY;BYDAY=1MO;COUNT=2", "ordinals"),
         ("FREQ=WEEKLY;BYDAY=XX;COUNT=2", "RRULE"),
-        ("FREQ=DAILY;COUNT=two", "RRULE"),
+        ("FREQ=DAILY;COUNT=two", "COUNT"),
         ("FREQ=DAILY;UNTIL=tomorrow", "UNTIL"),
         ("FREQ=DAILY;UNTIL=20000101", "no occurrence"),
         ("not a rule", "NAME=VALUE"),
         ("FREQ=DAILY;COUNT=201", "MAX_SERIES_OCCURRENCES"),
         ("FREQ=DAILY;INTERVAL=30;COUNT=20", "horizon"),
+        ("FREQ=DAILY;UNTIL=29991231", "horizon"),
+        ("FREQ=DAILY;INTERVAL=0;COUNT=3", "INTERVAL"),
+        ("FREQ=DAILY;COUNT=0", "COUNT"),
+        ("FREQ=MONTHLY;BYMONTHDAY=32;COUNT=2", "BYMONTHDAY"),
+        ("FREQ=DAILY;BYMONTH=2;BYMONTHDAY=30;COUNT=1", "BYMONTHDAY"),  # no such day: refused, not searched for
+        ("FREQ=MONTHLY;BYDAY=9MO;COUNT=2", "cannot be expanded"),
     ],
 )
 def test_unsupported_or_oversized_rules_are_422_naming_recurrence(client, app, people, rooms, rule, says):
