@@ -339,7 +339,7 @@ def _book(principal: Principal, request: SeriesCreate, room, occurrences, closed
         db.session.add(booked[-1])
         if quota_user is not None:
             _flush_or_lost_race()
-    if refusals and request.on_conflict == "fail":
+    if refusals and (request.on_conflict == "fail" or not booked):  # skip with nothing free: no empty series
         db.session.rollback()
         clashes = [refusals[n].clash() for n in sorted(refusals)]
         raise SeriesConflict(

@@ -586,3 +586,38 @@ def test_the_configured_maximum_applies(app, client, people, rooms):
         created(client.post(URL, json=series_body(room, today() + timedelta(days=2), "FREQ=DAILY;COUNT=3"), headers=admin))
     finally:
         app.extensions["reservation-service.booking"] = settings
+
+
+def test_skip_with_no_free_occurrence_is_409_not_an_empty_series(client, app, people, rooms):
+    _, headers = people.user()
+    room = rooms.create()
+    day = today() + timedelta(days=2)
+    created(client.post(URL, json=series_body(room, day, "FREQ=DAILY;COUNT=2"), headers=headers))
+    response = client.post(URL, json=series_body(room, day, "FREQ=DAILY;COUNT=2", on_conflict="skip"), headers=headers)
+    assert response.status_code == 409 and len(response.get_json()["occurrences"]) == 2
+    with app.app_context():
+        assert db.session.execute(select(func.count()).select_from(ReservationSeries)).scalar_one() == 1
+
+
+def test_a_blackout_and_a_room_deletion_cancel_occurrences_like_any_booking(client, people, rooms):
+    _, headers = people.user()
+    _, admin = people.admin()
+    room = rooms.create()
+    day = today() + timedelta(days=2)
+    series = created(client.post(URL, json=series_body(room, day, "FREQ=DAILY;COUNT=3"), headers=headers))
+    blackout = {
+        "room_id": room["id"],
+        "start_time": at(day + timedelta(days=1), "00:00").isoformat(),
+        "end_time": at(day + timedelta(days=2), "00:00").isoformat(),
+        "reason": "Fire drill",
+    }
+    assert client.post("/api/blackouts", json=blackout, headers=admin).status_code == 201
+    statuses = [o["status"] for o in client.get(f"{URL}/{series['id']}", headers=headers).get_json()["occurrences"]]
+    assert statuses == ["confirmed", "cancelled", "confirmed"]
+    rooms.publish("room.deleted", room)
+    wait_until(
+        lambda: (
+            {o["status"] for o in client.get(f"{URL}/{series['id']}", headers=headers).get_json()["occurrences"]} == {"cancelled"}
+        ),
+        message="the room's deletion to cancel the remaining occurrences",
+    )
