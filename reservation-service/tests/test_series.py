@@ -335,6 +335,26 @@ def test_two_overlapping_series_racing_exactly_one_wins(base_url, app, people, r
     assert count_in_room(app, room["id"]) == 10
 
 
+def test_two_partly_overlapping_skip_series_racing_never_overlap(base_url, app, people, rooms):
+    room = rooms.create()
+    day = today() + timedelta(days=2)
+    bookers = [people.user()[1] for _ in range(2)]
+    barrier = threading.Barrier(2)
+
+    def attempt(n: int) -> dict:
+        body = series_body(room, day + timedelta(days=2 * n), "FREQ=DAILY;COUNT=4", on_conflict="skip")
+        barrier.wait()
+        response = requests.post(f"{base_url}{URL}", json=body, headers=bookers[n], timeout=60)
+        assert response.status_code == 201, response.text
+        return response.json()
+
+    with ThreadPoolExecutor(2) as pool:
+        first, second = pool.map(attempt, range(2))
+    assert len(first["occurrences"]) + len(second["occurrences"]) == 6  # the two shared days went to one of them
+    assert len(first["skipped"]) + len(second["skipped"]) == 2
+    assert count_in_room(app, room["id"]) == 6 and _overlapping_pairs(app) == 0
+
+
 def _overlapping_pairs(app) -> int:
     with app.app_context():
         return db.session.execute(
