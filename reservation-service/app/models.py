@@ -41,6 +41,8 @@ class Reservation(db.Model):
     # iCalendar SEQUENCE: 0 when booked, one more at every change or cancellation (feeds and mails agree).
     sequence: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
     # The recurring series this reservation is an occurrence of (0005_series), or null.
+    # Its original start in the series (iCalendar RECURRENCE-ID): stays when the occurrence is moved.
+    recurrence_id: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     series_id: Mapped[int | None] = mapped_column(
         BigInteger, ForeignKey("reservation_series.id", name="fk_reservations_series_id")
     )
@@ -81,6 +83,7 @@ class Reservation(db.Model):
             "updated_at": self.updated_at.isoformat(),
             "sequence": self.sequence,
             "series_id": self.series_id,
+            "recurrence_id": self.recurrence_id.isoformat() if self.recurrence_id else None,
         }
 
 

@@ -106,6 +106,9 @@ class ReservationOut(BaseModel):
     updated_at: datetime
     sequence: int = Field(description="iCalendar SEQUENCE: 0 when booked, one more at each change or cancellation")
     series_id: int | None = Field(None, description="the recurring series this is an occurrence of, or null")
+    recurrence_id: datetime | None = Field(
+        None, description="an occurrence's original start in its series (iCalendar RECURRENCE-ID), kept when it is moved"
+    )
 
 
 class ReservationPage(PageEnvelope):

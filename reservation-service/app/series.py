@@ -145,6 +145,13 @@ def _check_month_days(parts: dict[str, str]) -> None:
         raise _invalid("No month of BYMONTH has a day of BYMONTHDAY.")
 
 
+def feed_rule(recurrence: str, count: int) -> str:
+    """The rule as a calendar feed states it: COUNT of the occurrences it was expanded to, whatever bounded it
+    (an UNTIL read in the room's zone, the horizon), so calendar apps expand exactly the same set."""
+    parts = {name: value for name, value in _rule_parts(recurrence).items() if name not in ("COUNT", "UNTIL")}
+    return ";".join([*(f"{name}={value}" for name, value in parts.items()), f"COUNT={count}"])
+
+
 def _local_until(value: str, zone) -> datetime:
     """UNTIL as a wall-clock time of the room's zone: UTC (…Z) converted, a date meaning its whole day."""
     try:
@@ -291,6 +298,7 @@ def _occurrence(series: ReservationSeries, request: SeriesCreate, occurrence: Oc
         attendees=request.attendees,
         status="confirmed",
         series_id=series.id,
+        recurrence_id=occurrence.start,
     )
 
 

@@ -31,6 +31,7 @@ def test_booking_a_room_returns_the_reservation_in_utc(client, people, rooms):
         "updated_at",
         "sequence",
         "series_id",
+        "recurrence_id",
     }
     assert reservation["user_id"] == user["id"] and reservation["room_id"] == room["id"]
     assert reservation["status"] == "confirmed"

@@ -641,3 +641,54 @@ def test_a_blackout_and_a_room_deletion_cancel_occurrences_like_any_booking(clie
         ),
         message="the room's deletion to cancel the remaining occurrences",
     )
+
+
+# --- calendar feed ---------------------------------------------------------------------------------------
+
+
+def test_the_feed_shows_a_series_as_one_vevent_with_rrule_exdate_and_recurrence_id(client, people, rooms):
+    """Expanded independently (dateutil's rruleset over the feed's RRULE, DTSTART;TZID and EXDATE, then the
+    RECURRENCE-ID overrides applied), the feed gives exactly the occurrences the API holds, across a DST change."""
+    from dateutil.rrule import rruleset, rrulestr
+    from icalendar import Calendar
+
+    _, headers = people.user()
+    room = rooms.create(timezone="Europe/Berlin")
+    monday = last_sunday(3, today() + timedelta(days=14)) - timedelta(days=13)  # two Mondays before, two after
+    series = created(client.post(URL, json=series_body(room, monday, "FREQ=WEEKLY;COUNT=4"), headers=headers))
+    moved, dropped = series["occurrences"][1], series["occurrences"][2]
+    new_start = at(monday + timedelta(days=8), "14:00", "Europe/Berlin")  # to the Tuesday afternoon
+    response = client.put(
+        f"/api/reservations/{moved['id']}",
+        json={"start_time": new_start.isoformat(), "end_time": (new_start + timedelta(hours=1)).isoformat()},
+        headers=headers,
+    )
+    assert response.status_code == 200, response.get_json()
+    assert client.delete(f"/api/reservations/{dropped['id']}", headers=headers).status_code == 204
+    token = client.post("/api/calendar/tokens", headers=headers).get_json()
+    feed = client.get(token["feeds"]["me"][token["feeds"]["me"].index("/api/calendar/") :])
+    assert feed.status_code == 200 and feed.mimetype == "text/calendar"
+    calendar = Calendar.from_ical(feed.data)
+    assert [str(tz["TZID"]) for tz in calendar.walk("VTIMEZONE")] == ["Europe/Berlin"]
+    events = [e for e in calendar.walk("VEVENT") if str(e["UID"]) == f"series-{series['id']}@meeting-rooms.local"]
+    assert len(events) == 2  # the series and its one changed occurrence; nothing per unchanged occurrence
+    (master,) = [e for e in events if "RECURRENCE-ID" not in e]
+    (override,) = [e for e in events if "RECURRENCE-ID" in e]
+    start = master.decoded("DTSTART")
+    assert master["DTSTART"].params["TZID"] == "Europe/Berlin" and start.replace(tzinfo=None) == datetime.combine(monday, time(9))
+    assert master["RRULE"].to_ical().decode() == "FREQ=WEEKLY;COUNT=4"
+    expansion = rruleset()
+    expansion.rrule(rrulestr(master["RRULE"].to_ical().decode(), dtstart=start))
+    exdates = master["EXDATE"] if isinstance(master["EXDATE"], list) else [master["EXDATE"]]
+    for value in exdates:
+        for excluded in value.dts:
+            expansion.exdate(excluded.dt)
+    instances = {moment.astimezone(UTC): None for moment in expansion}
+    recurrence_id = override.decoded("RECURRENCE-ID").astimezone(UTC)
+    assert recurrence_id in instances and recurrence_id == utc(moved["start_time"])
+    instances.pop(recurrence_id)
+    instances[override.decoded("DTSTART").astimezone(UTC)] = None
+    now = client.get(f"{URL}/{series['id']}", headers=headers).get_json()
+    assert sorted(instances) == sorted(utc(o["start_time"]) for o in now["occurrences"] if o["status"] == "confirmed")
+    assert {t.hour for t in sorted(instances)[:1] + sorted(instances)[-1:]} == {8, 7}  # 09:00 CET, then 09:00 CEST
+    assert int(master["SEQUENCE"]) == 1 and int(override["SEQUENCE"]) == 1

@@ -1,4 +1,4 @@
-"""recurring series: reservation_series, reservations.series_id
+"""recurring series: reservation_series, reservations.series_id and recurrence_id
 
 Revision ID: 0005_series
 Revises: 0001
@@ -29,6 +29,7 @@ def upgrade():
         sa.PrimaryKeyConstraint("id", name="pk_reservation_series"),
     )
     op.create_index("ix_reservation_series_user_id", "reservation_series", ["user_id"])
+    op.add_column("reservations", sa.Column("recurrence_id", sa.DateTime(timezone=True)))
     op.add_column("reservations", sa.Column("series_id", sa.BigInteger()))
     op.create_foreign_key("fk_reservations_series_id", "reservations", "reservation_series", ["series_id"], ["id"])
     op.create_index(
@@ -43,4 +44,5 @@ def downgrade():
     op.drop_index("ix_reservations_series_start", table_name="reservations")
     op.drop_constraint("fk_reservations_series_id", "reservations", type_="foreignkey")
     op.drop_column("reservations", "series_id")
+    op.drop_column("reservations", "recurrence_id")
     op.drop_table("reservation_series")
