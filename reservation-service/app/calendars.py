@@ -20,6 +20,7 @@ from .series import feed_rule
 
 FEED_DAYS_BACK = 30
 NOTIFIED_EVENTS = frozenset({"reservation.created", "reservation.updated", "reservation.cancelled"})
+SERIES_EVENTS = frozenset({"reservation.series_created", "reservation.series_cancelled"})
 
 
 def token_digest(token: str) -> str:
@@ -197,6 +198,8 @@ def room_feed(room_id: int, viewer_id: int, window: FeedWindow) -> bytes:
 def invitation_for_event(event_type: str, data: dict) -> str | None:
     """The text/calendar part of a notification mail (REQUEST, or CANCEL for a cancellation), with the
     UID and SEQUENCE the feeds show; None for events that send no mail."""
+    if event_type in SERIES_EVENTS:
+        return _series_invitation(event_type, data)
     if event_type not in NOTIFIED_EVENTS:
         return None
     room_id = int(data["room_id"])
@@ -206,3 +209,33 @@ def invitation_for_event(event_type: str, data: dict) -> str | None:
         organizer=_person(int(data["user_id"])),
         stamp=utcnow(),
     )
+
+
+def _series_invitation(event_type: str, data: dict) -> str | None:
+    """The text/calendar part of the one mail of a series: REQUEST with the series' VEVENT when it is booked,
+    CANCEL with each cancelled occurrence (RECURRENCE-ID) when it is cancelled from a date."""
+    occurrences = data["occurrences"]
+    if not occurrences:
+        return None
+    room_id = int(data["room_id"])
+    location = _location(db.session.get(RoomReplica, room_id), room_id)
+    organizer = _person(int(data["user_id"]))
+    stamp = utcnow()
+    if event_type == "reservation.series_cancelled":
+        events = [ical.booking_event(o, location=location, stamp=stamp, organizer=organizer) for o in occurrences]
+        return ical.series_invitation(events, method="CANCEL")
+    skipped = [datetime.fromisoformat(item["start_time"]) for item in data["skipped"]]
+    first = min([datetime.fromisoformat(o["recurrence_id"]) for o in occurrences] + skipped)
+    one = occurrences[0]
+    master = ical.series_event(
+        {**data, "description": one["description"], "attendees": one["attendees"]},
+        first_start=first,
+        duration=datetime.fromisoformat(one["end_time"]) - datetime.fromisoformat(one["start_time"]),
+        rule=feed_rule(data["recurrence"], len(occurrences) + len(skipped)),
+        exdates=skipped,
+        sequence=0,
+        stamp=stamp,
+        location=location,
+        organizer=organizer,
+    )
+    return ical.series_invitation([master], method="REQUEST")

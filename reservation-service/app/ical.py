@@ -177,6 +177,16 @@ def invitation(booking: dict, *, location: str, organizer: Person | None, stamp:
     return calendar.to_ical().decode()
 
 
+def series_invitation(events: Iterable[Event], *, method: str) -> str:
+    """The iTIP message of a whole series (REQUEST: its VEVENT with RRULE) or of some of its occurrences
+    (CANCEL: one VEVENT per occurrence, each with its RECURRENCE-ID)."""
+    calendar = _calendar(method=method)
+    for event in events:
+        calendar.add_component(event)
+    calendar.add_missing_timezones()
+    return calendar.to_ical().decode()
+
+
 def attach_invitation(message: EmailMessage, calendar: str) -> None:
     """Add `calendar` (from `invitation`) to a plain-text message as its text/calendar alternative,
     with the `method` parameter calendar apps look for."""

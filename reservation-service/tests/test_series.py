@@ -542,6 +542,29 @@ def test_one_mail_per_series_listing_the_dates_and_the_skipped_ones(client, peop
     assert "Not booked (1):" in body and f"{day + timedelta(days=1):%d %b %Y}, 09:00–10:00" in body.split("Not booked")[1]
     cancelled = next(m for m in mails if m["Subject"].startswith("Cancelled:"))
     assert f"{day + timedelta(days=3):%d %b %Y}" in plain(cancelled) and f"{day:%d %b %Y}" not in plain(cancelled)
+    # The calendar parts: the series' VEVENT (RRULE, the skipped day as EXDATE), then the cancelled occurrence.
+    uid = f"series-{series['id']}@meeting-rooms.local"
+    (request,) = calendar_parts(booked_mail[0])
+    assert request[0] == "REQUEST"
+    (master,) = request[1].walk("VEVENT")
+    assert str(master["UID"]) == uid and master["RRULE"].to_ical().decode() == "FREQ=DAILY;COUNT=4"
+    assert master["DTSTART"].params["TZID"] == "Europe/Berlin"
+    assert [d.dt.astimezone(UTC) for d in master["EXDATE"].dts] == [utc(taken["start_time"])]
+    (cancel,) = calendar_parts(cancelled)
+    assert cancel[0] == "CANCEL"
+    assert [(str(e["UID"]), e.decoded("RECURRENCE-ID").astimezone(UTC)) for e in cancel[1].walk("VEVENT")] == [
+        (uid, utc(series["occurrences"][-1]["start_time"]))
+    ]
+
+
+def calendar_parts(message) -> list:
+    from icalendar import Calendar
+
+    return [
+        (part.get_param("method"), Calendar.from_ical(part.get_content()))
+        for part in message.walk()
+        if part.get_content_type() == "text/calendar"
+    ]
 
 
 # --- 422s ------------------------------------------------------------------------------------------------
