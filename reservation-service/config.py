@@ -28,6 +28,9 @@ class ReservationServiceConfig(BaseConfig):
     max_attendees: int = env_field(
         "MAX_ATTENDEES", 100, parse_positive_int, doc="attendees per booking (and never above capacity)"
     )
+    max_series_occurrences: int = env_field(
+        "MAX_SERIES_OCCURRENCES", 200, parse_positive_int, doc="occurrences one recurring series may have"
+    )
     idempotency_hours: int = env_field(
         "IDEMPOTENCY_KEY_HOURS", 24, parse_positive_int, doc="how long Idempotency-Key answers are kept"
     )

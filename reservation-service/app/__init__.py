@@ -12,7 +12,17 @@ from servicekit.auth import JwksKeySource, TokenVerifier, init_auth
 from servicekit.openapi import build_spec
 from servicekit.peers import PeerClient
 
-from . import calendar_routes, checkin, checkin_routes, idempotency, kafka_consumer, routes, services, waitlist
+from . import (
+    calendar_routes,
+    checkin,
+    checkin_routes,
+    idempotency,
+    kafka_consumer,
+    routes,
+    series_routes,
+    services,
+    waitlist,
+)
 from .directory import RoomDirectory, UserDirectory
 from .mail import MailSender
 from .schemas import SCHEMAS
@@ -36,10 +46,12 @@ def create_app(config: ReservationServiceConfig | None = None) -> Flask:
         max_future_bookings=config.max_future_bookings,
         max_hours_per_week=config.max_hours_per_week,
         max_attendees=config.max_attendees,
+        max_series_occurrences=config.max_series_occurrences,
     )
     app.extensions["reservation-service.idempotency_ttl"] = timedelta(hours=config.idempotency_hours)
     app.register_blueprint(routes.reservations)
     app.register_blueprint(routes.blackouts)
+    app.register_blueprint(series_routes.series)
     app.register_blueprint(calendar_routes.calendar)
     app.register_blueprint(routes.availability)
     routes.register_booking_metrics(app)

@@ -15,10 +15,12 @@ from servicekit.db import db, utcnow
 from servicekit.problems import NotFound
 
 from . import ical
-from .models import CalendarToken, Reservation, RoomReplica, UserReplica
+from .models import CalendarToken, Reservation, ReservationSeries, RoomReplica, UserReplica
+from .series import feed_rule
 
 FEED_DAYS_BACK = 30
 NOTIFIED_EVENTS = frozenset({"reservation.created", "reservation.updated", "reservation.cancelled", "reservation.released"})
+SERIES_EVENTS = frozenset({"reservation.series_created", "reservation.series_cancelled"})
 
 
 def token_digest(token: str) -> str:
@@ -91,8 +93,71 @@ def _person(user_id: int) -> ical.Person | None:
     return ical.Person(user.email, user.full_name) if user else None
 
 
+def _series_events(bookings: list[Reservation], viewer_id: int, location_of) -> list:
+    """One VEVENT per series among `bookings` (RRULE in the room's zone, EXDATE for the occurrences not held)
+    and one per changed occurrence (RECURRENCE-ID); `location_of(room_id)` gives LOCATION."""
+    ids = sorted({b.series_id for b in bookings if b.series_id})
+    if not ids:
+        return []
+    series_rows = db.session.execute(select(ReservationSeries).where(ReservationSeries.id.in_(ids))).scalars()
+    every = {row.id: row for row in series_rows}
+    occurrences: dict[int, list[Reservation]] = {}
+    for reservation in db.session.execute(
+        select(Reservation).where(Reservation.series_id.in_(ids)).order_by(Reservation.recurrence_id, Reservation.id)
+    ).scalars():
+        occurrences.setdefault(reservation.series_id, []).append(reservation)
+    events = []
+    for series_id in ids:
+        series, held = every[series_id], occurrences[series_id]
+        skipped = [datetime.fromisoformat(item["start_time"]) for item in series.skipped or []]
+        first = min([r.recurrence_id for r in held] + skipped)
+        original = held[0]
+        detailed = series.user_id == viewer_id
+        cancelled = [r.recurrence_id for r in held if r.status in ical.FREED]
+        body = {
+            "id": series.id,
+            "timezone": series.timezone,
+            "title": series.title,
+            "created_at": series.created_at,
+            "description": original.description,
+            "attendees": list(original.attendees),
+        }
+        events.append(
+            ical.series_event(
+                body,
+                first_start=first,
+                duration=_duration(held),
+                rule=feed_rule(series.recurrence, len(held) + len(skipped)),
+                exdates=cancelled + skipped,
+                sequence=len(cancelled),
+                stamp=max([series.created_at] + [r.updated_at for r in held]),
+                location=location_of(series.room_id),
+                organizer=_person(series.user_id) if detailed else None,
+                detailed=detailed,
+            )
+        )
+        for changed in (r for r in held if r.status == "confirmed" and r.sequence > 0):
+            events.append(
+                ical.booking_event(
+                    changed.to_dict(),
+                    location=location_of(changed.room_id),
+                    organizer=_person(series.user_id) if detailed else None,
+                    detailed=detailed,
+                )
+            )
+    return events
+
+
+def _duration(held: list[Reservation]) -> timedelta:
+    """The series' length of an occurrence, from one never changed (a moved one may have another length)."""
+    unchanged = [r for r in held if r.sequence == 0]
+    source = unchanged[0] if unchanged else held[0]
+    return source.end_time - source.start_time
+
+
 def my_feed(user_id: int, window: FeedWindow) -> bytes:
-    """The user's own bookings in the window, cancelled ones included (STATUS:CANCELLED)."""
+    """The user's own bookings in the window, cancelled ones included (STATUS:CANCELLED); a series as one
+    VEVENT with RRULE."""
     bookings = list(
         db.session.execute(
             _in_window(window).where(Reservation.user_id == user_id).order_by(Reservation.start_time, Reservation.id)
@@ -102,12 +167,14 @@ def my_feed(user_id: int, window: FeedWindow) -> bytes:
     events = [
         ical.booking_event(b.to_dict(), location=_location(rooms.get(b.room_id), b.room_id), organizer=organizer)
         for b in bookings
+        if not b.series_id
     ]
+    events += _series_events(bookings, user_id, lambda room_id: _location(rooms.get(room_id), room_id))
     return ical.feed_calendar("My room bookings", events)
 
 
 def room_feed(room_id: int, viewer_id: int, window: FeedWindow) -> bytes:
-    """A room's bookings in the window; other people's show time and title only."""
+    """A room's bookings in the window; other people's show time and title only; a series as one VEVENT."""
     room = db.session.get(RoomReplica, room_id)
     if room is None or room.deleted:
         raise NotFound(f"Room {room_id} does not exist.")
@@ -122,13 +189,17 @@ def room_feed(room_id: int, viewer_id: int, window: FeedWindow) -> bytes:
         if b.user_id == viewer_id
         else ical.booking_event(b.to_dict(), location=location, detailed=False)
         for b in bookings
+        if not b.series_id
     ]
+    events += _series_events(bookings, viewer_id, lambda _room_id: location)
     return ical.feed_calendar(_location(room, room_id), events)
 
 
 def invitation_for_event(event_type: str, data: dict) -> str | None:
     """The text/calendar part of a notification mail (REQUEST, or CANCEL for a cancellation), with the
     UID and SEQUENCE the feeds show; None for events that send no mail."""
+    if event_type in SERIES_EVENTS:
+        return _series_invitation(event_type, data)
     if event_type not in NOTIFIED_EVENTS:
         return None
     room_id = int(data["room_id"])
@@ -138,3 +209,33 @@ def invitation_for_event(event_type: str, data: dict) -> str | None:
         organizer=_person(int(data["user_id"])),
         stamp=utcnow(),
     )
+
+
+def _series_invitation(event_type: str, data: dict) -> str | None:
+    """The text/calendar part of the one mail of a series: REQUEST with the series' VEVENT when it is booked,
+    CANCEL with each cancelled occurrence (RECURRENCE-ID) when it is cancelled from a date."""
+    occurrences = data["occurrences"]
+    if not occurrences:
+        return None
+    room_id = int(data["room_id"])
+    location = _location(db.session.get(RoomReplica, room_id), room_id)
+    organizer = _person(int(data["user_id"]))
+    stamp = utcnow()
+    if event_type == "reservation.series_cancelled":
+        events = [ical.booking_event(o, location=location, stamp=stamp, organizer=organizer) for o in occurrences]
+        return ical.series_invitation(events, method="CANCEL")
+    skipped = [datetime.fromisoformat(item["start_time"]) for item in data["skipped"]]
+    first = min([datetime.fromisoformat(o["recurrence_id"]) for o in occurrences] + skipped)
+    one = occurrences[0]
+    master = ical.series_event(
+        {**data, "description": one["description"], "attendees": one["attendees"]},
+        first_start=first,
+        duration=datetime.fromisoformat(one["end_time"]) - datetime.fromisoformat(one["start_time"]),
+        rule=feed_rule(data["recurrence"], len(occurrences) + len(skipped)),
+        exdates=skipped,
+        sequence=0,
+        stamp=stamp,
+        location=location,
+        organizer=organizer,
+    )
+    return ical.series_invitation([master], method="REQUEST")

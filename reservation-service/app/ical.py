@@ -11,10 +11,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
+from zoneinfo import ZoneInfo
 
-from icalendar import Calendar, Event, vCalAddress
+from icalendar import Calendar, Event, vCalAddress, vRecur
 
 PRODID = "-//Meeting Rooms//Reservation Service//EN"
 UID_DOMAIN = "meeting-rooms.local"
@@ -31,6 +32,11 @@ class Person:
 def booking_uid(reservation_id: int) -> str:
     """The UID of a booking: the same in every feed and mail, for the booking's whole life."""
     return f"reservation-{reservation_id}@{UID_DOMAIN}"
+
+
+def series_uid(series_id: int) -> str:
+    """The UID of a recurring series: its VEVENT with RRULE, and (with RECURRENCE-ID) each occurrence."""
+    return f"series-{series_id}@{UID_DOMAIN}"
 
 
 def room_label(name: str | None, location: str | None, room_id: int) -> str:
@@ -66,12 +72,16 @@ def booking_event(
     `detailed=False` is someone else's booking seen in a room feed: time and title only, as in the
     room's schedule. `stamp` is DTSTAMP; without it (feeds, which have no METHOD) it is the time the
     booking was last changed (RFC 5545 §3.8.7.2), so an unchanged feed renders byte for byte the same
-    and keeps its ETag. A recurring series will extend this event (RRULE/EXDATE on the series' VEVENT,
-    RECURRENCE-ID on a moved occurrence) rather than build another one.
+    and keeps its ETag. An occurrence of a series carries the series' UID and its RECURRENCE-ID.
     """
     updated = _utc(booking["updated_at"])
     event = Event()
-    event.add("uid", booking_uid(booking["id"]))
+    if booking.get("series_id") and booking.get("recurrence_id"):
+        # An occurrence of a series: the instance of the series' event it replaces (RFC 5545 §3.8.4.4).
+        event.add("uid", series_uid(booking["series_id"]))
+        event.add("recurrence-id", _utc(booking["recurrence_id"]))
+    else:
+        event.add("uid", booking_uid(booking["id"]))
     event.add("sequence", int(booking.get("sequence", 0)))
     event.add("dtstamp", _utc(stamp) if stamp else updated)
     event.add("dtstart", _utc(booking["start_time"]))
@@ -89,6 +99,51 @@ def booking_event(
             event.add("organizer", _address(organizer))
             event.add("attendee", _address(organizer, role="CHAIR", partstat="ACCEPTED"))
         for attendee in booking.get("attendees") or []:
+            if organizer is None or attendee != organizer.email:
+                event.add("attendee", _address(Person(attendee), role="REQ-PARTICIPANT", partstat="NEEDS-ACTION", rsvp="FALSE"))
+    return event
+
+
+def series_event(
+    series: dict,
+    *,
+    first_start: datetime,
+    duration: timedelta,
+    rule: str,
+    exdates: Iterable[datetime],
+    sequence: int,
+    stamp: datetime,
+    location: str,
+    organizer: Person | None = None,
+    detailed: bool = True,
+) -> Event:
+    """The VEVENT of a whole series: DTSTART in the room's zone (TZID, with its VTIMEZONE in the calendar),
+    the RRULE, EXDATE for the occurrences not held (cancelled or skipped). Occurrences that were changed
+    are separate VEVENTs with the same UID and a RECURRENCE-ID (`booking_event`)."""
+    zone = ZoneInfo(series["timezone"])
+    event = Event()
+    event.add("uid", series_uid(series["id"]))
+    event.add("sequence", sequence)
+    event.add("dtstamp", stamp)
+    event.add("dtstart", first_start.astimezone(zone))
+    event.add("dtend", (first_start + duration).astimezone(zone))
+    event.add("rrule", vRecur.from_ical(rule))
+    excluded = sorted(moment.astimezone(zone) for moment in exdates)
+    if excluded:
+        event.add("exdate", excluded)
+    event.add("summary", series["title"])
+    event.add("location", location)
+    event.add("status", "CONFIRMED")
+    event.add("transp", "OPAQUE")
+    if detailed:
+        event.add("created", _utc(series["created_at"]))
+        event.add("last-modified", stamp)
+        if series.get("description"):
+            event.add("description", series["description"])
+        if organizer is not None:
+            event.add("organizer", _address(organizer))
+            event.add("attendee", _address(organizer, role="CHAIR", partstat="ACCEPTED"))
+        for attendee in series.get("attendees") or []:
             if organizer is None or attendee != organizer.email:
                 event.add("attendee", _address(Person(attendee), role="REQ-PARTICIPANT", partstat="NEEDS-ACTION", rsvp="FALSE"))
     return event
@@ -112,6 +167,7 @@ def feed_calendar(name: str, events: Iterable[Event]) -> bytes:
     calendar = _calendar(name=name)
     for event in events:
         calendar.add_component(event)
+    calendar.add_missing_timezones()  # a VTIMEZONE for each TZID a series' DTSTART uses
     return calendar.to_ical()
 
 
@@ -120,6 +176,16 @@ def invitation(booking: dict, *, location: str, organizer: Person | None, stamp:
     cancelled = booking["status"] in FREED
     calendar = _calendar(method="CANCEL" if cancelled else "REQUEST")
     calendar.add_component(booking_event(booking, location=location, stamp=stamp, organizer=organizer))
+    return calendar.to_ical().decode()
+
+
+def series_invitation(events: Iterable[Event], *, method: str) -> str:
+    """The iTIP message of a whole series (REQUEST: its VEVENT with RRULE) or of some of its occurrences
+    (CANCEL: one VEVENT per occurrence, each with its RECURRENCE-ID)."""
+    calendar = _calendar(method=method)
+    for event in events:
+        calendar.add_component(event)
+    calendar.add_missing_timezones()
     return calendar.to_ical().decode()
 
 

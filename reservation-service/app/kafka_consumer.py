@@ -15,7 +15,7 @@ from servicekit.auth import revocation_handlers
 from servicekit.consumer import EventConsumer
 from servicekit.db import db
 
-from . import services
+from . import series, services
 from .directory import replica_values
 from .mail import queue_notifications
 from .models import NotifiedReservation, RoomReplica, UserReplica
@@ -89,7 +89,14 @@ def swap_snapshot(reservation_id: str, data: dict) -> dict | None:
 def notify(envelope: dict) -> None:
     data = envelope["data"]
     previous = swap_snapshot(str(data["id"]), data)
+    if series.told_in_series_mail(envelope["event_type"], data):
+        return
     queue_notifications(envelope["event_id"], envelope["event_type"], data, previous)
+
+
+def notify_series(envelope: dict) -> None:
+    """One mail for a whole series booked or cancelled (its occurrences' own events send none)."""
+    queue_notifications(envelope["event_id"], envelope["event_type"], envelope["data"], None)
 
 
 MAIL_HANDLERS = {
@@ -98,6 +105,8 @@ MAIL_HANDLERS = {
         "reservation.updated": notify,
         "reservation.cancelled": notify,
         "reservation.released": notify,
+        "reservation.series_created": notify_series,
+        "reservation.series_cancelled": notify_series,
     }
 }
 

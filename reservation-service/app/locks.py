@@ -11,7 +11,9 @@ first, and the blackout's later cancel query sees (and cancels) it; or the black
 and the booking's later blackout check sees it (409). Bookings of one room share their lock, so
 they still run side by side (the exclusion constraint settles clashes among them). Two bookings of
 one user serialise on the user lock, so the quota check and the insert of one cannot interleave
-with the other's. Everyone acquires in the same order (every room, room, user; a blackout takes a
+with the other's. A recurring series takes its room's lock EXCLUSIVE instead (`lock_for_series`): its many
+inserts would otherwise wait on another booking's uncommitted rows in any order, and two series could
+deadlock; so a series of a room runs alone, and single bookings of that room wait for it. Everyone acquires in the same order (every room, room, user; a blackout takes a
 single lock) and before any row lock, so these locks add no deadlock.
 
 Keys are (namespace, id mod 2^31 - 1): two ids sharing a key only serialise a little more.
@@ -40,6 +42,14 @@ def lock_for_booking(room_id: int, quota_user_id: int | None) -> None:
     """Before a booking reads blackouts, conflicts and usage (in the booking's transaction)."""
     _take(_SHARED, EVERY_ROOM, 0)
     _take(_SHARED, ROOM, room_id)
+    if quota_user_id is not None:
+        _take(_EXCLUSIVE, USER, quota_user_id)
+
+
+def lock_for_series(room_id: int, quota_user_id: int | None) -> None:
+    """Before a series reads what is in the way: as `lock_for_booking`, but alone on its room."""
+    _take(_SHARED, EVERY_ROOM, 0)
+    _take(_EXCLUSIVE, ROOM, room_id)
     if quota_user_id is not None:
         _take(_EXCLUSIVE, USER, quota_user_id)
 

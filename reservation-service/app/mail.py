@@ -21,6 +21,9 @@ from servicekit.worker import LeasedQueue, PollingWorker
 from .calendars import invitation_for_event
 from .ical import attach_invitation
 from .models import OutgoingEmail, RoomReplica, UserReplica
+from .policies import zone_of
+
+SERIES_EVENTS = frozenset({"reservation.series_created", "reservation.series_cancelled"})
 
 log = logging.getLogger(__name__)
 
@@ -81,8 +84,38 @@ def _cancellation_reason(data: dict) -> str:
     return "It was cancelled by its organiser or an administrator."
 
 
+def _local_when(item: dict, zone_name: str) -> str:
+    zone = zone_of(zone_name)
+    s = datetime.fromisoformat(item["start_time"]).astimezone(zone)
+    e = datetime.fromisoformat(item["end_time"]).astimezone(zone)
+    return f"{s:%a %d %b %Y, %H:%M}–{e:%H:%M}" if s.date() == e.date() else f"{s:%a %d %b %Y %H:%M} – {e:%a %d %b %Y %H:%M}"
+
+
+def compose_series(event_type: str, data: dict) -> tuple[str, str]:
+    """One mail for a whole series: every date booked (or cancelled), and the ones skipped with why."""
+    room, zone = _room_line(data["room_id"]), data["timezone"]
+    dates = [f"  {_local_when(item, zone)} (#{item['id']})" for item in data["occurrences"]]
+    header = f'"{data["title"]}"\nRoom: {room}\nRepeats: {data["recurrence"]} (times in {zone})\n'
+    if event_type == "reservation.series_cancelled":
+        return (
+            f"Cancelled: {data['title']} — {len(dates)} occurrences — {room}",
+            f"These occurrences of your recurring booking were cancelled and their slots are free again.\n\n{header}\n"
+            + "\n".join(dates)
+            + f"\n\nSeries #{data['id']}.\n",
+        )
+    body = f"Your recurring booking is confirmed.\n\n{header}\nBooked ({len(dates)}):\n" + "\n".join(dates) + "\n"
+    if data.get("skipped"):
+        body += f"\nNot booked ({len(data['skipped'])}):\n" + "\n".join(
+            f"  {_local_when(item, zone)}: {item['message']}" for item in data["skipped"]
+        )
+        body += "\n"
+    return f"Booked: {data['title']} — {len(dates)} occurrences — {room}", body + f"\nSeries #{data['id']}.\n"
+
+
 def compose(event_type: str, data: dict, previous: dict | None) -> tuple[str, str] | None:
     """(subject, body) of the notification for one reservation event, or None if there is nothing to say."""
+    if event_type in SERIES_EVENTS:
+        return compose_series(event_type, data)
     room, when = _room_line(data["room_id"]), _when(data["start_time"], data["end_time"])
     header = f'"{data["title"]}"\nRoom: {room}\nWhen: {when}\n'
     if event_type == "reservation.created" and data.get("waitlist_entry_id"):

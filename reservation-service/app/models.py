@@ -5,7 +5,19 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, Boolean, CheckConstraint, Computed, DateTime, Index, Integer, String, Text, text
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    Computed,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    text,
+)
 from sqlalchemy.dialects.postgresql import JSONB, TSTZRANGE, ExcludeConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -30,6 +42,12 @@ class Reservation(db.Model):
     sequence: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
     # When the owner (or an admin) checked in; rooms with auto_release release bookings nobody checked in to.
     checked_in_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # The recurring series this reservation is an occurrence of (0005_series), or null.
+    # Its original start in the series (iCalendar RECURRENCE-ID): stays when the occurrence is moved.
+    recurrence_id: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    series_id: Mapped[int | None] = mapped_column(
+        BigInteger, ForeignKey("reservation_series.id", name="fk_reservations_series_id")
+    )
     # Half-open [start, end): one booking may end exactly when the next starts.
     during = mapped_column(TSTZRANGE, Computed("tstzrange(start_time, end_time, '[)')", persisted=True))
 
@@ -55,6 +73,7 @@ class Reservation(db.Model):
             "start_time",
             postgresql_where=text("status = 'confirmed' AND checked_in_at IS NULL"),
         ),
+        Index("ix_reservations_series_start", "series_id", "start_time", postgresql_where=text("series_id IS NOT NULL")),
     )
 
     # Server-side defaults (timestamps, status, the computed range) come back in the INSERT's RETURNING.
@@ -75,7 +94,26 @@ class Reservation(db.Model):
             "updated_at": self.updated_at.isoformat(),
             "sequence": self.sequence,
             "checked_in_at": self.checked_in_at.isoformat() if self.checked_in_at else None,
+            "series_id": self.series_id,
+            "recurrence_id": self.recurrence_id.isoformat() if self.recurrence_id else None,
         }
+
+
+class ReservationSeries(db.Model):
+    """A recurring booking: the rule as sent, the room's zone it was expanded in, and what was skipped.
+    Its occurrences are ordinary reservations pointing here (`Reservation.series_id`)."""
+
+    __tablename__ = "reservation_series"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    room_id: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    user_id: Mapped[int] = mapped_column(BigInteger, nullable=False, index=True)
+    title: Mapped[str] = mapped_column(String(200), nullable=False)
+    recurrence: Mapped[str] = mapped_column(String(500), nullable=False)
+    timezone: Mapped[str] = mapped_column(String(64), nullable=False)
+    # [{"start_time", "end_time", "reason", "message"}]: the occurrences not booked (on_conflict "skip").
+    skipped: Mapped[list] = mapped_column(JSONB, nullable=False, server_default=text("'[]'::jsonb"))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False, server_default=text("now()"))
 
 
 class RoomReplica(db.Model):

@@ -109,6 +109,10 @@ class ReservationOut(BaseModel):
     updated_at: datetime
     sequence: int = Field(description="iCalendar SEQUENCE: 0 when booked, one more at each change or cancellation")
     checked_in_at: datetime | None = Field(None, description="when the owner or an admin checked in; null until then")
+    series_id: int | None = Field(None, description="the recurring series this is an occurrence of, or null")
+    recurrence_id: datetime | None = Field(
+        None, description="an occurrence's original start in its series (iCalendar RECURRENCE-ID), kept when it is moved"
+    )
 
 
 class ReservationPage(PageEnvelope):
@@ -378,6 +382,71 @@ class UtilizationReport(BaseModel):
     rooms: list[RoomUtilization]
 
 
+Recurrence = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=500)]
+
+
+class SeriesCreate(ReservationCreate):
+    """POST /api/reservations/series: a single booking's body (its times are the first occurrence's) plus the rule."""
+
+    recurrence: Recurrence = Field(
+        description="RFC 5545 RRULE value, e.g. FREQ=WEEKLY;BYDAY=MO,WE;COUNT=10 (a leading 'RRULE:' is allowed). "
+        "FREQ DAILY, WEEKLY, MONTHLY or YEARLY; INTERVAL, BYDAY (ordinals such as 1MO or -1FR with MONTHLY/YEARLY), "
+        "BYMONTHDAY, BYMONTH, WKST; COUNT or UNTIL (one of them required). Expanded in the room's time zone "
+        "from start_time, keeping its wall-clock time."
+    )
+    on_conflict: Literal["fail", "skip"] = Field(
+        "fail", description="fail: any clashing occurrence refuses the whole series (409); skip: book the free ones"
+    )
+
+
+SkipReason = Literal["conflict", "blackout", "closed", "quota"]
+
+
+class SkippedOccurrence(BaseModel):
+    start_time: datetime
+    end_time: datetime
+    reason: SkipReason = Field(
+        description="conflict: another booking; blackout; closed: outside the room's opening hours; quota: a fair-use limit"
+    )
+    message: str = Field(description="what is in the way, in words")
+
+
+class SeriesOut(BaseModel):
+    id: int
+    room_id: int
+    user_id: int
+    title: str
+    recurrence: str
+    timezone: str = Field(description="the room's IANA time zone the rule was expanded in")
+    occurrences: list[ReservationOut] = Field(description="every occurrence booked, earliest first (cancelled ones too)")
+    skipped: list[SkippedOccurrence] = Field(description="occurrences not booked (on_conflict skip)")
+    created_at: datetime
+
+
+class ClashingOccurrence(SkippedOccurrence):
+    conflicts: list[ConflictItem] = Field(default_factory=list, description="the confirmed reservations in the way")
+    blackouts: list[BlackoutItem] = Field(default_factory=list, description="the blackouts in the way")
+
+
+class SeriesConflict(BaseModel):
+    """409 problem document (type /problems/series-conflict) of a series with on_conflict fail: every clashing
+    occurrence with what it clashes with; nothing was booked."""
+
+    type: Literal["/problems/series-conflict"]
+    title: str
+    status: int
+    detail: str
+    occurrences: list[ClashingOccurrence]
+
+
+class SeriesCancelQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    from_: QueryTime | None = Field(
+        None, alias="from", description="cancel the occurrences starting at or after this time (default and earliest: now)"
+    )
+
+
 SCHEMAS = [
     ReservationCreate,
     ReservationUpdate,
@@ -398,4 +467,7 @@ SCHEMAS = [
     WaitlistPage,
     SlotIsFree,
     UtilizationReport,
+    SeriesCreate,
+    SeriesOut,
+    SeriesConflict,
 ]

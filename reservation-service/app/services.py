@@ -33,6 +33,7 @@ class BookingSettings:
     max_future_bookings: int = 50
     max_hours_per_week: int = 40
     max_attendees: int = 100
+    max_series_occurrences: int = 200
 
     @property
     def default_policy(self) -> BookingPolicy:

@@ -21,7 +21,10 @@ from servicekit.events import make_envelope
 
 pytest_plugins = ["devstack.pytest_plugin", "servicekit.testing"]
 
-TABLES = "reservations, blackouts, idempotency_keys, notified_reservations, outgoing_emails, calendar_tokens, waitlist_entries"  # the mail consumer's lock order
+TABLES = (
+    "reservations, reservation_series, blackouts, idempotency_keys, notified_reservations, outgoing_emails, "
+    "calendar_tokens, waitlist_entries"  # the mail consumer's lock order
+)
 
 
 @pytest.fixture(scope="session")

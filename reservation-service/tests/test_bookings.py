@@ -31,6 +31,8 @@ def test_booking_a_room_returns_the_reservation_in_utc(client, people, rooms):
         "updated_at",
         "sequence",
         "checked_in_at",
+        "series_id",
+        "recurrence_id",
     }
     assert reservation["checked_in_at"] is None
     assert reservation["user_id"] == user["id"] and reservation["room_id"] == room["id"]

@@ -39,3 +39,30 @@ def test_the_spec_shows_finding_a_room(app):
     assert {"AvailabilityPage", "FreeBusy", "Suggestion"} <= set(schemas)
     assert "suggestions" in schemas["BookingConflict"]["properties"]
     assert {"/api/availability", "/api/availability/free-busy"} <= set(spec["paths"])
+
+
+def test_the_spec_documents_recurring_series(app):
+    from openapi_schema_validator import OAS30Validator
+
+    spec = assert_documented_and_valid(app)
+    schemas = spec["components"]["schemas"]
+    assert {"SeriesCreate", "SeriesOut", "SeriesConflict"} <= set(schemas)
+    assert "post" in spec["paths"]["/api/reservations/series"]
+    assert {"get", "delete"} <= set(spec["paths"]["/api/reservations/series/{series_id}"])
+    create = spec["paths"]["/api/reservations/series"]["post"]
+    assert any(p["name"] == "Idempotency-Key" for p in create["parameters"])
+    assert {"201", "409", "422"} <= set(create["responses"])
+    assert {"recurrence", "on_conflict"} <= set(schemas["SeriesCreate"]["properties"])
+    assert "series_id" in schemas["ReservationOut"]["properties"]
+    conflict = OAS30Validator({**schemas["SeriesConflict"], "components": spec["components"]})
+    clash = {
+        "start_time": "2030-01-01T09:00:00+00:00",
+        "end_time": "2030-01-01T10:00:00+00:00",
+        "reason": "conflict",
+        "message": "m",
+        "conflicts": [{"reservation_id": 1, "start_time": "2030-01-01T09:00:00+00:00", "end_time": "2030-01-01T10:00:00+00:00"}],
+        "blackouts": [],
+    }
+    problem = {"type": "/problems/series-conflict", "title": "Series Conflict", "status": 409, "detail": "d"}
+    assert conflict.is_valid({**problem, "occurrences": [clash]})
+    assert not conflict.is_valid({**problem, "occurrences": [{**clash, "reason": "unknown"}]})

@@ -1,17 +1,10 @@
-"""check-in and auto-release (reservations.checked_in_at, status released), the waitlist
-
-Revision ID: 0006_checkin
-Revises: 0004_calendar
-Create Date: 2026-11-26
-"""
+"""check-in and auto-release (reservations.checked_in_at, status released), the waitlist"""
 
 import sqlalchemy as sa
 from alembic import op
 
 revision = "0006_checkin"
-down_revision = "0004_calendar"
-branch_labels = None
-depends_on = None
+down_revision = "0005_series"
 
 
 def upgrade():
