@@ -29,6 +29,7 @@ import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from urllib.parse import quote
 
 import psutil
 import psycopg
@@ -43,6 +44,9 @@ REPO = Path(__file__).resolve().parents[1]
 DURATION = os.environ.get("BENCH_DURATION", "15s")
 VUS = int(os.environ.get("BENCH_VUS", "16"))
 SEED_ROWS = int(os.environ.get("BENCH_SEED_ROWS", "1000000"))
+SEEDED_ROOM = 50_000_000  # ids of the seeded rooms (room-service does not know them; reservation-service's read model does)
+# Issue 13's targets at the seeded size: p99 in milliseconds, single client and under load.
+FINDING_TARGETS_P99_MS = {"availability": 20, "free-busy": 30, "409 with suggestions": 30}
 PROFILE = os.environ.get("BENCH_PROFILE", "") not in ("", "0", "false")
 OUTPUT = Path(os.environ.get("BENCH_JSON", REPO / "bench" / "results" / "last-run.json"))
 BIN = Path(sys.executable).parent
@@ -447,17 +451,38 @@ class Bench:
         url = self.stack.database_urls["reservations"].replace("postgresql+psycopg://", "postgresql://")
         started = time.monotonic()
         per_room = max(1, SEED_ROWS // 1000)
-        first = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(days=200)
+        # From 20 days ago on, an hour a slot with a quarter of the hours left free: finding a room (issue 13)
+        # is measured on the same data, in the future part.
+        first = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(days=20)
         rng = random.Random(7)
+        hours = [h for h in range(per_room * 2) if rng.random() >= 0.25][:per_room]
         with psycopg.connect(url) as conn:
             with conn.cursor() as cursor:
+                with cursor.copy(
+                    "COPY room_replicas (room_id, name, capacity, location, is_active, timezone, equipment) FROM STDIN"
+                ) as copy:
+                    for room in range(1000):
+                        equipment = [
+                            name for name, every in (("projector", 2), ("whiteboard", 3), ("video", 5)) if room % every == 0
+                        ]
+                        copy.write_row(
+                            (
+                                SEEDED_ROOM + room,
+                                f"Seeded {room}",
+                                2 + room % 30,
+                                f"Floor {room % 10}",
+                                True,
+                                ("UTC", "Europe/Berlin", "America/New_York", "Asia/Kolkata")[room % 4],
+                                json.dumps(equipment),
+                            )
+                        )
                 with cursor.copy("COPY reservations (room_id, user_id, title, start_time, end_time, status) FROM STDIN") as copy:
                     for room in range(1000):
-                        for slot in range(per_room):
+                        for slot in hours:
                             start = first + timedelta(hours=slot)
                             copy.write_row(
                                 (
-                                    50_000_000 + room,
+                                    SEEDED_ROOM + room,
                                     rng.randint(1_000_000, 1_010_000),
                                     "Seeded",
                                     start,
@@ -469,12 +494,113 @@ class Bench:
             conn.autocommit = True
             # What autovacuum would otherwise do during the measurement: vacuum, statistics, a checkpoint.
             conn.execute("VACUUM (ANALYZE) reservations")
+            conn.execute("VACUUM (ANALYZE) room_replicas")
             conn.execute("CHECKPOINT")
         self.results["seeded_rows"] = per_room * 1000
         self.results["seed_seconds"] = round(time.monotonic() - started, 1)
         say(
             f"\nseeded {per_room * 1000:,} bookings by COPY in {self.results['seed_seconds']} s (with VACUUM ANALYZE, CHECKPOINT)"
         )
+
+    # -- finding a room at scale (issue 13) -----------------------------------------------------------
+
+    def finding_a_room(self) -> None:
+        """Availability, free/busy and a refused booking's suggestions over the seeded 1,000 rooms: p50/p99 of a
+        single client and under k6 load, and the plans PostgreSQL chose (they must use the GiST indexes)."""
+        user = {"Authorization": f"Bearer {self.probe}", "Content-Type": "application/json"}
+        start = (datetime.now(UTC) + timedelta(days=2)).replace(minute=0, second=0, microsecond=0)
+        window = f"start_time={quote(start.isoformat())}&end_time={quote((start + timedelta(hours=1)).isoformat())}"
+        availability = f"/api/availability?{window}&min_capacity=8&equipment=projector"
+        rooms = "&".join(f"room_id={SEEDED_ROOM + n}" for n in range(50))
+        free_busy = (
+            f"/api/availability/free-busy?{rooms}&from={quote(start.isoformat())}"
+            f"&to={quote((start + timedelta(days=7)).isoformat())}"
+        )
+        url = self.stack.database_urls["reservations"].replace("postgresql+psycopg://", "postgresql://")
+        with psycopg.connect(url) as conn:
+            room_id, booked_from = conn.execute(
+                "SELECT room_id, start_time FROM reservations WHERE room_id >= %s AND start_time > now() + interval '1 day' "
+                "AND status = 'confirmed' ORDER BY start_time LIMIT 1",
+                (SEEDED_ROOM,),
+            ).fetchone()
+        clash = json.dumps(
+            {
+                "room_id": room_id,
+                "title": "Clash",
+                "start_time": booked_from.isoformat(),
+                "end_time": (booked_from + timedelta(minutes=30)).isoformat(),
+            }
+        )
+        probes = {
+            "availability": ("GET", availability, None, 200),
+            "free-busy": ("GET", free_busy, None, 200),
+            "409 with suggestions": ("POST", "/api/reservations", clash, 409),
+        }
+        session = requests.Session()
+        say("\nfinding a room over 1,000 seeded rooms (single client, 200 requests each; target p99 in brackets):")
+        for name, (method, path, body, status) in probes.items():
+            samples = []
+            for _ in range(200):
+                started = time.perf_counter()
+                response = session.request(method, self.gateway + path, data=body, headers=user, timeout=30)
+                samples.append((time.perf_counter() - started) * 1000)
+                assert response.status_code == status, (name, response.status_code, response.text[:300])
+            if status == 409:
+                assert response.json().get("suggestions"), "a 409 without suggestions"
+            samples.sort()
+            p50, p99 = statistics.median(samples), samples[int(len(samples) * 0.99) - 1]
+            self.results.setdefault("finding_a_room_ms", {})[name] = {"p50": round(p50, 2), "p99": round(p99, 2)}
+            say(f"  {name:<22} p50 {p50:7.2f} ms  p99 {p99:7.2f} ms  [{FINDING_TARGETS_P99_MS[name]} ms]")
+        say("under load (k6):")
+        for name, (method, path, body, status) in probes.items():
+            self.k6(
+                f"finding: {name}",
+                self.gateway + path,
+                method=method,
+                body=body or "",
+                tokens=[self.probe],
+                expect=(status,),
+                duration="8s",
+            )
+        self.explain_finding(start)
+
+    def explain_finding(self, start: datetime) -> None:
+        """EXPLAIN ANALYZE of the service's own availability and free/busy queries (built by its code)."""
+        from sqlalchemy import create_engine
+        from sqlalchemy.ext.compiler import compiles
+        from sqlalchemy.sql.expression import ClauseElement, Executable
+
+        sys.path.insert(0, str(REPO / "reservation-service"))
+        from app.availability import _window, free_rooms_query
+        from app.models import Reservation
+
+        class Explain(Executable, ClauseElement):
+            inherit_cache = False
+
+            def __init__(self, statement):
+                self.statement = statement
+
+        @compiles(Explain, "postgresql")
+        def _explain(element, compiler, **kw):
+            return "EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) " + compiler.process(element.statement, **kw)
+
+        queries = {
+            "availability": free_rooms_query(start, start + timedelta(hours=1), min_capacity=8, equipment=["projector"]),
+            "free-busy (reservations of 50 rooms, 7 days)": Reservation.__table__.select()
+            .with_only_columns(Reservation.room_id, Reservation.start_time, Reservation.end_time)
+            .where(
+                Reservation.room_id.in_([SEEDED_ROOM + n for n in range(50)]),
+                Reservation.status == "confirmed",
+                Reservation.during.op("&&")(_window(start, start + timedelta(days=7))),
+            ),
+        }
+        engine = create_engine(self.stack.database_urls["reservations"])
+        with engine.connect() as conn:
+            for name, query in queries.items():
+                plan = "\n".join(row[0] for row in conn.execute(Explain(query)))
+                self.results.setdefault("finding_a_room_plans", {})[name] = plan
+                say(f"\nplan of {name}:\n" + "\n".join("  " + line for line in plan.splitlines()))
+        engine.dispose()
 
     # -- memory and report -----------------------------------------------------------------------
 
@@ -547,6 +673,7 @@ class Bench:
                 self.seed()
                 self.list_latencies("seeded")
                 self.database_times()
+                self.finding_a_room()
             self.report()
         finally:
             self.stack.stop()

@@ -18,6 +18,8 @@ from .processes import Child, StartError, as_user, free_port, require_free_port,
 
 REPO = Path(__file__).resolve().parents[2]
 UNPRIVILEGED_USER = "devstack"
+# The platform's topics (API.md); the kit knows none of them.
+PLATFORM_TOPICS = ("user-events", "room-events", "reservation-events")
 
 
 # The uid PostgreSQL sees itself as inside its user namespace (any ordinary uid will do).
@@ -238,7 +240,7 @@ class Broker:
         wait_for_port(self.port, self.child, 20, "the Kafka broker")
         from servicekit.kafka import ensure_topics
 
-        ensure_topics(self.bootstrap)
+        ensure_topics(self.bootstrap, PLATFORM_TOPICS)
 
     def stop(self) -> None:
         if self.child:

@@ -33,7 +33,7 @@ def create_app(config: ReservationServiceConfig | None = None) -> Flask:
     spec = build_spec(
         "reservation-service", "Bookings that never overlap, room schedules, idempotent create, e-mail notifications.", SCHEMAS
     )
-    app = create_service_app(__name__, config, openapi=spec)
+    app = create_service_app(__name__, config, openapi=spec, topics=tuple(kafka_consumer.OWNERS))
     verifier = TokenVerifier(
         JwksKeySource(config.jwks_url), issuer=config.jwt_issuer, audience=config.jwt_audience, algorithms=config.jwt_algorithms
     )

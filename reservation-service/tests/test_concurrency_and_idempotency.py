@@ -12,7 +12,7 @@ from sqlalchemy import func, select, text
 
 from app.models import Reservation
 from servicekit.db import db
-from servicekit.testing import wait_until
+from servicekit.testing import wait_until_blocked_by
 
 THREADS = 32
 
@@ -60,14 +60,7 @@ def test_a_race_lost_at_the_database_is_the_same_409_with_its_conflict(config, c
         request.start()
         # Deterministic: go on only once our insert is blocked by the rival's row, i.e. it passed the
         # friendly check and is held by the exclusion constraint, however slow the machine.
-        rival_pid = rival.info.backend_pid
-        with psycopg.connect(url, autocommit=True) as watcher:
-            wait_until(
-                lambda: watcher.execute(
-                    "SELECT count(*) FROM pg_stat_activity WHERE %s = ANY(pg_blocking_pids(pid))", (rival_pid,)
-                ).fetchone()[0],
-                message="our insert to wait on the rival transaction",
-            )
+        wait_until_blocked_by(url, rival, "our insert to wait on the rival transaction")
         assert request.is_alive()
         rival.commit()
     request.join(10)

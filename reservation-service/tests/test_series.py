@@ -3,8 +3,6 @@ through the single-booking rules, fail vs skip, races at the constraint, cancel 
 
 from __future__ import annotations
 
-import email
-import email.policy
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, date, datetime, time, timedelta
@@ -14,10 +12,11 @@ import psycopg
 import pytest
 import requests
 from sqlalchemy import func, select, text
+from test_events_and_mail import mails_to
 
 from app.models import Reservation, ReservationSeries
 from servicekit.db import db
-from servicekit.testing import wait_until
+from servicekit.testing import wait_until, wait_until_blocked_by
 
 URL = "/api/reservations/series"
 
@@ -383,14 +382,7 @@ def test_a_series_losing_the_race_at_the_constraint(config, client, app, people,
         result: dict = {}
         request = threading.Thread(target=lambda: result.update(response=client.post(URL, json=body, headers=headers)))
         request.start()
-        rival_pid = rival.info.backend_pid
-        with psycopg.connect(url, autocommit=True) as watcher:
-            wait_until(
-                lambda: watcher.execute(
-                    "SELECT count(*) FROM pg_stat_activity WHERE %s = ANY(pg_blocking_pids(pid))", (rival_pid,)
-                ).fetchone()[0],
-                message="the series' insert to wait on the rival transaction",
-            )
+        wait_until_blocked_by(url, rival, "the series' insert to wait on the rival transaction")
         assert request.is_alive()
         rival.commit()
     request.join(20)
@@ -495,15 +487,6 @@ def test_an_idempotent_replay_returns_the_first_series_and_books_nothing_new(cli
 
 
 # --- mail ------------------------------------------------------------------------------------------------
-
-
-def mails_to(mail_dir, recipient: str) -> list[email.message.EmailMessage]:
-    found = []
-    for path in sorted(mail_dir.glob("*.eml")):
-        message = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
-        if message["To"] == recipient:
-            found.append(message)
-    return found
 
 
 def plain(message) -> str:
@@ -671,7 +654,8 @@ def test_a_blackout_and_a_room_deletion_cancel_occurrences_like_any_booking(clie
 
 def test_the_feed_shows_a_series_as_one_vevent_with_rrule_exdate_and_recurrence_id(client, people, rooms):
     """Expanded independently (dateutil's rruleset over the feed's RRULE, DTSTART;TZID and EXDATE, then the
-    RECURRENCE-ID overrides applied), the feed gives exactly the occurrences the API holds, across a DST change."""
+    RECURRENCE-ID overrides applied; and by recurring-ical-events, as calendar clients do), the feed gives exactly
+    the occurrences the API holds, across a DST change."""
     from dateutil.rrule import rruleset, rrulestr
     from icalendar import Calendar
 
@@ -714,4 +698,11 @@ def test_the_feed_shows_a_series_as_one_vevent_with_rrule_exdate_and_recurrence_
     now = client.get(f"{URL}/{series['id']}", headers=headers).get_json()
     assert sorted(instances) == sorted(utc(o["start_time"]) for o in now["occurrences"] if o["status"] == "confirmed")
     assert {t.hour for t in sorted(instances)[:1] + sorted(instances)[-1:]} == {8, 7}  # 09:00 CET, then 09:00 CEST
+    # And as a calendar client expands it (recurring-ical-events: RRULE in the VTIMEZONE, EXDATE, RECURRENCE-ID).
+    import recurring_ical_events
+
+    uid = f"series-{series['id']}@meeting-rooms.local"
+    seen = recurring_ical_events.of(calendar).between(start - timedelta(days=1), start + timedelta(days=60))
+    by_client = sorted(event.decoded("DTSTART").astimezone(UTC) for event in seen if str(event["UID"]) == uid)
+    assert by_client == sorted(utc(o["start_time"]) for o in now["occurrences"] if o["status"] == "confirmed")
     assert int(master["SEQUENCE"]) == 1 and int(override["SEQUENCE"]) == 1

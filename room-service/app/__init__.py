@@ -10,14 +10,14 @@ from servicekit.auth import JwksKeySource, TokenVerifier, init_auth
 from servicekit.metrics import metrics_of
 from servicekit.openapi import build_spec
 
-from . import kafka_consumer, routes
+from . import kafka_consumer, routes, services
 from .schemas import SCHEMAS
 
 
 def create_app(config: RoomServiceConfig | None = None) -> Flask:
     config = config or RoomServiceConfig.from_env()
     spec = build_spec("room-service", "Meeting rooms and their equipment.", SCHEMAS)
-    app = create_service_app(__name__, config, openapi=spec)
+    app = create_service_app(__name__, config, openapi=spec, topics=(services.TOPIC, *kafka_consumer.OWNERS))
     verifier = TokenVerifier(
         JwksKeySource(config.jwks_url), issuer=config.jwt_issuer, audience=config.jwt_audience, algorithms=config.jwt_algorithms
     )

@@ -37,8 +37,9 @@ class DatabaseIdConverter(IntegerConverter):
     regex = r"\d{1,18}"
 
 
-def create_service_app(import_name: str, config: BaseConfig, *, openapi: dict) -> Flask:
-    """A Flask app with config, JSON logs, request ids, problem+json, metrics, health, database and docs."""
+def create_service_app(import_name: str, config: BaseConfig, *, openapi: dict, topics: tuple[str, ...] = ()) -> Flask:
+    """A Flask app with config, JSON logs, request ids, problem+json, metrics, health, database and docs.
+    `topics`: the Kafka topics the service publishes to or consumes (their metrics are exported at 0 from the start)."""
     configure_logging(config.service_name, config.log_level)
     app = Flask(import_name, static_folder=None)
     app.url_map.converters["int"] = DatabaseIdConverter
@@ -63,7 +64,7 @@ def create_service_app(import_name: str, config: BaseConfig, *, openapi: dict) -
     Migrate(app, db, directory=os.path.join(os.path.dirname(app.root_path), "migrations"))
     register_error_handlers(app)
     _init_request_ids(app)
-    app.extensions["servicekit.metrics"] = ServiceMetrics(app, config.service_name)
+    app.extensions["servicekit.metrics"] = ServiceMetrics(app, config.service_name, topics)
     _init_health(app)
     init_openapi(app, openapi)
     app.extensions["servicekit.background"] = Background(app)

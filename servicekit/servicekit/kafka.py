@@ -9,8 +9,6 @@ from confluent_kafka.admin import AdminClient, NewTopic
 
 log = logging.getLogger(__name__)
 
-TOPICS = ("user-events", "room-events", "reservation-events")
-
 
 SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 SASL_MECHANISMS = ("SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN")
@@ -79,7 +77,7 @@ def consumer_config(bootstrap: str, group_id: str, client_id: str, security: dic
 
 def ensure_topics(
     bootstrap: str,
-    topics: tuple[str, ...] = TOPICS,
+    topics: tuple[str, ...],
     partitions: int = 3,
     timeout: float = 10.0,
     security: dict | None = None,

@@ -10,7 +10,7 @@ from prometheus_flask_exporter import PrometheusMetrics
 class ServiceMetrics:
     """One registry per app, so several apps can live in one process (tests)."""
 
-    def __init__(self, app: Flask, service: str):
+    def __init__(self, app: Flask, service: str, topics: tuple[str, ...] = ()):
         self.registry = CollectorRegistry(auto_describe=True)
         self.exporter = PrometheusMetrics(
             app,
@@ -33,9 +33,7 @@ class ServiceMetrics:
         # Service-specific metrics, created once per app by whoever needs them first.
         self.extra: dict = {}
         # Every known label value exported at 0 from the start, so alerts and dashboards see the series.
-        from .kafka import TOPICS
-
-        for topic in TOPICS:
+        for topic in topics:
             self.outbox_published.labels(topic)
             self.outbox_failures.labels(topic)
             self.events_parked.labels(topic)

@@ -120,6 +120,22 @@ def wait_until(condition: Callable[[], object], timeout: float = 20.0, interval:
         time.sleep(interval)
 
 
+def wait_until_blocked_by(database_url: str, blocker, message: str) -> None:
+    """Wait until another session waits on a lock held by the open transaction of connection `blocker`:
+    a race test's second writer has really reached the database (e.g. an exclusion constraint), whatever
+    the machine's speed, instead of sleeping and hoping."""
+    import psycopg
+
+    pid = blocker.info.backend_pid
+    with psycopg.connect(database_url, autocommit=True) as watcher:
+        wait_until(
+            lambda: watcher.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE %s = ANY(pg_blocking_pids(pid))", (pid,)
+            ).fetchone()[0],
+            message=message,
+        )
+
+
 def assert_models_match_migrations(app) -> None:
     """Alembic's autogenerate, run against the database the migrations made, finds nothing to change:
     the ORM models and the hand-written migrations declare the same tables."""

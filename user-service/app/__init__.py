@@ -21,7 +21,7 @@ def create_app(config: UserServiceConfig | None = None) -> Flask:
     config = config or UserServiceConfig.from_env()
     keys = KeyRing.from_config(config)
     spec = build_spec("user-service", "Accounts, login, JWT access tokens (JWKS) and roles.", SCHEMAS)
-    app = create_service_app(__name__, config, openapi=spec)
+    app = create_service_app(__name__, config, openapi=spec, topics=(services.TOPIC, *kafka_consumer.OWNERS))
     app.extensions["user-service.tokens"] = services.TokenSettings(
         keys=keys,
         issuer=config.jwt_issuer,
