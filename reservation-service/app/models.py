@@ -74,6 +74,14 @@ class Reservation(db.Model):
             postgresql_where=text("status = 'confirmed' AND checked_in_at IS NULL"),
         ),
         Index("ix_reservations_series_start", "series_id", "start_time", postgresql_where=text("series_id IS NOT NULL")),
+        # Which rooms are busy in a window (availability, suggestions), across rooms (0007).
+        Index(
+            "ix_reservations_during_confirmed",
+            "during",
+            "room_id",
+            postgresql_using="gist",
+            postgresql_where=text("status = 'confirmed'"),
+        ),
     )
 
     # Server-side defaults (timestamps, status, the computed range) come back in the INSERT's RETURNING.
