@@ -91,17 +91,22 @@ def booking_event(
     event.add("status", "CANCELLED" if booking["status"] in FREED else "CONFIRMED")
     event.add("transp", "TRANSPARENT" if booking["status"] in FREED else "OPAQUE")
     if detailed:
-        event.add("created", _utc(booking["created_at"]))
-        event.add("last-modified", updated)
-        if booking.get("description"):
-            event.add("description", booking["description"])
-        if organizer is not None:
-            event.add("organizer", _address(organizer))
-            event.add("attendee", _address(organizer, role="CHAIR", partstat="ACCEPTED"))
-        for attendee in booking.get("attendees") or []:
-            if organizer is None or attendee != organizer.email:
-                event.add("attendee", _address(Person(attendee), role="REQ-PARTICIPANT", partstat="NEEDS-ACTION", rsvp="FALSE"))
+        _add_details(event, booking, updated, organizer)
     return event
+
+
+def _add_details(event: Event, entity: dict, modified: datetime, organizer: Person | None) -> None:
+    """What only the owner's feed and the mails show: creation, description, organiser and attendees."""
+    event.add("created", _utc(entity["created_at"]))
+    event.add("last-modified", modified)
+    if entity.get("description"):
+        event.add("description", entity["description"])
+    if organizer is not None:
+        event.add("organizer", _address(organizer))
+        event.add("attendee", _address(organizer, role="CHAIR", partstat="ACCEPTED"))
+    for attendee in entity.get("attendees") or []:
+        if organizer is None or attendee != organizer.email:
+            event.add("attendee", _address(Person(attendee), role="REQ-PARTICIPANT", partstat="NEEDS-ACTION", rsvp="FALSE"))
 
 
 def series_event(
@@ -136,16 +141,7 @@ def series_event(
     event.add("status", "CONFIRMED")
     event.add("transp", "OPAQUE")
     if detailed:
-        event.add("created", _utc(series["created_at"]))
-        event.add("last-modified", stamp)
-        if series.get("description"):
-            event.add("description", series["description"])
-        if organizer is not None:
-            event.add("organizer", _address(organizer))
-            event.add("attendee", _address(organizer, role="CHAIR", partstat="ACCEPTED"))
-        for attendee in series.get("attendees") or []:
-            if organizer is None or attendee != organizer.email:
-                event.add("attendee", _address(Person(attendee), role="REQ-PARTICIPANT", partstat="NEEDS-ACTION", rsvp="FALSE"))
+        _add_details(event, series, stamp, organizer)
     return event
 
 

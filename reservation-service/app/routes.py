@@ -62,12 +62,22 @@ def _counting_conflicts(operation):
         raise
 
 
-def _answer(answer: idempotency.Answer):
-    headers = {"Location": f"/api/reservations/{answer.body['id']}"} if answer.status == 201 else {}
+def create_once(create) -> idempotency.Answer:
+    """Run `create(record_answer)` for this POST: once per `Idempotency-Key` and body when the header is sent."""
+    key = request.headers.get("Idempotency-Key")
+    if key is None:
+        return idempotency.Answer(201, create(None))
+    ttl = current_app.extensions["reservation-service.idempotency_ttl"]
+    return idempotency.answer_once(current_principal().user_id, key, json_object_body(), ttl, create)
+
+
+def created_response(answer: idempotency.Answer, location: str):
+    """The 201 (or the replayed first answer, a client error staying the problem document it was)."""
+    headers = {"Location": location} if answer.status == 201 else {}
     if answer.replayed:
         headers["Idempotent-Replayed"] = "true"
     response = jsonify(answer.body)
-    if answer.status >= 400:  # a replayed client error is the problem document it was
+    if answer.status >= 400:
         response.mimetype = PROBLEM_JSON
     return response, answer.status, headers
 
@@ -79,14 +89,7 @@ def create():
     ---
     tags: [reservations]
     parameters:
-      - name: Idempotency-Key
-        in: header
-        required: false
-        description: >
-          Retrying with the same key and body returns the first answer (with `Idempotent-Replayed: true`)
-          and books nothing new; the same key with another body is 422; while the first request with the
-          key is still running, 409. Keys are per user and kept for 24 hours.
-        schema: {type: string, maxLength: 255}
+      - {$ref: '#/components/parameters/IdempotencyKey'}
     requestBody:
       required: true
       content:
@@ -127,7 +130,7 @@ def create():
     """
     principal = current_principal()
 
-    def book(record_answer=None) -> dict:
+    def book(record_answer) -> dict:
         on_created = (lambda reservation: record_answer(reservation.to_dict())) if record_answer else None
         return _counting_conflicts(
             lambda: services.create_reservation(
@@ -135,15 +138,10 @@ def create():
             )
         ).to_dict()
 
-    key = request.headers.get("Idempotency-Key")
-    if key is None:
-        answer = idempotency.Answer(201, book())
-    else:
-        ttl = current_app.extensions["reservation-service.idempotency_ttl"]
-        answer = idempotency.answer_once(principal.user_id, key, json_object_body(), ttl, book)
+    answer = create_once(book)
     if not answer.replayed:
         _count("reservations_created_total")
-    return _answer(answer)
+    return created_response(answer, f"/api/reservations/{answer.body.get('id')}")
 
 
 @reservations.get("")

@@ -18,7 +18,8 @@ from pydantic import (
 )
 
 from servicekit.pagination import PageEnvelope, PageQuery
-from servicekit.validation import SINGLE_LINE
+from servicekit.validation import SINGLE_LINE, PartialUpdate
+from servicekit.validation import StrictModel as Strict
 
 Title = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200), SINGLE_LINE]
 Description = Annotated[str, StringConstraints(max_length=2000)]
@@ -52,10 +53,6 @@ def _plus_from_query(value):
 QueryTime = Annotated[UtcTime, BeforeValidator(_plus_from_query)]
 
 
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True)
-
-
 class ReservationCreate(Strict):
     room_id: RoomId
     title: Title
@@ -65,8 +62,10 @@ class ReservationCreate(Strict):
     attendees: Attendees = Field(default_factory=list, description="e-mail addresses; at most the room's capacity")
 
 
-class ReservationUpdate(Strict):
+class ReservationUpdate(PartialUpdate):
     """PUT: any subset; the same rules as creation apply to the result."""
+
+    NULLABLE = frozenset({"description"})
 
     room_id: RoomId | None = None
     title: Title | None = None

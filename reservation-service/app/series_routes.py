@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, current_app, jsonify, request
+from flask import Blueprint, current_app, jsonify
 
 from servicekit.auth import bearer_token, current_principal, require_auth
 from servicekit.metrics import metrics_of
-from servicekit.problems import PROBLEM_JSON
-from servicekit.validation import json_object_body, parse_body, parse_query
+from servicekit.validation import parse_body, parse_query
 
-from . import idempotency
 from . import series as series_operations
-from .routes import BOOKING_COUNTERS, _settings
+from .routes import BOOKING_COUNTERS, _settings, create_once, created_response
 from .schemas import SeriesCancelQuery, SeriesCreate
 
 series = Blueprint("series", __name__, url_prefix="/api/reservations/series")
@@ -32,14 +30,7 @@ def create_series():
     ---
     tags: [series]
     parameters:
-      - name: Idempotency-Key
-        in: header
-        required: false
-        description: >
-          Retrying with the same key and body returns the first answer (with `Idempotent-Replayed: true`)
-          and books nothing new; the same key with another body is 422; while the first request with the
-          key is still running, 409. Keys are per user and kept for 24 hours.
-        schema: {type: string, maxLength: 255}
+      - {$ref: '#/components/parameters/IdempotencyKey'}
     requestBody:
       required: true
       content:
@@ -76,7 +67,7 @@ def create_series():
     """
     principal = current_principal()
 
-    def book(record_answer=None) -> dict:
+    def book(record_answer) -> dict:
         try:
             return series_operations.create_series(
                 principal, parse_body(SeriesCreate), bearer_token(), _settings(), on_created=record_answer
@@ -85,21 +76,10 @@ def create_series():
             _count("reservation_conflicts_total")
             raise
 
-    key = request.headers.get("Idempotency-Key")
-    if key is None:
-        answer = idempotency.Answer(201, book())
-    else:
-        ttl = current_app.extensions["reservation-service.idempotency_ttl"]
-        answer = idempotency.answer_once(principal.user_id, key, json_object_body(), ttl, book)
-    headers = {"Location": f"/api/reservations/series/{answer.body['id']}"} if answer.status == 201 else {}
-    if answer.replayed:
-        headers["Idempotent-Replayed"] = "true"
-    else:
+    answer = create_once(book)
+    if not answer.replayed:
         _count("reservations_created_total", len(answer.body["occurrences"]))
-    response = jsonify(answer.body)
-    if answer.status >= 400:  # a replayed client error is the problem document it was
-        response.mimetype = PROBLEM_JSON
-    return response, answer.status, headers
+    return created_response(answer, f"/api/reservations/series/{answer.body.get('id')}")
 
 
 @series.get("/<int:series_id>")

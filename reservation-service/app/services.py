@@ -273,9 +273,6 @@ def update_reservation(
     if_match: str | None = None,
 ) -> Reservation:
     sent = changes.model_fields_set
-    for name in ("room_id", "title", "start_time", "end_time", "attendees"):
-        if name in sent and getattr(changes, name) is None:
-            raise ValidationFailed.single(name, "Must not be null.")
     current = get_reservation(reservation_id, principal)
     require_match(if_match, etag_for(current.to_dict()))  # early answer; the binding check is under the lock below
     if current.status != "confirmed":

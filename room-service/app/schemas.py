@@ -6,10 +6,11 @@ from datetime import datetime
 from typing import Annotated
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from pydantic import AfterValidator, BaseModel, Field, StringConstraints, field_validator
 
 from servicekit.pagination import PageEnvelope, PageQuery
-from servicekit.validation import SINGLE_LINE
+from servicekit.validation import SINGLE_LINE, PartialUpdate
+from servicekit.validation import StrictModel as Strict
 
 Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100), SINGLE_LINE]
 Capacity = Annotated[int, Field(ge=1, le=10_000)]
@@ -23,10 +24,6 @@ def _dedupe(names: list[str]) -> list[str]:
 
 
 EquipmentList = Annotated[list[EquipmentName], Field(max_length=50), AfterValidator(_dedupe)]
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 # "localtime" is the host's own setting, not an IANA name.
@@ -104,8 +101,10 @@ class BookingPolicy(Strict):
         return {**self.model_dump(), "open_hours": self.open_hours.as_stored() if self.open_hours else None}
 
 
-class BookingPolicyUpdate(Strict):
+class BookingPolicyUpdate(PartialUpdate):
     """PUT: the policy fields sent replace those of the room; the others keep their value."""
+
+    NULLABLE = frozenset({"open_hours"})
 
     open_hours: OpenHours | None = Field(None, description="null: always open")
     min_minutes: int | None = Field(None, ge=1, le=10_080)
@@ -125,7 +124,7 @@ class RoomCreate(Strict):
     booking_policy: BookingPolicy = Field(default_factory=BookingPolicy)
 
 
-class RoomUpdate(Strict):
+class RoomUpdate(PartialUpdate):
     """PUT: any subset of the fields."""
 
     name: Name | None = None

@@ -46,9 +46,6 @@ def _merged_policy(current: dict, sent: BookingPolicyUpdate) -> dict:
     merged = {**current, **{name: getattr(sent, name) for name in sent.model_fields_set}}
     if "open_hours" in sent.model_fields_set and sent.open_hours is not None:
         merged["open_hours"] = sent.open_hours.as_stored()
-    for name in sent.model_fields_set - {"open_hours"}:
-        if merged[name] is None:
-            raise ValidationFailed.single(f"booking_policy.{name}", "Must not be null.")
     try:
         policy = BookingPolicy.model_validate(merged, strict=False)
     except ValidationError as exc:  # a stored policy from before a rule tightened
@@ -86,9 +83,6 @@ def get_room(room_id: int, *, for_update: bool = False, include_deleted: bool = 
 
 def update_room(room_id: int, changes: RoomUpdate, *, if_match: str | None = None) -> Room:
     sent = changes.model_fields_set
-    for name in sent:
-        if getattr(changes, name) is None:
-            raise ValidationFailed.single(name, "Must not be null.")
     room = get_room(room_id, for_update=True)
     require_match(if_match, etag_for(room.to_dict()))  # row locked: nobody changes it between check and write
     changed = False

@@ -54,8 +54,18 @@ STANDARD_RESPONSES = {
     ),
 }
 
-# Conditional request headers (servicekit.conditional), referenced as '#/components/parameters/IfMatch'.
+# Request headers shared by services, referenced as '#/components/parameters/IfMatch' (servicekit.conditional)
+# and '#/components/parameters/IdempotencyKey'.
 STANDARD_PARAMETERS = {
+    "IdempotencyKey": {
+        "name": "Idempotency-Key",
+        "in": "header",
+        "required": False,
+        "description": "Retrying with the same key and body returns the first answer (with `Idempotent-Replayed: true`) "
+        "and creates nothing new; the same key with another body is 422; while the first request with the key is "
+        "still running, 409. Keys are per user and kept for 24 hours.",
+        "schema": {"type": "string", "maxLength": 255},
+    },
     "IfMatch": {
         "name": "If-Match",
         "in": "header",

@@ -9,10 +9,10 @@ from __future__ import annotations
 import json
 import re
 import unicodedata
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 from flask import request
-from pydantic import BaseModel, GetCoreSchemaHandler, GetJsonSchemaHandler, ValidationError
+from pydantic import BaseModel, ConfigDict, GetCoreSchemaHandler, GetJsonSchemaHandler, ValidationError, field_validator
 from pydantic_core import PydanticCustomError, core_schema
 
 from .problems import BadRequest, ValidationFailed
@@ -55,6 +55,26 @@ SINGLE_LINE = SingleLine()
 
 def _field_name(loc: tuple[Any, ...]) -> str:
     return ".".join(str(part) for part in loc) or "body"
+
+
+class StrictModel(BaseModel):
+    """A request body: strict types, unknown fields refused (no mass assignment)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class PartialUpdate(StrictModel):
+    """A PUT body: any subset of the fields. A field sent as null is refused here ("Must not be null.",
+    naming it) unless it is in NULLABLE, so services only see what they may apply."""
+
+    NULLABLE: ClassVar[frozenset[str]] = frozenset()
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _sent_fields_are_not_null(cls, value: Any, info) -> Any:
+        if value is None and info.field_name not in cls.NULLABLE:
+            raise PydanticCustomError("not_null", "Must not be null.")
+        return value
 
 
 def errors_from_pydantic(exc: ValidationError) -> list[dict[str, str]]:

@@ -5,18 +5,15 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, EmailStr, Field, StringConstraints
+from pydantic import AfterValidator, BaseModel, EmailStr, Field, StringConstraints
 
 from servicekit.pagination import PageEnvelope, PageQuery
-from servicekit.validation import SINGLE_LINE
+from servicekit.validation import SINGLE_LINE, PartialUpdate
+from servicekit.validation import StrictModel as Strict
 
 Password = Annotated[str, StringConstraints(min_length=8, max_length=256)]
 FullName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200), SINGLE_LINE]
 Email = Annotated[EmailStr, AfterValidator(lambda value: value.lower()), Field(max_length=320)]
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 class RegisterRequest(Strict):
@@ -34,8 +31,10 @@ class RefreshRequest(Strict):
     refresh_token: Annotated[str, StringConstraints(min_length=1, max_length=200)]
 
 
-class UserUpdate(Strict):
+class UserUpdate(PartialUpdate):
     """PUT /api/users/{id}: any subset. role and is_active are for admins only."""
+
+    NULLABLE = frozenset({"password", "current_password"})  # a null password changes nothing
 
     full_name: FullName | None = None
     password: Password | None = None

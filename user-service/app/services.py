@@ -222,9 +222,6 @@ def update_user(user_id: int, changes: UserUpdate, principal: Principal, setting
         revoke_all_sessions(user.id)
     elif "current_password" in sent:
         raise ValidationFailed.single("current_password", "Only sent together with password.")
-    for name in ("full_name", "role", "is_active"):
-        if name in sent and getattr(changes, name) is None:
-            raise ValidationFailed.single(name, "Must not be null.")
     was_active = user.is_active
     role_changed = "role" in sent and changes.role is not None and changes.role != user.role
     touched = False
