@@ -9,10 +9,10 @@ from __future__ import annotations
 import json
 import re
 import unicodedata
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar, TypeVar, get_args
 
 from flask import request
-from pydantic import BaseModel, ConfigDict, GetCoreSchemaHandler, GetJsonSchemaHandler, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, GetCoreSchemaHandler, GetJsonSchemaHandler, ValidationError
 from pydantic_core import PydanticCustomError, core_schema
 
 from .problems import BadRequest, ValidationFailed
@@ -69,12 +69,23 @@ class PartialUpdate(StrictModel):
 
     NULLABLE: ClassVar[frozenset[str]] = frozenset()
 
-    @field_validator("*", mode="before")
     @classmethod
-    def _sent_fields_are_not_null(cls, value: Any, info) -> Any:
-        if value is None and info.field_name not in cls.NULLABLE:
-            raise PydanticCustomError("not_null", "Must not be null.")
-        return value
+    def null_fields(cls, body: dict, prefix: str = "") -> list[str]:
+        """The fields of `body` (nested partial updates included) sent as null that may not be.
+        Checked by `parse_body` on the raw JSON: a pydantic model validator would switch the fields to
+        Python-mode validation, where strict types refuse an ISO time given as a string."""
+        found = []
+        for name, value in body.items():
+            field = cls.model_fields.get(name)
+            if field is None:
+                continue
+            if value is None and name not in cls.NULLABLE:
+                found.append(prefix + name)
+            nested = [t for t in (field.annotation, *get_args(field.annotation)) if isinstance(t, type)]
+            for kind in nested:
+                if issubclass(kind, PartialUpdate) and isinstance(value, dict):
+                    found += kind.null_fields(value, f"{prefix}{name}.")
+        return found
 
 
 def errors_from_pydantic(exc: ValidationError) -> list[dict[str, str]]:
@@ -127,7 +138,11 @@ def json_object_body() -> dict[str, Any]:
 
 def parse_body(model: type[M]) -> M:
     """Validate the JSON object body against `model` (strict types, unknown fields refused)."""
-    json_object_body()
+    body = json_object_body()
+    if issubclass(model, PartialUpdate):
+        nulls = model.null_fields(body)
+        if nulls:
+            raise ValidationFailed([{"field": name, "message": "Must not be null."} for name in nulls])
     try:
         return model.model_validate_json(request.get_data(cache=True))
     except ValidationError as exc:
