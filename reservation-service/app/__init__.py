@@ -31,7 +31,11 @@ from .schemas import SCHEMAS
 def create_app(config: ReservationServiceConfig | None = None) -> Flask:
     config = config or ReservationServiceConfig.from_env()
     spec = build_spec(
-        "reservation-service", "Bookings that never overlap, room schedules, idempotent create, e-mail notifications.", SCHEMAS
+        "reservation-service",
+        "Bookings that never overlap, room schedules, idempotent create, e-mail notifications.",
+        SCHEMAS,
+        responses={"CalendarFeed": calendar_routes.FEED_RESPONSE, "FeedNotFound": calendar_routes.FEED_NOT_FOUND},
+        schemas={"BookingRefused": routes.BOOKING_REFUSED},
     )
     app = create_service_app(__name__, config, openapi=spec, topics=tuple(kafka_consumer.OWNERS))
     verifier = TokenVerifier(

@@ -10,7 +10,7 @@ from servicekit.auth import bearer_token, current_principal, require_admin, requ
 from servicekit.db import db
 from servicekit.metrics import metrics_of
 from servicekit.pagination import paginate
-from servicekit.validation import parse_body, parse_query
+from servicekit.validation import with_body, with_query
 
 from . import checkin, reports, waitlist
 from .schemas import UtilizationQuery, WaitlistCreate, WaitlistEntryOut, WaitlistListQuery
@@ -72,17 +72,13 @@ def check_in(reservation_id: int):
     In rooms with `auto_release`, a booking nobody checked in to by the end of that window is released.
     ---
     tags: [reservations]
-    parameters:
-      - {name: reservation_id, in: path, required: true, schema: {type: integer}}
     responses:
       200:
         description: The reservation, with `checked_in_at`.
         content:
           application/json:
             schema: {$ref: '#/components/schemas/ReservationOut'}
-      401: {$ref: '#/components/responses/Unauthorized'}
       403: {$ref: '#/components/responses/Forbidden'}
-      404: {$ref: '#/components/responses/NotFound'}
       409:
         description: >
           Outside the check-in window (the detail says when it opens or when it closed; `opens_at` and
@@ -99,25 +95,19 @@ def check_in(reservation_id: int):
 
 @waitlist_routes.post("")
 @require_auth
-def join_waitlist():
+@with_body(WaitlistCreate)
+def join_waitlist(body: WaitlistCreate):
     """Wait for a room and window that is taken (booked or blacked out). When it frees up, it is booked for you
     (first come, first served, with every booking rule) and you are mailed; the entry then says `booked`
     and `reservation_id`. Entries whose start passes expire.
     ---
     tags: [waitlist]
-    requestBody:
-      required: true
-      content:
-        application/json:
-          schema: {$ref: '#/components/schemas/WaitlistCreate'}
     responses:
       201:
         description: The entry (status waiting).
         content:
           application/json:
             schema: {$ref: '#/components/schemas/WaitlistEntryOut'}
-      400: {$ref: '#/components/responses/BadRequest'}
-      401: {$ref: '#/components/responses/Unauthorized'}
       409:
         description: >
           The window is free (type `/problems/slot-free`, with `booking`: the reservation to create instead),
@@ -135,7 +125,6 @@ def join_waitlist():
             schema: {$ref: '#/components/schemas/Problem'}
       503: {$ref: '#/components/responses/ServiceUnavailable'}
     """
-    body = parse_body(WaitlistCreate)
     entry = waitlist.join(current_principal(), body, bearer_token(), current_app.extensions["reservation-service.booking"])
     count(current_app, "waitlist_joins_total")
     return jsonify(_entry_body(entry)), 201, {"Location": f"/api/waitlist/{entry.id}"}
@@ -143,24 +132,18 @@ def join_waitlist():
 
 @waitlist_routes.get("")
 @require_auth
-def list_waitlist():
+@with_query(WaitlistListQuery)
+def list_waitlist(query: WaitlistListQuery):
     """Your waitlist entries, latest first (only your own).
     ---
     tags: [waitlist]
-    parameters:
-      - {name: page, in: query, schema: {type: integer, minimum: 1, default: 1}}
-      - {name: per_page, in: query, schema: {type: integer, minimum: 1, maximum: 100, default: 20}}
-      - {name: status, in: query, schema: {type: string, enum: [waiting, booked, expired]}}
     responses:
       200:
         description: A page of your entries.
         content:
           application/json:
             schema: {$ref: '#/components/schemas/WaitlistPage'}
-      401: {$ref: '#/components/responses/Unauthorized'}
-      422: {$ref: '#/components/responses/ValidationFailed'}
     """
-    query = parse_query(WaitlistListQuery)
     return jsonify(paginate(db.session, waitlist.list_entries(current_principal(), query), query, _entry_body))
 
 
@@ -170,12 +153,8 @@ def leave_waitlist(entry_id: int):
     """Remove one of your entries (a booking already made from it stays); anyone else's is 404.
     ---
     tags: [waitlist]
-    parameters:
-      - {name: entry_id, in: path, required: true, schema: {type: integer}}
     responses:
       204: {description: Removed.}
-      401: {$ref: '#/components/responses/Unauthorized'}
-      404: {$ref: '#/components/responses/NotFound'}
     """
     waitlist.leave(entry_id, current_principal())
     return "", 204
@@ -183,15 +162,13 @@ def leave_waitlist(entry_id: int):
 
 @report_routes.get("/utilization")
 @require_admin
-def utilization():
+@with_query(UtilizationQuery)
+def utilization(query: UtilizationQuery):
     """Room utilisation in a period (admins): per room booked hours (confirmed bookings), open hours (the room's
     policy, in its time zone), utilisation in percent, bookings, cancellations and releases (no-shows).
     `Accept: text/csv` gives the same rooms as CSV with a header row.
     ---
     tags: [reports]
-    parameters:
-      - {name: from, in: query, required: true, description: start of the period (with offset), schema: {type: string, format: date-time}}
-      - {name: to, in: query, required: true, description: end of the period (with offset); at most 366 days after from, schema: {type: string, format: date-time}}
     responses:
       200:
         description: The report.
@@ -200,11 +177,7 @@ def utilization():
             schema: {$ref: '#/components/schemas/UtilizationReport'}
           text/csv:
             schema: {type: string, description: "header: room_id,name,timezone,booked_hours,open_hours,utilization,bookings,cancellations,releases"}
-      401: {$ref: '#/components/responses/Unauthorized'}
-      403: {$ref: '#/components/responses/Forbidden'}
-      422: {$ref: '#/components/responses/ValidationFailed'}
     """
-    query = parse_query(UtilizationQuery)
     report = reports.utilization(query.from_, query.to)
     if request.accept_mimetypes.best_match(["application/json", "text/csv"]) == "text/csv":
         return Response(reports.as_csv(report), mimetype="text/csv")

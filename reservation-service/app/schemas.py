@@ -79,17 +79,19 @@ class ReservationListQuery(PageQuery):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
     room_id: RoomId | None = None
-    user_id: int | None = Field(None, ge=1, le=2**62, description="admins only")
+    user_id: int | None = Field(None, ge=1, le=2**62, description="admins only; a user may pass only their own id")
     status: Literal["confirmed", "cancelled", "released"] | None = None
-    from_: QueryTime | None = Field(None, alias="from", description="reservations ending after this time")
-    to: QueryTime | None = Field(None, description="reservations starting before this time")
+    from_: QueryTime | None = Field(
+        None, alias="from", description="reservations ending after this time (RFC 3339 with an offset)"
+    )
+    to: QueryTime | None = Field(None, description="reservations starting before this time (RFC 3339 with an offset)")
 
 
 class ScheduleQuery(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
-    from_: QueryTime | None = Field(None, alias="from", description="default: now")
-    to: QueryTime | None = Field(None, description="default: seven days after `from`")
+    from_: QueryTime | None = Field(None, alias="from", description="RFC 3339 with an offset; default: now")
+    to: QueryTime | None = Field(None, description="default: seven days after `from`; at most 92 days after it")
 
 
 class ReservationOut(BaseModel):
@@ -233,8 +235,8 @@ class BlackoutListQuery(PageQuery):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
     room_id: RoomId | None = Field(None, description="this room's blackouts and those of every room")
-    from_: QueryTime | None = Field(None, alias="from", description="blackouts ending after this time")
-    to: QueryTime | None = Field(None, description="blackouts starting before this time")
+    from_: QueryTime | None = Field(None, alias="from", description="blackouts ending after this time (RFC 3339 with an offset)")
+    to: QueryTime | None = Field(None, description="blackouts starting before this time (RFC 3339 with an offset)")
 
 
 EquipmentName = Annotated[str, StringConstraints(strip_whitespace=True, to_lower=True, min_length=1, max_length=50)]
@@ -244,9 +246,13 @@ class AvailabilityQuery(PageQuery):
     start_time: QueryTime = Field(description="with offset")
     end_time: QueryTime = Field(description="with offset; at most 7 days after start_time")
     min_capacity: int | None = Field(None, ge=1, le=10_000)
-    equipment: list[EquipmentName] = Field(default_factory=list, max_length=20, description="repeatable; all must be present")
+    equipment: list[EquipmentName] = Field(
+        default_factory=list,
+        max_length=20,
+        description="repeatable (`?equipment=projector&equipment=whiteboard`); every one must be present; case-insensitive",
+    )
     location: Annotated[str, StringConstraints(strip_whitespace=True, max_length=200)] | None = Field(
-        None, description="case-insensitive substring"
+        None, description="case-insensitive substring of the location"
     )
 
 
@@ -269,7 +275,9 @@ class AvailabilityPage(BaseModel):
 class FreeBusyQuery(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
-    room_id: list[RoomId] = Field(min_length=1, max_length=50, description="repeatable; at most 50 rooms")
+    room_id: list[RoomId] = Field(
+        min_length=1, max_length=50, description="repeatable (`?room_id=1&room_id=2`); at most 50 rooms"
+    )
     from_: QueryTime = Field(alias="from", description="with offset")
     to: QueryTime = Field(description="with offset; at most 31 days after from")
 

@@ -140,10 +140,12 @@ class RoomUpdate(PartialUpdate):
 class RoomListQuery(PageQuery):
     min_capacity: Capacity | None = None
     equipment: list[EquipmentName] = Field(
-        default_factory=list, max_length=20, description="repeatable; every one must be present"
+        default_factory=list,
+        max_length=20,
+        description="repeatable (`?equipment=projector&equipment=whiteboard`); every one must be present; case-insensitive",
     )
     location: Annotated[str, StringConstraints(strip_whitespace=True, max_length=200)] | None = Field(
-        None, description="case-insensitive substring"
+        None, description="case-insensitive substring of the location"
     )
     is_active: bool | None = None
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 
 from flasgger import Swagger
@@ -117,15 +118,25 @@ def schemas_of(models: Iterable[type[BaseModel]], mode: str = "validation") -> d
     return {name: to_openapi30(schema) for name, schema in components.items()}
 
 
-def build_spec(title: str, description: str, models: Iterable[type[BaseModel]]) -> dict:
-    schemas = {"Problem": PROBLEM_SCHEMA, **schemas_of(models)}
+def build_spec(
+    title: str,
+    description: str,
+    models: Iterable[type[BaseModel]],
+    *,
+    responses: dict | None = None,
+    schemas: dict | None = None,
+) -> dict:
+    """The service's OpenAPI template: its models' schemas, the kit's standard answers and parameters, and
+    what several of the service's operations share: `responses` (`#/components/responses/<name>`) and
+    `schemas` written as JSON Schema (e.g. an anyOf of models; `#/components/schemas/<name>`)."""
+    schemas = {"Problem": PROBLEM_SCHEMA, **schemas_of(models), **(schemas or {})}
     return {
         "openapi": "3.0.3",
         "info": {"title": title, "version": "1.0.0", "description": description},
         "components": {
             "securitySchemes": {"bearerAuth": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}},
             "schemas": schemas,
-            "responses": STANDARD_RESPONSES,
+            "responses": {**STANDARD_RESPONSES, **(responses or {})},
             "parameters": STANDARD_PARAMETERS,
         },
         "security": [{"bearerAuth": []}],
@@ -138,17 +149,118 @@ ANSWERS_OF_EVERY_OPERATION = {
     "429": {"$ref": "#/components/responses/TooManyRequests"},
     "503": {"$ref": "#/components/responses/ServiceUnavailable"},
 }
+_RULE_ARGUMENT = re.compile(r"<(?:([^<>:]*):)?([^<>]*)>")
+_PATH_SCHEMAS = {"int": {"type": "integer"}, "string": {"type": "string"}, None: {"type": "string"}}
+
+
+ETAG_HEADER = {
+    "description": "The entity tag of this version, for If-None-Match (304 while current) and If-Match.",
+    "schema": {"type": "string"},
+}
+
+
+def _ref(kind: str, name: str) -> dict:
+    return {"$ref": f"#/components/{kind}/{name}"}
+
+
+def query_parameters(model: type[BaseModel]) -> tuple[list[dict], dict[str, dict]]:
+    """The OpenAPI query parameters a query model accepts (and the schemas they reference): the
+    documentation is the model that `parse_query` validates with, so the two cannot drift."""
+    schema = model.model_json_schema(ref_template="#/components/schemas/{model}", by_alias=True)
+    definitions = {name: to_openapi30(definition) for name, definition in schema.pop("$defs", {}).items()}
+    required = set(schema.get("required", ()))
+    parameters = []
+    for name, field in schema.get("properties", {}).items():
+        field = to_openapi30(field)
+        field.pop("title", None)
+        if field.get("default", 0) is None:  # an absent parameter; a query string cannot say null
+            del field["default"]
+            field.pop("nullable", None)
+        parameter = {"name": name, "in": "query", "required": name in required}
+        description = field.pop("description", None)
+        if description:
+            parameter["description"] = description
+        if field.get("type") == "array":
+            parameter.update(style="form", explode=True)
+        parameter["schema"] = field
+        parameters.append(parameter)
+    return parameters, definitions
+
+
+def _document(operation: dict, path: str, rule, view, components: dict) -> None:
+    """Fill in what the route itself says, so docstrings hold only what is particular to an operation:
+    path parameters (from the URL rule), query parameters (from the query model), the request body
+    (from the body model), and the answers that follow from them: 400/422 for a body, 422 for a query,
+    401 unless the operation is public, 403 for admin-only ones, 404 for a path naming a resource,
+    304/412 for If-None-Match/If-Match, the Idempotency-Key header of an `idempotent` view, and the ETag header of a conditional operation's answer.
+    An answer written in the docstring wins."""
+    parameters = operation.setdefault("parameters", [])
+    named = {(parameter.get("in"), parameter.get("name")) for parameter in parameters}
+    named |= {parameter["$ref"] for parameter in parameters if "$ref" in parameter}
+    for converter, name in reversed(_RULE_ARGUMENT.findall(rule.rule)):
+        if ("path", name) not in named:
+            schema = dict(_PATH_SCHEMAS.get(converter or None, {"type": "string"}))
+            parameters.insert(0, {"name": name, "in": "path", "required": True, "schema": schema})
+    if getattr(view, "idempotent", False) and "#/components/parameters/IdempotencyKey" not in named:
+        parameters.append(_ref("parameters", "IdempotencyKey"))
+    query_model = getattr(view, "query_model", None)
+    if query_model is not None:
+        documented, definitions = query_parameters(query_model)
+        components.setdefault("schemas", {}).update(definitions)
+        parameters.extend(p for p in documented if ("query", p["name"]) not in named)
+    body_model = getattr(view, "body_model", None)
+    if body_model is not None and "requestBody" not in operation:
+        operation["requestBody"] = {
+            "required": True,
+            "content": {"application/json": {"schema": _ref("schemas", body_model.__name__)}},
+        }
+    if not parameters:
+        del operation["parameters"]
+    responses = operation.setdefault("responses", {})
+    implied = {}
+    if "requestBody" in operation:
+        implied.update({"400": "BadRequest", "422": "ValidationFailed"})
+    if query_model is not None:
+        implied["422"] = "ValidationFailed"
+    if operation.get("security", True) != []:
+        implied["401"] = "Unauthorized"
+    if getattr(view, "admin_only", False):
+        implied["403"] = "Forbidden"
+    if "{" in path:
+        implied["404"] = "NotFound"
+    references = {parameter.get("$ref", "") for parameter in parameters}
+    if "#/components/parameters/IfNoneMatch" in references:
+        implied["304"] = "NotModified"
+    if "#/components/parameters/IfMatch" in references:
+        implied["412"] = "PreconditionFailed"
+    if {"#/components/parameters/IfNoneMatch", "#/components/parameters/IfMatch"} & references:
+        for status, answer in responses.items():
+            if str(status).startswith("2") and "content" in answer:
+                answer.setdefault("headers", {}).setdefault("ETag", ETAG_HEADER)
+    for status, name in implied.items():
+        if status not in responses and int(status) not in responses:
+            responses[status] = _ref("responses", name)
+    for status, answer in ANSWERS_OF_EVERY_OPERATION.items():
+        responses.setdefault(status, answer)
+
+
+def openapi_path(rule) -> str:
+    return _RULE_ARGUMENT.sub(lambda match: "{" + match.group(2) + "}", rule.rule)
 
 
 class _Swagger(Swagger):
     def get_apispecs(self, endpoint: str = "apispec_1") -> dict:
+        cached = endpoint in self.apispecs
         spec = super().get_apispecs(endpoint)
-        for path_item in spec.get("paths", {}).values():
+        if cached and not self.app.debug:
+            return spec
+        rules = {(openapi_path(rule), method.lower()): rule for rule in self.app.url_map.iter_rules() for method in rule.methods}
+        for path, path_item in spec.get("paths", {}).items():
             for method, operation in path_item.items():
-                if method in _METHODS and isinstance(operation, dict):
-                    responses = operation.setdefault("responses", {})
-                    for status, answer in ANSWERS_OF_EVERY_OPERATION.items():
-                        responses.setdefault(status, answer)
+                rule = rules.get((path, method))
+                if method in _METHODS and isinstance(operation, dict) and rule is not None:
+                    view = self.app.view_functions[rule.endpoint]
+                    _document(operation, path, rule, view, spec.setdefault("components", {}))
         return spec
 
 

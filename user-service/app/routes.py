@@ -7,7 +7,7 @@ from flask import Blueprint, current_app, jsonify, request
 from servicekit.auth import current_principal, ensure_self_or_admin, require_admin, require_auth
 from servicekit.db import db
 from servicekit.pagination import paginate
-from servicekit.validation import parse_body, parse_query
+from servicekit.validation import with_body, with_query
 
 from . import services
 from .schemas import LoginRequest, RefreshRequest, RegisterRequest, UserListQuery, UserUpdate
@@ -33,50 +33,39 @@ def _user_out(user, *, with_stats: bool) -> dict:
 
 
 @auth.post("/register")
-def register():
+@with_body(RegisterRequest)
+def register(body: RegisterRequest):
     """Register a new account (role `user`).
     ---
     tags: [auth]
     security: []
-    requestBody:
-      required: true
-      content:
-        application/json:
-          schema: {$ref: '#/components/schemas/RegisterRequest'}
     responses:
       201:
         description: The new user.
         content:
           application/json:
             schema: {$ref: '#/components/schemas/UserOut'}
-      400: {$ref: '#/components/responses/BadRequest'}
       409: {$ref: '#/components/responses/Conflict'}
-      422: {$ref: '#/components/responses/ValidationFailed'}
       429: {$ref: '#/components/responses/TooManyRequests'}
       503: {$ref: '#/components/responses/ServiceUnavailable'}
     """
-    user = services.register_user(parse_body(RegisterRequest))
+    user = services.register_user(body)
     return jsonify(user.to_dict()), 201, {"Location": f"/api/users/{user.id}"}
 
 
 @auth.post("/login")
-def login():
+@with_body(LoginRequest)
+def login(body: LoginRequest):
     """Exchange e-mail and password for tokens.
     ---
     tags: [auth]
     security: []
-    requestBody:
-      required: true
-      content:
-        application/json:
-          schema: {$ref: '#/components/schemas/LoginRequest'}
     responses:
       200:
         description: Access and refresh tokens.
         content:
           application/json:
             schema: {$ref: '#/components/schemas/Tokens'}
-      400: {$ref: '#/components/responses/BadRequest'}
       401:
         description: Wrong e-mail or password (the same answer for both).
         content:
@@ -87,7 +76,6 @@ def login():
         content:
           application/problem+json:
             schema: {$ref: '#/components/schemas/Problem'}
-      422: {$ref: '#/components/responses/ValidationFailed'}
       429:
         description: >-
           Too many failed logins for this account from this client address: wait Retry-After seconds
@@ -97,52 +85,39 @@ def login():
             schema: {$ref: '#/components/schemas/Problem'}
       503: {$ref: '#/components/responses/ServiceUnavailable'}
     """
-    body = parse_body(LoginRequest)
     return jsonify(services.login(body.email, body.password, _settings(), _client_address()))
 
 
 @auth.post("/refresh")
-def refresh():
+@with_body(RefreshRequest)
+def refresh(body: RefreshRequest):
     """Rotate a refresh token: the one sent is dead afterwards; reusing it revokes the session.
     ---
     tags: [auth]
     security: []
-    requestBody:
-      required: true
-      content:
-        application/json:
-          schema: {$ref: '#/components/schemas/RefreshRequest'}
     responses:
       200:
         description: New access and refresh tokens.
         content:
           application/json:
             schema: {$ref: '#/components/schemas/Tokens'}
-      400: {$ref: '#/components/responses/BadRequest'}
       401: {$ref: '#/components/responses/Unauthorized'}
-      422: {$ref: '#/components/responses/ValidationFailed'}
     """
-    return jsonify(services.refresh(parse_body(RefreshRequest).refresh_token, _settings()))
+    return jsonify(services.refresh(body.refresh_token, _settings()))
 
 
 @auth.post("/logout")
-def logout():
+@with_body(RefreshRequest)
+def logout(body: RefreshRequest):
     """End the session of a refresh token (its whole rotation family is revoked).
     ---
     tags: [auth]
     security: []
-    requestBody:
-      required: true
-      content:
-        application/json:
-          schema: {$ref: '#/components/schemas/RefreshRequest'}
     responses:
       204: {description: Logged out.}
-      400: {$ref: '#/components/responses/BadRequest'}
       401: {$ref: '#/components/responses/Unauthorized'}
-      422: {$ref: '#/components/responses/ValidationFailed'}
     """
-    services.logout(parse_body(RefreshRequest).refresh_token)
+    services.logout(body.refresh_token)
     return "", 204
 
 
@@ -169,27 +144,18 @@ def jwks():
 
 @users.get("")
 @require_admin
-def list_users():
+@with_query(UserListQuery)
+def list_users(query: UserListQuery):
     """List users (admins only), with booking statistics.
     ---
     tags: [users]
-    parameters:
-      - {name: page, in: query, schema: {type: integer, minimum: 1, default: 1}}
-      - {name: per_page, in: query, schema: {type: integer, minimum: 1, maximum: 100, default: 20}}
-      - {name: role, in: query, schema: {type: string, enum: [user, admin]}}
-      - {name: is_active, in: query, schema: {type: boolean}}
-      - {name: q, in: query, description: substring of the e-mail or name, schema: {type: string}}
     responses:
       200:
         description: A page of users.
         content:
           application/json:
             schema: {$ref: '#/components/schemas/UserPage'}
-      401: {$ref: '#/components/responses/Unauthorized'}
-      403: {$ref: '#/components/responses/Forbidden'}
-      422: {$ref: '#/components/responses/ValidationFailed'}
     """
-    query = parse_query(UserListQuery)
     page = paginate(db.session, services.list_users(query), query, lambda user: user)
     stats = services.booking_stats([user.id for user in page["items"]])
     page["items"] = [{**user.to_dict(), "booking_stats": stats[user.id]} for user in page["items"]]
@@ -208,7 +174,6 @@ def me():
         content:
           application/json:
             schema: {$ref: '#/components/schemas/UserOut'}
-      401: {$ref: '#/components/responses/Unauthorized'}
     """
     principal = current_principal()
     return jsonify(_user_out(services.get_user(principal.user_id), with_stats=principal.is_admin))
@@ -220,17 +185,13 @@ def get_user(user_id: int):
     """One user: yourself, or anyone if you are an admin.
     ---
     tags: [users]
-    parameters:
-      - {name: user_id, in: path, required: true, schema: {type: integer}}
     responses:
       200:
         description: The user (admins also see booking_stats).
         content:
           application/json:
             schema: {$ref: '#/components/schemas/UserOut'}
-      401: {$ref: '#/components/responses/Unauthorized'}
       403: {$ref: '#/components/responses/Forbidden'}
-      404: {$ref: '#/components/responses/NotFound'}
     """
     principal = ensure_self_or_admin(user_id)
     return jsonify(_user_out(services.get_user(user_id), with_stats=principal.is_admin))
@@ -238,37 +199,27 @@ def get_user(user_id: int):
 
 @users.put("/<int:user_id>")
 @require_auth
-def update_user(user_id: int):
+@with_body(UserUpdate)
+def update_user(user_id: int, body: UserUpdate):
     """Change an account. Self: full_name, password (with current_password). Admin: also role and is_active.
     ---
     tags: [users]
-    parameters:
-      - {name: user_id, in: path, required: true, schema: {type: integer}}
-    requestBody:
-      required: true
-      content:
-        application/json:
-          schema: {$ref: '#/components/schemas/UserUpdate'}
     responses:
       200:
         description: The updated user.
         content:
           application/json:
             schema: {$ref: '#/components/schemas/UserOut'}
-      400: {$ref: '#/components/responses/BadRequest'}
-      401: {$ref: '#/components/responses/Unauthorized'}
       403:
         description: Not your account, or a non-admin sent role or is_active.
         content:
           application/problem+json:
             schema: {$ref: '#/components/schemas/Problem'}
-      404: {$ref: '#/components/responses/NotFound'}
       409:
         description: An administrator tried to demote or deactivate themselves.
         content:
           application/problem+json:
             schema: {$ref: '#/components/schemas/Problem'}
-      422: {$ref: '#/components/responses/ValidationFailed'}
       429:
         description: Too many wrong current_password values from this client address (see Retry-After).
         content:
@@ -276,7 +227,6 @@ def update_user(user_id: int):
             schema: {$ref: '#/components/schemas/Problem'}
       503: {$ref: '#/components/responses/ServiceUnavailable'}
     """
-    changes = parse_body(UserUpdate)
     principal = current_principal()
-    user = services.update_user(user_id, changes, principal, _settings(), _client_address())
+    user = services.update_user(user_id, body, principal, _settings(), _client_address())
     return jsonify(_user_out(user, with_stats=principal.is_admin))
