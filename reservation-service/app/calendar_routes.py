@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from flasgger import swag_from
 from flask import Blueprint, current_app, jsonify, request
 
 from servicekit.auth import current_principal, require_auth
@@ -25,6 +26,13 @@ FEED_RESPONSE = {
     "headers": {"ETag": {"description": "The entity tag of the feed (for If-None-Match).", "schema": {"type": "string"}}},
     "content": {ICALENDAR: {"schema": {"type": "string"}}},
 }
+# Both feeds: authenticated by their token (no bearer header), revalidated with If-None-Match.
+FEED_OPERATION = {
+    "tags": ["calendar"],
+    "security": [],
+    "parameters": [{"$ref": "#/components/parameters/IfNoneMatch"}],
+    "responses": {"200": {"$ref": "#/components/responses/CalendarFeed"}, "404": {"$ref": "#/components/responses/FeedNotFound"}},
+}
 FEED_NOT_FOUND = {
     "description": "Unknown or revoked token, a deactivated user's token, or (room feeds) no such room.",
     "content": {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}},
@@ -41,13 +49,10 @@ def create_token():
     """A new feed token and the URLs of your feeds, for a calendar app to subscribe to.
     The token is shown only in this answer (only its SHA-256 is kept); revoke it with DELETE.
     ---
-    tags: [calendar]
     responses:
       201:
         description: The token and the feed URLs (`rooms` is a template holding `{room_id}`).
-        content:
-          application/json:
-            schema: {$ref: '#/components/schemas/CalendarTokenCreated'}
+        schema: {$ref: '#/components/schemas/CalendarTokenCreated'}
     """
     token, secret = calendars.create_token(current_principal())
     base = request.host_url.rstrip("/") + calendar.url_prefix
@@ -60,7 +65,6 @@ def create_token():
 def revoke_token(token_id: int):
     """Revoke one of your feed tokens: its feed URLs answer 404 from now on.
     ---
-    tags: [calendar]
     responses:
       204: {description: Revoked (also when it already was).}
     """
@@ -70,33 +74,17 @@ def revoke_token(token_id: int):
 
 @calendar.get("/me.ics")
 @with_query(FeedQuery)
+@swag_from(FEED_OPERATION)
 def my_feed(query: FeedQuery):
-    """Your own bookings as an iCalendar feed (the feed token authenticates: no bearer header).
-    ---
-    tags: [calendar]
-    security: []
-    parameters:
-      - {$ref: '#/components/parameters/IfNoneMatch'}
-    responses:
-      200: {$ref: '#/components/responses/CalendarFeed'}
-      404: {$ref: '#/components/responses/FeedNotFound'}
-    """
+    """Your own bookings as an iCalendar feed (the feed token authenticates: no bearer header)."""
     holder = calendars.feed_holder(query.token)
     return body_with_etag(calendars.my_feed(holder, _window()), ICALENDAR, headers=FEED_HEADERS)
 
 
 @calendar.get("/rooms/<int:room_id>.ics")
 @with_query(FeedQuery)
+@swag_from(FEED_OPERATION)
 def room_feed(room_id: int, query: FeedQuery):
-    """A room's bookings as an iCalendar feed; other people's show time and title only.
-    ---
-    tags: [calendar]
-    security: []
-    parameters:
-      - {$ref: '#/components/parameters/IfNoneMatch'}
-    responses:
-      200: {$ref: '#/components/responses/CalendarFeed'}
-      404: {$ref: '#/components/responses/FeedNotFound'}
-    """
+    """A room's bookings as an iCalendar feed; other people's show time and title only."""
     holder = calendars.feed_holder(query.token)
     return body_with_etag(calendars.room_feed(room_id, holder, _window()), ICALENDAR, headers=FEED_HEADERS)

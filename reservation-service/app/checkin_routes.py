@@ -75,17 +75,13 @@ def check_in(reservation_id: int):
     responses:
       200:
         description: The reservation, with `checked_in_at`.
-        content:
-          application/json:
-            schema: {$ref: '#/components/schemas/ReservationOut'}
+        schema: {$ref: '#/components/schemas/ReservationOut'}
       403: {$ref: '#/components/responses/Forbidden'}
       409:
         description: >
           Outside the check-in window (the detail says when it opens or when it closed; `opens_at` and
           `closes_at` give both), or the booking is cancelled or released.
-        content:
-          application/problem+json:
-            schema: {$ref: '#/components/schemas/CheckInClosed'}
+        schema: {$ref: '#/components/schemas/CheckInClosed'}
     """
     reservation, checked_in_now = checkin.check_in(reservation_id, current_principal(), _window())
     if checked_in_now:
@@ -101,28 +97,20 @@ def join_waitlist(body: WaitlistCreate):
     (first come, first served, with every booking rule) and you are mailed; the entry then says `booked`
     and `reservation_id`. Entries whose start passes expire.
     ---
-    tags: [waitlist]
     responses:
       201:
         description: The entry (status waiting).
-        content:
-          application/json:
-            schema: {$ref: '#/components/schemas/WaitlistEntryOut'}
+        schema: {$ref: '#/components/schemas/WaitlistEntryOut'}
       409:
         description: >
           The window is free (type `/problems/slot-free`, with `booking`: the reservation to create instead),
           or you already wait for this room and window.
-        content:
-          application/problem+json:
-            schema:
-              anyOf:
-                - {$ref: '#/components/schemas/SlotIsFree'}
-                - {$ref: '#/components/schemas/Problem'}
+        schema:
+          anyOf:
+            - {$ref: '#/components/schemas/SlotIsFree'}
+            - {$ref: '#/components/schemas/Problem'}
       422:
         description: Invalid fields, an unknown or inactive room, or a window the room's policy never allows.
-        content:
-          application/problem+json:
-            schema: {$ref: '#/components/schemas/Problem'}
       503: {$ref: '#/components/responses/ServiceUnavailable'}
     """
     entry = waitlist.join(current_principal(), body, bearer_token(), current_app.extensions["reservation-service.booking"])
@@ -136,13 +124,10 @@ def join_waitlist(body: WaitlistCreate):
 def list_waitlist(query: WaitlistListQuery):
     """Your waitlist entries, latest first (only your own).
     ---
-    tags: [waitlist]
     responses:
       200:
         description: A page of your entries.
-        content:
-          application/json:
-            schema: {$ref: '#/components/schemas/WaitlistPage'}
+        schema: {$ref: '#/components/schemas/WaitlistPage'}
     """
     return jsonify(paginate(db.session, waitlist.list_entries(current_principal(), query), query, _entry_body))
 
@@ -152,7 +137,6 @@ def list_waitlist(query: WaitlistListQuery):
 def leave_waitlist(entry_id: int):
     """Remove one of your entries (a booking already made from it stays); anyone else's is 404.
     ---
-    tags: [waitlist]
     responses:
       204: {description: Removed.}
     """
@@ -168,7 +152,6 @@ def utilization(query: UtilizationQuery):
     policy, in its time zone), utilisation in percent, bookings, cancellations and releases (no-shows).
     `Accept: text/csv` gives the same rooms as CSV with a header row.
     ---
-    tags: [reports]
     responses:
       200:
         description: The report.

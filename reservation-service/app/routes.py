@@ -122,24 +122,19 @@ def idempotent_create(model: type[BaseModel], *, location: str, booked: Callable
 @reservations.post("")
 @require_auth
 @idempotent_create(ReservationCreate, location="/api/reservations/{id}", booked=lambda answer: 1)
-def create(principal, body: ReservationCreate, record_answer) -> dict:
+def create_reservation(principal, body: ReservationCreate, record_answer) -> dict:
     """Book a room. Honours `Idempotency-Key`.
     ---
-    tags: [reservations]
     responses:
       201:
         description: The reservation (status confirmed).
-        content:
-          application/json:
-            schema: {$ref: '#/components/schemas/ReservationOut'}
+        schema: {$ref: '#/components/schemas/ReservationOut'}
       409:
         description: >
           The room is booked (`conflicts`) or blacked out (`blackouts`) for part of the time; a fair-use
           limit would be passed (type `/problems/quota-exceeded`, saying which limit, with the numbers);
           or the Idempotency-Key is in flight.
-        content:
-          application/problem+json:
-            schema: {$ref: '#/components/schemas/BookingRefused'}
+        schema: {$ref: '#/components/schemas/BookingRefused'}
       422:
         description: >
           Invalid fields: times without offset, end not after start, start in the past, more attendees
@@ -148,9 +143,6 @@ def create(principal, body: ReservationCreate, record_answer) -> dict:
           time zone, shorter than `min_minutes`, longer than `max_minutes`, beyond `horizon_days`):
           each entry of `errors` then names the field and the `rule`, with a message such as
           "Room 'Aurora' is open 08:00–20:00 Europe/Berlin on Mondays."
-        content:
-          application/problem+json:
-            schema: {$ref: '#/components/schemas/Problem'}
       503: {$ref: '#/components/responses/ServiceUnavailable'}
     """
     on_created = (lambda reservation: record_answer(reservation.to_dict())) if record_answer else None
@@ -165,13 +157,10 @@ def create(principal, body: ReservationCreate, record_answer) -> dict:
 def list_reservations(query: ReservationListQuery):
     """Your reservations; admins see everyone's (and may filter by `user_id`).
     ---
-    tags: [reservations]
     responses:
       200:
         description: A page of reservations, earliest first.
-        content:
-          application/json:
-            schema: {$ref: '#/components/schemas/ReservationPage'}
+        schema: {$ref: '#/components/schemas/ReservationPage'}
       403: {$ref: '#/components/responses/Forbidden'}
     """
     stmt = services.list_reservations(current_principal(), query)
@@ -180,18 +169,15 @@ def list_reservations(query: ReservationListQuery):
 
 @reservations.get("/<int:reservation_id>")
 @require_auth
-def get(reservation_id: int):
+def get_reservation(reservation_id: int):
     """One reservation (its owner or an admin), with an `ETag`; `If-None-Match` with the current one → 304.
     ---
-    tags: [reservations]
     parameters:
       - {$ref: '#/components/parameters/IfNoneMatch'}
     responses:
       200:
         description: The reservation (cancelled ones stay readable).
-        content:
-          application/json:
-            schema: {$ref: '#/components/schemas/ReservationOut'}
+        schema: {$ref: '#/components/schemas/ReservationOut'}
       403: {$ref: '#/components/responses/Forbidden'}
     """
     return json_with_etag(services.get_reservation(reservation_id, current_principal()).to_dict())
@@ -200,26 +186,21 @@ def get(reservation_id: int):
 @reservations.put("/<int:reservation_id>")
 @require_auth
 @with_body(ReservationUpdate)
-def update(reservation_id: int, body: ReservationUpdate):
+def update_reservation(reservation_id: int, body: ReservationUpdate):
     """Change a reservation (any subset of fields); the creation rules apply to the result.
     ---
-    tags: [reservations]
     parameters:
       - {$ref: '#/components/parameters/IfMatch'}
     responses:
       200:
         description: The updated reservation.
-        content:
-          application/json:
-            schema: {$ref: '#/components/schemas/ReservationOut'}
+        schema: {$ref: '#/components/schemas/ReservationOut'}
       403: {$ref: '#/components/responses/Forbidden'}
       409:
         description: >
           The new time clashes with a booking (`conflicts`) or a blackout (`blackouts`), or passes a fair-use
           limit (nothing changes); or the reservation is cancelled or released, or was changed meanwhile.
-        content:
-          application/problem+json:
-            schema: {$ref: '#/components/schemas/BookingRefused'}
+        schema: {$ref: '#/components/schemas/BookingRefused'}
       503: {$ref: '#/components/responses/ServiceUnavailable'}
     """
     reservation = _counting_conflicts(
@@ -232,10 +213,9 @@ def update(reservation_id: int, body: ReservationUpdate):
 
 @reservations.delete("/<int:reservation_id>")
 @require_auth
-def cancel(reservation_id: int):
+def cancel_reservation(reservation_id: int):
     """Cancel a reservation: its slot is free again, it stays readable with status cancelled.
     ---
-    tags: [reservations]
     parameters:
       - {$ref: '#/components/parameters/IfMatch'}
     responses:
@@ -243,9 +223,6 @@ def cancel(reservation_id: int):
       403: {$ref: '#/components/responses/Forbidden'}
       409:
         description: The reservation is already over.
-        content:
-          application/problem+json:
-            schema: {$ref: '#/components/schemas/Problem'}
     """
     services.cancel_reservation(reservation_id, current_principal(), if_match=if_match_header())
     return "", 204
@@ -254,18 +231,15 @@ def cancel(reservation_id: int):
 @reservations.get("/room/<int:room_id>")
 @require_auth
 @with_query(ScheduleQuery)
-def schedule(room_id: int, query: ScheduleQuery):
+def room_schedule(room_id: int, query: ScheduleQuery):
     """A room's schedule: its confirmed reservations in a window, earliest first.
     ---
-    tags: [reservations]
     responses:
       200:
         description: >
           The schedule. Other people's reservations show times and title only
           (description and attendees are blank) unless you are an admin.
-        content:
-          application/json:
-            schema: {$ref: '#/components/schemas/Schedule'}
+        schema: {$ref: '#/components/schemas/Schedule'}
       503: {$ref: '#/components/responses/ServiceUnavailable'}
     """
     items = services.room_schedule(current_principal(), room_id, query.from_, query.to, bearer_token(), _settings())
@@ -280,13 +254,10 @@ def create_blackout(body: BlackoutCreate):
     Confirmed reservations overlapping it are cancelled, each with its `reservation.cancelled`
     event (`reason: blackout`, `blackout_id`) and e-mail; bookings into it are refused (409 with `blackouts`).
     ---
-    tags: [blackouts]
     responses:
       201:
         description: The blackout.
-        content:
-          application/json:
-            schema: {$ref: '#/components/schemas/BlackoutOut'}
+        schema: {$ref: '#/components/schemas/BlackoutOut'}
       503: {$ref: '#/components/responses/ServiceUnavailable'}
     """
     blackout, _ = blackout_operations.create_blackout(current_principal(), body, bearer_token(), _settings().rooms)
@@ -300,13 +271,10 @@ def create_blackout(body: BlackoutCreate):
 def list_blackouts(query: BlackoutListQuery):
     """Blackouts, earliest first (any user).
     ---
-    tags: [blackouts]
     responses:
       200:
         description: A page of blackouts.
-        content:
-          application/json:
-            schema: {$ref: '#/components/schemas/BlackoutPage'}
+        schema: {$ref: '#/components/schemas/BlackoutPage'}
     """
     return jsonify(
         paginate(
@@ -323,7 +291,6 @@ def list_blackouts(query: BlackoutListQuery):
 def delete_blackout(blackout_id: int):
     """Remove a blackout (admins): the time can be booked again; reservations it cancelled stay cancelled.
     ---
-    tags: [blackouts]
     responses:
       204: {description: Removed.}
     """
@@ -337,13 +304,10 @@ def delete_blackout(blackout_id: int):
 def available_rooms(query: AvailabilityQuery):
     """Rooms free for the whole window: active, no confirmed booking, no blackout, open for all of it; smallest first.
     ---
-    tags: [availability]
     responses:
       200:
         description: A page of free rooms, smallest capacity first.
-        content:
-          application/json:
-            schema: {$ref: '#/components/schemas/AvailabilityPage'}
+        schema: {$ref: '#/components/schemas/AvailabilityPage'}
     """
     found = availability_operations.available_rooms(
         services.as_utc(query.start_time),
@@ -364,15 +328,12 @@ def available_rooms(query: AvailabilityQuery):
 def free_busy(query: FreeBusyQuery):
     """Busy intervals of up to 50 rooms over up to 31 days: bookings, blackouts and closed hours (no titles).
     ---
-    tags: [availability]
     responses:
       200:
         description: >
           Per room, its time zone and its busy intervals within the window (clipped to it), earliest
           first; `closed` comes from its opening hours in its zone.
-        content:
-          application/json:
-            schema: {$ref: '#/components/schemas/FreeBusy'}
+        schema: {$ref: '#/components/schemas/FreeBusy'}
     """
     rooms = availability_operations.free_busy(query.room_id, services.as_utc(query.from_), services.as_utc(query.to))
     return jsonify(rooms=rooms)

@@ -26,11 +26,11 @@ Description = Annotated[str, StringConstraints(max_length=2000)]
 Attendee = Annotated[EmailStr, AfterValidator(lambda value: value.lower()), Field(max_length=320)]
 
 
-def _dedupe(emails: list[str]) -> list[str]:
+def _unique_in_order(emails: list[str]) -> list[str]:
     return list(dict.fromkeys(emails))
 
 
-Attendees = Annotated[list[Attendee], Field(max_length=500), AfterValidator(_dedupe)]
+Attendees = Annotated[list[Attendee], Field(max_length=500), AfterValidator(_unique_in_order)]
 RoomId = Annotated[int, Field(ge=1, le=2**62)]
 
 

@@ -23,32 +23,24 @@ def create_series(principal, body: SeriesCreate, record_answer) -> dict:
     occurrence, attendees within capacity) and becomes an ordinary reservation with `series_id`. The whole series is
     one transaction. Honours `Idempotency-Key` as single creates do. One e-mail for the series.
     ---
-    tags: [series]
     responses:
       201:
         description: The series, its booked occurrences and (on_conflict skip) the skipped ones.
-        content:
-          application/json:
-            schema: {$ref: '#/components/schemas/SeriesOut'}
+        schema: {$ref: '#/components/schemas/SeriesOut'}
       409:
         description: >
           on_conflict fail and some occurrence cannot be booked (type `/problems/series-conflict`, each such
           occurrence with its reason and the bookings or blackouts in the way; nothing was booked); or the
           Idempotency-Key is in flight.
-        content:
-          application/problem+json:
-            schema:
-              anyOf:
-                - {$ref: '#/components/schemas/SeriesConflict'}
-                - {$ref: '#/components/schemas/Problem'}
+        schema:
+          anyOf:
+            - {$ref: '#/components/schemas/SeriesConflict'}
+            - {$ref: '#/components/schemas/Problem'}
       422:
         description: >
           Invalid fields as for a single booking, or a `recurrence` that is not a supported RRULE (unsupported
           parts such as BYSETPOS or FREQ=HOURLY, neither or both of COUNT and UNTIL, more than
           MAX_SERIES_OCCURRENCES occurrences, an occurrence beyond the room's booking horizon, no occurrence at all).
-        content:
-          application/problem+json:
-            schema: {$ref: '#/components/schemas/Problem'}
       503: {$ref: '#/components/responses/ServiceUnavailable'}
     """
     return _counting_conflicts(
@@ -62,13 +54,10 @@ def create_series(principal, body: SeriesCreate, record_answer) -> dict:
 def get_series(series_id: int):
     """A series (its owner or an admin): every occurrence as it is now (moved or cancelled ones too), and the skipped ones.
     ---
-    tags: [series]
     responses:
       200:
         description: The series.
-        content:
-          application/json:
-            schema: {$ref: '#/components/schemas/SeriesOut'}
+        schema: {$ref: '#/components/schemas/SeriesOut'}
       403: {$ref: '#/components/responses/Forbidden'}
     """
     return jsonify(series_operations.read_series(series_id, current_principal()))
@@ -81,7 +70,6 @@ def cancel_series(series_id: int, query: SeriesCancelQuery):
     """Cancel the occurrences of a series starting at or after `from` (default and earliest: now); earlier ones stay.
     Each cancelled occurrence gets its `reservation.cancelled` event; the owner gets one e-mail listing them.
     ---
-    tags: [series]
     responses:
       204: {description: Cancelled (also when nothing was left to cancel).}
       403: {$ref: '#/components/responses/Forbidden'}

@@ -27,13 +27,10 @@ def _refresh_room_gauge() -> None:
 def list_rooms(query: RoomListQuery):
     """List rooms, with filters.
     ---
-    tags: [rooms]
     responses:
       200:
         description: A page of rooms (deleted rooms never appear), by id.
-        content:
-          application/json:
-            schema: {$ref: '#/components/schemas/RoomPage'}
+        schema: {$ref: '#/components/schemas/RoomPage'}
     """
     return jsonify(services.list_rooms(query))
 
@@ -44,13 +41,10 @@ def list_rooms(query: RoomListQuery):
 def create_room(body: RoomCreate):
     """Create a room (admins).
     ---
-    tags: [rooms]
     responses:
       201:
         description: The room.
-        content:
-          application/json:
-            schema: {$ref: '#/components/schemas/RoomOut'}
+        schema: {$ref: '#/components/schemas/RoomOut'}
       409: {$ref: '#/components/responses/Conflict'}
     """
     room = services.create_room(body, current_app.config["SERVICE"].default_timezone)
@@ -63,15 +57,12 @@ def create_room(body: RoomCreate):
 def get_room(room_id: int):
     """One room, with an `ETag`; `If-None-Match` with the current one → 304.
     ---
-    tags: [rooms]
     parameters:
       - {$ref: '#/components/parameters/IfNoneMatch'}
     responses:
       200:
         description: The room.
-        content:
-          application/json:
-            schema: {$ref: '#/components/schemas/RoomOut'}
+        schema: {$ref: '#/components/schemas/RoomOut'}
     """
     return json_with_etag(services.get_room(room_id).to_dict())
 
@@ -82,15 +73,12 @@ def get_room(room_id: int):
 def update_room(room_id: int, body: RoomUpdate):
     """Change any subset of a room's fields (admins). `is_active: false` closes it for booking.
     ---
-    tags: [rooms]
     parameters:
       - {$ref: '#/components/parameters/IfMatch'}
     responses:
       200:
         description: The room.
-        content:
-          application/json:
-            schema: {$ref: '#/components/schemas/RoomOut'}
+        schema: {$ref: '#/components/schemas/RoomOut'}
       409: {$ref: '#/components/responses/Conflict'}
     """
     room = services.update_room(room_id, body, if_match=if_match_header())
@@ -103,7 +91,6 @@ def update_room(room_id: int, body: RoomUpdate):
 def delete_room(room_id: int):
     """Delete a room (admins): it is gone for every reader and cannot be booked; its future reservations are cancelled.
     ---
-    tags: [rooms]
     parameters:
       - {$ref: '#/components/parameters/IfMatch'}
     responses:
@@ -119,13 +106,10 @@ def delete_room(room_id: int):
 def internal_room(room_id: int):
     """For reservation-service (not routed by the gateway): a room including deleted ones, with the caller's token.
     ---
-    tags: [internal]
     responses:
       200:
         description: The room and whether it was deleted.
-        content:
-          application/json:
-            schema: {$ref: '#/components/schemas/InternalRoom'}
+        schema: {$ref: '#/components/schemas/InternalRoom'}
     """
     room = services.get_room(room_id, include_deleted=True)
     return jsonify({**room.to_dict(), "deleted": room.deleted_at is not None})

@@ -19,11 +19,11 @@ Description = Annotated[str, StringConstraints(max_length=2000)]
 EquipmentName = Annotated[str, StringConstraints(strip_whitespace=True, to_lower=True, min_length=1, max_length=50), SINGLE_LINE]
 
 
-def _dedupe(names: list[str]) -> list[str]:
+def _unique_sorted(names: list[str]) -> list[str]:
     return sorted(set(names))
 
 
-EquipmentList = Annotated[list[EquipmentName], Field(max_length=50), AfterValidator(_dedupe)]
+EquipmentList = Annotated[list[EquipmentName], Field(max_length=50), AfterValidator(_unique_sorted)]
 
 
 # "localtime" is the host's own setting, not an IANA name.

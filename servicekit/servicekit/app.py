@@ -124,8 +124,10 @@ def _init_health(app: Flask) -> None:
         tags: [health]
         security: []
         responses:
-          200: {description: Ready.}
-          503: {description: The database or the broker is unreachable.}
+          200: {description: Ready., content: {application/json: {schema: {$ref: '#/components/schemas/Readiness'}}}}
+          503:
+            description: The database or the broker is unreachable.
+            content: {application/json: {schema: {$ref: '#/components/schemas/Readiness'}}}
         """
         checks = {"database": "ok", "broker": "ok"}
         try:

@@ -30,6 +30,23 @@ PROBLEM_SCHEMA = {
 }
 
 
+READINESS_SCHEMA = {
+    "type": "object",
+    "description": "/readyz: `ok` when every check is, else `unavailable`.",
+    "required": ["status", "checks"],
+    "properties": {
+        "status": {"type": "string", "enum": ["ok", "unavailable"]},
+        "checks": {
+            "type": "object",
+            "properties": {
+                "database": {"type": "string", "enum": ["ok", "unreachable"]},
+                "broker": {"type": "string", "enum": ["ok", "unreachable"]},
+            },
+        },
+    },
+}
+
+
 def _problem_response(description: str) -> dict:
     return {
         "description": description,
@@ -129,7 +146,7 @@ def build_spec(
     """The service's OpenAPI template: its models' schemas, the kit's standard answers and parameters, and
     what several of the service's operations share: `responses` (`#/components/responses/<name>`) and
     `schemas` written as JSON Schema (e.g. an anyOf of models; `#/components/schemas/<name>`)."""
-    schemas = {"Problem": PROBLEM_SCHEMA, **schemas_of(models), **(schemas or {})}
+    schemas = {"Problem": PROBLEM_SCHEMA, "Readiness": READINESS_SCHEMA, **schemas_of(models), **(schemas or {})}
     return {
         "openapi": "3.0.3",
         "info": {"title": title, "version": "1.0.0", "description": description},
@@ -187,13 +204,30 @@ def query_parameters(model: type[BaseModel]) -> tuple[list[dict], dict[str, dict
     return parameters, definitions
 
 
+def _expand_short_form(status: int, answer: dict) -> None:
+    """Swagger 2's short form of an answer, `schema:` beside `description:`, means JSON (problem+json for an
+    error); an error answer with no content is a problem document."""
+    if "$ref" in answer or "content" in answer:
+        return
+    media = "application/problem+json" if status >= 400 else "application/json"
+    if "schema" in answer:
+        answer["content"] = {media: {"schema": answer.pop("schema")}}
+    elif status >= 400:
+        answer["content"] = {media: {"schema": _ref("schemas", "Problem")}}
+
+
 def _document(operation: dict, path: str, rule, view, components: dict) -> None:
-    """Fill in what the route itself says, so docstrings hold only what is particular to an operation:
-    path parameters (from the URL rule), query parameters (from the query model), the request body
+    """Fill in what the route itself says, so docstrings hold only what is particular to an operation
+    (answers may use the short form, see `_expand_short_form`):
+    the tag (the blueprint's name), path parameters (from the URL rule), query parameters (from the query model), the request body
     (from the body model), and the answers that follow from them: 400/422 for a body, 422 for a query,
     401 unless the operation is public, 403 for admin-only ones, 404 for a path naming a resource,
     304/412 for If-None-Match/If-Match, the Idempotency-Key header of an `idempotent` view, and the ETag header of a conditional operation's answer.
     An answer written in the docstring wins."""
+    operation.setdefault("tags", [rule.endpoint.partition(".")[0]])  # the blueprint's name
+    summary, _, more = operation.get("summary", "").partition("\n")
+    if more and not operation.get("description"):  # a docstring without YAML: its first line is the summary
+        operation.update(summary=summary, description=more.strip())
     parameters = operation.setdefault("parameters", [])
     named = {(parameter.get("in"), parameter.get("name")) for parameter in parameters}
     named |= {parameter["$ref"] for parameter in parameters if "$ref" in parameter}
@@ -217,6 +251,8 @@ def _document(operation: dict, path: str, rule, view, components: dict) -> None:
     if not parameters:
         del operation["parameters"]
     responses = operation.setdefault("responses", {})
+    for status, answer in responses.items():
+        _expand_short_form(int(status), answer)
     implied = {}
     if "requestBody" in operation:
         implied.update({"400": "BadRequest", "422": "ValidationFailed"})

@@ -150,6 +150,14 @@ def assert_models_match_migrations(app) -> None:
     assert differences == [], f"models and migrations differ: {differences}"
 
 
+def resolved(spec: dict, node: dict) -> dict:
+    """`node` of an OpenAPI document with its `$ref` followed (a component response, schema or parameter)."""
+    while "$ref" in node:
+        *_, kind, name = node["$ref"].split("/")
+        node = spec["components"][kind][name]
+    return node
+
+
 def assert_documented_and_valid(app) -> dict:
     """The app's OpenAPI documents are valid OpenAPI 3.0; the public one documents every `/api/` route and
     method and nothing else (it is what the gateway serves), the operator's one also `/internal/`."""

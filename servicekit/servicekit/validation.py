@@ -72,6 +72,27 @@ class PartialUpdate(StrictModel):
     NULLABLE: ClassVar[frozenset[str]] = frozenset()
 
     @classmethod
+    def __get_pydantic_json_schema__(cls, schema: core_schema.CoreSchema, handler: GetJsonSchemaHandler) -> dict:
+        """Document what is accepted: every field optional, none nullable unless it is in NULLABLE (the
+        `X | None = None` annotations only mean "may be left out")."""
+        json_schema = handler(schema)
+        resolved = handler.resolve_ref_schema(json_schema)
+        for name, field in cls.model_fields.items():
+            prop = resolved.get("properties", {}).get(field.alias or name)
+            if prop is None or name in cls.NULLABLE:
+                continue
+            options = prop.pop("anyOf", None)
+            if options is not None:
+                rest = [option for option in options if option != {"type": "null"}]
+                if len(rest) == 1:
+                    prop.update(rest[0])
+                else:
+                    prop["anyOf"] = rest
+            if prop.get("default", 0) is None:
+                del prop["default"]
+        return json_schema
+
+    @classmethod
     def null_fields(cls, body: dict, prefix: str = "") -> list[str]:
         """The fields of `body` (nested partial updates included) sent as null that may not be.
         Checked by `parse_body` on the raw JSON: a pydantic model validator would switch the fields to

@@ -37,14 +37,11 @@ def _user_out(user, *, with_stats: bool) -> dict:
 def register(body: RegisterRequest):
     """Register a new account (role `user`).
     ---
-    tags: [auth]
     security: []
     responses:
       201:
         description: The new user.
-        content:
-          application/json:
-            schema: {$ref: '#/components/schemas/UserOut'}
+        schema: {$ref: '#/components/schemas/UserOut'}
       409: {$ref: '#/components/responses/Conflict'}
       429: {$ref: '#/components/responses/TooManyRequests'}
       503: {$ref: '#/components/responses/ServiceUnavailable'}
@@ -58,31 +55,19 @@ def register(body: RegisterRequest):
 def login(body: LoginRequest):
     """Exchange e-mail and password for tokens.
     ---
-    tags: [auth]
     security: []
     responses:
       200:
         description: Access and refresh tokens.
-        content:
-          application/json:
-            schema: {$ref: '#/components/schemas/Tokens'}
+        schema: {$ref: '#/components/schemas/Tokens'}
       401:
         description: Wrong e-mail or password (the same answer for both).
-        content:
-          application/problem+json:
-            schema: {$ref: '#/components/schemas/Problem'}
       403:
         description: The account is deactivated.
-        content:
-          application/problem+json:
-            schema: {$ref: '#/components/schemas/Problem'}
       429:
         description: >-
           Too many failed logins for this account from this client address: wait Retry-After seconds
           (the delay doubles with each further failure; other addresses are not affected).
-        content:
-          application/problem+json:
-            schema: {$ref: '#/components/schemas/Problem'}
       503: {$ref: '#/components/responses/ServiceUnavailable'}
     """
     return jsonify(services.login(body.email, body.password, _settings(), _client_address()))
@@ -93,14 +78,11 @@ def login(body: LoginRequest):
 def refresh(body: RefreshRequest):
     """Rotate a refresh token: the one sent is dead afterwards; reusing it revokes the session.
     ---
-    tags: [auth]
     security: []
     responses:
       200:
         description: New access and refresh tokens.
-        content:
-          application/json:
-            schema: {$ref: '#/components/schemas/Tokens'}
+        schema: {$ref: '#/components/schemas/Tokens'}
       401: {$ref: '#/components/responses/Unauthorized'}
     """
     return jsonify(services.refresh(body.refresh_token, _settings()))
@@ -111,7 +93,6 @@ def refresh(body: RefreshRequest):
 def logout(body: RefreshRequest):
     """End the session of a refresh token (its whole rotation family is revoked).
     ---
-    tags: [auth]
     security: []
     responses:
       204: {description: Logged out.}
@@ -125,17 +106,14 @@ def logout(body: RefreshRequest):
 def jwks():
     """The public keys that verify access tokens (JWKS, RFC 7517).
     ---
-    tags: [auth]
     security: []
     responses:
       200:
         description: The JWK set.
-        content:
-          application/json:
-            schema:
-              type: object
-              properties:
-                keys: {type: array, items: {type: object}}
+        schema:
+          type: object
+          properties:
+            keys: {type: array, items: {type: object}}
     """
     response = jsonify(_settings().keys.jwks())
     response.headers["Cache-Control"] = "public, max-age=300"
@@ -148,13 +126,10 @@ def jwks():
 def list_users(query: UserListQuery):
     """List users (admins only), with booking statistics.
     ---
-    tags: [users]
     responses:
       200:
         description: A page of users.
-        content:
-          application/json:
-            schema: {$ref: '#/components/schemas/UserPage'}
+        schema: {$ref: '#/components/schemas/UserPage'}
     """
     page = paginate(db.session, services.list_users(query), query, lambda user: user)
     stats = services.booking_stats([user.id for user in page["items"]])
@@ -167,13 +142,10 @@ def list_users(query: UserListQuery):
 def me():
     """The caller's own account.
     ---
-    tags: [users]
     responses:
       200:
         description: The user.
-        content:
-          application/json:
-            schema: {$ref: '#/components/schemas/UserOut'}
+        schema: {$ref: '#/components/schemas/UserOut'}
     """
     principal = current_principal()
     return jsonify(_user_out(services.get_user(principal.user_id), with_stats=principal.is_admin))
@@ -184,13 +156,10 @@ def me():
 def get_user(user_id: int):
     """One user: yourself, or anyone if you are an admin.
     ---
-    tags: [users]
     responses:
       200:
         description: The user (admins also see booking_stats).
-        content:
-          application/json:
-            schema: {$ref: '#/components/schemas/UserOut'}
+        schema: {$ref: '#/components/schemas/UserOut'}
       403: {$ref: '#/components/responses/Forbidden'}
     """
     principal = ensure_self_or_admin(user_id)
@@ -203,28 +172,16 @@ def get_user(user_id: int):
 def update_user(user_id: int, body: UserUpdate):
     """Change an account. Self: full_name, password (with current_password). Admin: also role and is_active.
     ---
-    tags: [users]
     responses:
       200:
         description: The updated user.
-        content:
-          application/json:
-            schema: {$ref: '#/components/schemas/UserOut'}
+        schema: {$ref: '#/components/schemas/UserOut'}
       403:
         description: Not your account, or a non-admin sent role or is_active.
-        content:
-          application/problem+json:
-            schema: {$ref: '#/components/schemas/Problem'}
       409:
         description: An administrator tried to demote or deactivate themselves.
-        content:
-          application/problem+json:
-            schema: {$ref: '#/components/schemas/Problem'}
       429:
         description: Too many wrong current_password values from this client address (see Retry-After).
-        content:
-          application/problem+json:
-            schema: {$ref: '#/components/schemas/Problem'}
       503: {$ref: '#/components/responses/ServiceUnavailable'}
     """
     principal = current_principal()
