@@ -248,28 +248,18 @@ def _in_the_way(room_id: int, occurrences: list[Occurrence]) -> tuple[dict[int, 
     """Confirmed bookings and blackouts overlapping each occurrence (by index): one query each, whatever the count."""
     slots = _slots(occurrences)
     window = func.tstzrange(slots.c.s, slots.c.e, "[)")
-    bookings: dict[int, list] = {}
-    for n, reservation in db.session.execute(
-        select(slots.c.n, Reservation)
-        .select_from(slots)
-        .join(
-            Reservation,
-            and_(Reservation.room_id == room_id, Reservation.status == "confirmed", Reservation.during.op("&&")(window)),
-        )
-        .order_by(slots.c.n, Reservation.start_time)
-    ):
-        bookings.setdefault(n, []).append(reservation)
-    blackouts: dict[int, list] = {}
-    for n, blackout in db.session.execute(
-        select(slots.c.n, Blackout)
-        .select_from(slots)
-        .join(
-            Blackout,
-            and_(or_(Blackout.room_id == room_id, Blackout.room_id.is_(None)), Blackout.during.op("&&")(window)),
-        )
-        .order_by(slots.c.n, Blackout.start_time, Blackout.id)
-    ):
-        blackouts.setdefault(n, []).append(blackout)
+
+    def per_slot(model, condition, *order) -> dict[int, list]:
+        found: dict[int, list] = {}
+        query = select(slots.c.n, model).select_from(slots).join(model, and_(condition, model.during.op("&&")(window)))
+        for n, row in db.session.execute(query.order_by(slots.c.n, *order)):
+            found.setdefault(n, []).append(row)
+        return found
+
+    bookings = per_slot(
+        Reservation, and_(Reservation.room_id == room_id, Reservation.status == "confirmed"), Reservation.start_time
+    )
+    blackouts = per_slot(Blackout, or_(Blackout.room_id == room_id, Blackout.room_id.is_(None)), Blackout.start_time, Blackout.id)
     return bookings, blackouts
 
 

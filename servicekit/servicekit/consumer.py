@@ -30,6 +30,7 @@ from .db import ParkedEvent, ProcessedEvent, db
 from .events import is_valid_envelope
 from .kafka import consumer_config
 from .metrics import metrics_of
+from .worker import BackgroundThread
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +38,7 @@ Handler = Callable[[dict[str, Any]], None]
 PARKED = ("parked",)  # the outcome of a message kept in parked_events
 
 
-class EventConsumer:
+class EventConsumer(BackgroundThread):
     """Consumes `handlers`' topics as `group_id`; `handlers[topic][event_type](envelope)`; only envelopes
     whose `producer` is `owners[topic]` are applied (others are parked and counted as rejected).
 
@@ -59,6 +60,8 @@ class EventConsumer:
         unowned = sorted(set(handlers) - set(owners))
         if unowned:
             raise ValueError(f"no owning producer given for topic(s) {', '.join(unowned)}")
+        super().__init__()
+        self.name = f"consumer-{group_id}"
         self.app = app
         self.group_id = group_id
         self.handlers = handlers
@@ -70,19 +73,14 @@ class EventConsumer:
             consumer_config(config.kafka_bootstrap_servers, group_id, f"{config.service_name}-consumer", config.kafka_security())
         )
         self._attempts: dict[tuple[str, int, int], int] = {}
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
         self.assigned = threading.Event()
 
     def start(self) -> None:
         self.consumer.subscribe(list(self.handlers), on_assign=lambda _c, _p: self.assigned.set())
-        self._thread = threading.Thread(target=self._run, name=f"consumer-{self.group_id}", daemon=True)
-        self._thread.start()
+        super().start()
 
     def stop(self, timeout: float = 10.0) -> None:
-        self._stop.set()
-        if self._thread:
-            self._thread.join(timeout)
+        super().stop(timeout)
         self.consumer.close()
 
     def _run(self) -> None:

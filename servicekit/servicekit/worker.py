@@ -72,22 +72,16 @@ class Worker(Protocol):
     def stop(self) -> None: ...
 
 
-class PollingWorker:
-    """Calls `poll_once()` on a daemon thread, inside an app context: again at once while it finds
-    work, after `idle_seconds` when it finds none, and after a growing backoff (up to
-    `max_backoff_seconds`) while it raises (typically: the database is away)."""
+class BackgroundThread:
+    """A loop (`_run`, which returns once `_stop` is set) on a daemon thread named `name`."""
 
-    name = "polling-worker"
+    name = "background"
 
-    def __init__(self, app: Flask, *, idle_seconds: float = 0.1, max_backoff_seconds: float = 10.0):
-        self.app = app
-        self.idle_seconds = idle_seconds
-        self.max_backoff_seconds = max_backoff_seconds
+    def __init__(self) -> None:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
-    def poll_once(self) -> int:
-        """Do one round of work; return how many items were handled (0 = idle)."""
+    def _run(self) -> None:
         raise NotImplementedError
 
     def start(self) -> None:
@@ -98,6 +92,24 @@ class PollingWorker:
         self._stop.set()
         if self._thread:
             self._thread.join(timeout)
+
+
+class PollingWorker(BackgroundThread):
+    """Calls `poll_once()` on a daemon thread, inside an app context: again at once while it finds
+    work, after `idle_seconds` when it finds none, and after a growing backoff (up to
+    `max_backoff_seconds`) while it raises (typically: the database is away)."""
+
+    name = "polling-worker"
+
+    def __init__(self, app: Flask, *, idle_seconds: float = 0.1, max_backoff_seconds: float = 10.0):
+        super().__init__()
+        self.app = app
+        self.idle_seconds = idle_seconds
+        self.max_backoff_seconds = max_backoff_seconds
+
+    def poll_once(self) -> int:
+        """Do one round of work; return how many items were handled (0 = idle)."""
+        raise NotImplementedError
 
     def _run(self) -> None:
         failures = 0
@@ -150,26 +162,18 @@ def run_exclusively(name: str, run: Callable[[], Any]) -> bool:
     return True
 
 
-class Scheduler:
+class Scheduler(BackgroundThread):
     """Periodic jobs (purging expired rows, refreshing gauges) on one daemon thread, each in its own
     app context; a job that raises is logged and runs again at its next turn. Every job must be
     safe to run in several worker replicas at once."""
 
+    name = "scheduler"
+
     def __init__(self, app: Flask, jobs: Sequence[Job], *, tick_seconds: float = 0.5):
+        super().__init__()
         self.app = app
         self.jobs = [Job(j.name, j.every_seconds, j.run, exclusive=j.exclusive) for j in jobs]
         self.tick_seconds = tick_seconds
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-
-    def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="scheduler", daemon=True)
-        self._thread.start()
-
-    def stop(self, timeout: float = 15.0) -> None:
-        self._stop.set()
-        if self._thread:
-            self._thread.join(timeout)
 
     def run_due(self) -> int:
         """Run every job whose time has come; returns how many ran."""
