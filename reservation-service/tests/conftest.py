@@ -11,13 +11,17 @@ from pathlib import Path
 from socketserver import ThreadingMixIn
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
+import psycopg
 import pytest
 
-from app import create_app
-from config import ReservationServiceConfig
-from devstack.processes import free_port
-from servicekit.db import db
-from servicekit.events import make_envelope
+pytest.register_assert_rewrite("servicekit.testing")  # the plugin below, imported here first
+
+from app import create_app  # noqa: E402
+from config import ReservationServiceConfig  # noqa: E402
+from devstack.processes import free_port  # noqa: E402
+from servicekit.db import db  # noqa: E402
+from servicekit.events import make_envelope  # noqa: E402
+from servicekit.testing import libpq_url, send_blocked_by, service_env, service_fixtures, wait_until  # noqa: E402
 
 pytest_plugins = ["devstack.pytest_plugin", "servicekit.testing"]
 
@@ -29,28 +33,22 @@ TABLES = (
 
 @pytest.fixture(scope="session")
 def config(infrastructure, fresh_database, user_service):
-    return ReservationServiceConfig.from_env(
-        {
-            "DATABASE_URL": fresh_database("reservations"),
-            "KAFKA_BOOTSTRAP_SERVERS": infrastructure.bootstrap,
-            "JWKS_URL": f"{user_service}/api/auth/jwks",
-            "USER_SERVICE_URL": user_service,
-            # Room look-ups are answered from room-events; this address has nobody behind it.
-            "ROOM_SERVICE_URL": f"http://127.0.0.1:{free_port()}",
-            "SMTP_HOST": "127.0.0.1",
-            "SMTP_PORT": str(infrastructure.smtp_port),
-            "LOG_LEVEL": "WARNING",
-            # The waitlist pass runs every second, so a freed slot is booked within the tests' patience.
-            "WAITLIST_POLL_SECONDS": "1",
-        }
+    env = service_env(
+        infrastructure,
+        fresh_database("reservations"),
+        JWKS_URL=f"{user_service}/api/auth/jwks",
+        USER_SERVICE_URL=user_service,
+        # Room look-ups are answered from room-events; this address has nobody behind it.
+        ROOM_SERVICE_URL=f"http://127.0.0.1:{free_port()}",
+        SMTP_HOST="127.0.0.1",
+        SMTP_PORT=str(infrastructure.smtp_port),
+        # The waitlist pass runs every second, so a freed slot is booked within the tests' patience.
+        WAITLIST_POLL_SECONDS="1",
     )
+    return ReservationServiceConfig.from_env(env)
 
 
-@pytest.fixture(scope="session")
-def app(config):
-    from servicekit.testing import running_app  # the plugin module, imported once pytest has loaded it
-
-    yield from running_app(create_app, config)
+app, client, _clean_tables = service_fixtures(create_app, TABLES)
 
 
 class _ThreadingServer(ThreadingMixIn, WSGIServer):
@@ -72,19 +70,6 @@ def base_url(app):
     server.shutdown()
 
 
-@pytest.fixture(autouse=True)
-def _clean_tables(app):
-    yield
-    from servicekit.testing import truncate_tables
-
-    truncate_tables(app, TABLES)
-
-
-@pytest.fixture
-def client(app):
-    return app.test_client()
-
-
 class Rooms:
     """Rooms as room-service announces them on `room-events`."""
 
@@ -99,7 +84,6 @@ class Rooms:
     def create(self, capacity: int = 10, is_active: bool = True, **fields) -> dict:
         """A room; `fields` adds or overrides what room-service would announce (timezone, booking_policy, name...)."""
         from app.models import RoomReplica
-        from servicekit.testing import wait_until
 
         room_id = uuid.uuid4().int % 10**9 + 1
         now = datetime.now(UTC).isoformat()
@@ -140,6 +124,43 @@ def slot(hours_ahead: float, minutes: int = 60) -> tuple[str, str]:
 def booking(room_id: int, hours_ahead: float = 0, minutes: int = 60, **extra) -> dict:
     start, end = slot(hours_ahead, minutes)
     return {"room_id": room_id, "title": "Planning", "start_time": start, "end_time": end, **extra}
+
+
+def against_a_rival_booking(config, rival: tuple, send, message: str, timeout: float = 20.0) -> tuple[int, object]:
+    """A race lost at the database: another transaction inserts the booking `rival` (room_id, user_id, start,
+    end) and keeps it uncommitted, so the request `send` makes passes the friendly overlap check; once that
+    request waits on the rival's row (held by the exclusion constraint, however slow the machine), the rival
+    commits. The rival's id and the request's answer."""
+    with psycopg.connect(libpq_url(config.database_url)) as transaction:
+        rival_id = transaction.execute(
+            "INSERT INTO reservations (room_id, user_id, title, start_time, end_time) VALUES (%s, %s, 'Rival', %s, %s) RETURNING id",
+            rival,
+        ).fetchone()[0]
+        request = send_blocked_by(config.database_url, transaction, send, message)
+        transaction.commit()
+    return rival_id, request.response(timeout)
+
+
+@pytest.fixture
+def two_bookers(client, people, rooms):
+    """Alice and Bob (users), a room, and Alice's booking in it, with attendees and a description."""
+    alice, alice_headers = people.user()
+    bob, bob_headers = people.user()
+    room = rooms.create()
+    mine = client.post(
+        "/api/reservations",
+        json=booking(room["id"], 0, attendees=["x@example.com"], description="secret agenda"),
+        headers=alice_headers,
+    )
+    assert mine.status_code == 201, mine.get_json()
+    return {
+        "alice": alice_headers,
+        "bob": bob_headers,
+        "bob_user": bob,
+        "alice_user": alice,
+        "room": room,
+        "reservation": mine.get_json(),
+    }
 
 
 @pytest.fixture(scope="session")

@@ -6,19 +6,6 @@ import pytest
 from conftest import booking, slot
 
 
-@pytest.fixture
-def two_bookers(client, people, rooms):
-    alice, alice_headers = people.user()
-    bob, bob_headers = people.user()
-    room = rooms.create()
-    mine = client.post(
-        "/api/reservations",
-        json=booking(room["id"], 0, attendees=["x@example.com"], description="secret agenda"),
-        headers=alice_headers,
-    ).get_json()
-    return {"alice": alice_headers, "bob": bob_headers, "bob_user": bob, "alice_user": alice, "room": room, "reservation": mine}
-
-
 @pytest.mark.parametrize("method", ["get", "put", "delete"])
 def test_another_user_cannot_read_change_or_cancel_my_reservation(client, two_bookers, method):
     reservation = two_bookers["reservation"]

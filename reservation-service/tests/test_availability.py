@@ -149,27 +149,19 @@ def test_free_busy_in_two_zones_shows_bookings_blackouts_and_closed_hours_withou
     def interval(a: datetime, b: datetime, kind: str) -> dict:
         return {"start_time": a.astimezone(UTC).isoformat(), "end_time": b.astimezone(UTC).isoformat(), "kind": kind}
 
-    end = start + timedelta(days=1)
+    def open_from(room: dict, zone: str, opens: float, closes: float, busy: dict) -> dict:
+        """The room's day: closed until `opens` and from `closes` (local hours), `busy` in between."""
+        end = start + timedelta(days=1)
+        before, after = (
+            interval(start, local(monday, opens, zone), "closed"),
+            interval(local(monday, closes, zone), end, "closed"),
+        )
+        return {"room_id": room["id"], "timezone": zone, "busy": [before, busy, after]}
+
     assert response.get_json() == {
         "rooms": [
-            {
-                "room_id": berlin["id"],
-                "timezone": "Europe/Berlin",
-                "busy": [
-                    interval(start, local(monday, 8, "Europe/Berlin"), "closed"),
-                    interval(*meeting, "reservation"),
-                    interval(local(monday, 20, "Europe/Berlin"), end, "closed"),
-                ],
-            },
-            {
-                "room_id": kolkata["id"],
-                "timezone": "Asia/Kolkata",
-                "busy": [
-                    interval(start, local(monday, 9, "Asia/Kolkata"), "closed"),
-                    interval(*drill, "blackout"),
-                    interval(local(monday, 17.5, "Asia/Kolkata"), end, "closed"),
-                ],
-            },
+            open_from(berlin, "Europe/Berlin", 8, 20, interval(*meeting, "reservation")),
+            open_from(kolkata, "Asia/Kolkata", 9, 17.5, interval(*drill, "blackout")),
         ]
     }
     assert "Secret merger" not in response.get_data(as_text=True)

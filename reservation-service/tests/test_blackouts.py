@@ -15,7 +15,7 @@ from test_events_and_mail import mails_to
 
 from app import locks
 from servicekit.db import db
-from servicekit.testing import wait_until
+from servicekit.testing import libpq_url, send_blocked_by, wait_until
 
 PROBLEM = "application/problem+json"
 OVERLAPS = (
@@ -213,33 +213,27 @@ def test_a_blackout_of_every_room_cancels_bookings_in_all_of_them(client, people
     ]
 
 
-def _database(config) -> str:
-    return config.database_url.replace("postgresql+psycopg://", "postgresql://")
-
-
 def test_a_booking_committing_while_a_blackout_is_created_is_cancelled_by_it(config, app, client, people, rooms):
     """A booking transaction holds the room's lock and commits its row only once the blackout is waiting for it."""
     user, _ = people.user()
     _, admin = people.admin()
     room = rooms.create()
     start, end = slot(0)
-    with psycopg.connect(_database(config)) as booking_tx:
+    with psycopg.connect(libpq_url(config.database_url)) as booking_tx:
         booking_tx.execute("SELECT pg_advisory_xact_lock_shared(%s, 0)", (locks.EVERY_ROOM,))
         booking_tx.execute("SELECT pg_advisory_xact_lock_shared(%s, %s)", (locks.ROOM, room["id"]))
-        result: dict = {}
-        creating = threading.Thread(
-            target=lambda: result.update(response=client.post("/api/blackouts", json=blackout(room["id"]), headers=admin))
+        creating = send_blocked_by(
+            config.database_url,
+            booking_tx,
+            lambda: client.post("/api/blackouts", json=blackout(room["id"]), headers=admin),
+            "the blackout to wait for the booking in flight",
         )
-        creating.start()
-        creating.join(1.0)
-        assert creating.is_alive(), "the blackout should wait for the booking in flight"
         booking_id = booking_tx.execute(
             "INSERT INTO reservations (room_id, user_id, title, start_time, end_time) VALUES (%s, %s, 'Late', %s, %s) RETURNING id",
             (room["id"], user["id"], start, end),
         ).fetchone()[0]
         booking_tx.commit()
-    creating.join(10)
-    assert result["response"].status_code == 201
+    assert creating.response(10).status_code == 201
     assert client.get(f"/api/reservations/{booking_id}", headers=admin).get_json()["status"] == "cancelled"
     assert overlaps_in_tables(app) == 0
 
@@ -249,23 +243,22 @@ def test_a_booking_waiting_on_a_blackout_in_flight_is_409_once_it_commits(config
     user, headers = people.user()
     room = rooms.create()
     start, end = slot(0)
-    with psycopg.connect(_database(config)) as blackout_tx:
+    with psycopg.connect(libpq_url(config.database_url)) as blackout_tx:
         blackout_tx.execute("SELECT pg_advisory_xact_lock(%s, %s)", (locks.ROOM, room["id"]))
         blackout_id = blackout_tx.execute(
             "INSERT INTO blackouts (room_id, start_time, end_time, reason, created_by) VALUES (%s, %s, %s, 'Drill', %s) RETURNING id",
             (room["id"], start, end, user["id"]),
         ).fetchone()[0]
-        result: dict = {}
-        request = threading.Thread(
-            target=lambda: result.update(response=client.post("/api/reservations", json=booking(room["id"]), headers=headers))
+        request = send_blocked_by(
+            config.database_url,
+            blackout_tx,
+            lambda: client.post("/api/reservations", json=booking(room["id"]), headers=headers),
+            "the booking to wait for the blackout in flight",
         )
-        request.start()
-        request.join(1.0)
-        assert request.is_alive(), "the booking should wait for the blackout in flight"
         blackout_tx.commit()
-    request.join(10)
-    assert result["response"].status_code == 409
-    assert [b["blackout_id"] for b in result["response"].get_json()["blackouts"]] == [blackout_id]
+    response = request.response(10)
+    assert response.status_code == 409
+    assert [b["blackout_id"] for b in response.get_json()["blackouts"]] == [blackout_id]
     assert overlaps_in_tables(app) == 0
 
 

@@ -259,6 +259,13 @@ def entries(client, headers) -> list[dict]:
     return client.get("/api/waitlist", headers=headers).get_json()["items"]
 
 
+def cancel_and_expect_the_slot_to_skip(client, owner, taken: dict, skipped, next_in_line) -> None:
+    """`owner` cancels `taken`: the entry of `next_in_line` is booked, the earlier one of `skipped` still waits."""
+    client.delete(f"/api/reservations/{taken['id']}", headers=owner)
+    wait_until(lambda: [e for e in entries(client, next_in_line) if e["status"] == "booked"], message="the next entry booked")
+    assert [e["status"] for e in entries(client, skipped)] == ["waiting"]
+
+
 def test_joining_the_waitlist_for_a_free_window_is_409_with_the_booking_it_would_be(client, people, rooms):
     _, headers = people.user()
     room = rooms.create()
@@ -344,9 +351,7 @@ def test_an_entry_the_rules_now_refuse_is_skipped_for_the_next(client, people, r
             return (replica.booking_policy or {}).get("max_minutes") == 60
 
     wait_until(policy_known, message="the new policy")
-    client.delete(f"/api/reservations/{taken['id']}", headers=owner)
-    wait_until(lambda: [e for e in entries(client, short_headers) if e["status"] == "booked"], message="the next entry booked")
-    assert [e["status"] for e in entries(client, long_headers)] == ["waiting"]
+    cancel_and_expect_the_slot_to_skip(client, owner, taken, skipped=long_headers, next_in_line=short_headers)
 
 
 def test_a_shortened_booking_frees_the_rest_for_the_waitlist(client, people, rooms):
@@ -452,9 +457,7 @@ def test_an_entry_over_its_owners_weekly_quota_is_skipped_for_the_next(client, p
     taken = client.post("/api/reservations", json=friday, headers=owner).get_json()
     assert client.post("/api/waitlist", json=friday, headers=busy).status_code == 201
     assert client.post("/api/waitlist", json=friday, headers=next_in_line).status_code == 201
-    client.delete(f"/api/reservations/{taken['id']}", headers=owner)
-    wait_until(lambda: [e for e in entries(client, next_in_line) if e["status"] == "booked"], message="the next entry booked")
-    assert [e["status"] for e in entries(client, busy)] == ["waiting"]
+    cancel_and_expect_the_slot_to_skip(client, owner, taken, skipped=busy, next_in_line=next_in_line)
 
 
 def test_a_deleted_blackout_frees_its_time_for_the_waitlist(client, people, rooms):

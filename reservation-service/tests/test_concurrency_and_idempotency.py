@@ -5,14 +5,13 @@ from __future__ import annotations
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
-import psycopg
 import requests
-from conftest import booking
-from sqlalchemy import func, select, text
+from conftest import against_a_rival_booking, booking
+from sqlalchemy import text
 
 from app.models import Reservation
 from servicekit.db import db
-from servicekit.testing import wait_until_blocked_by
+from servicekit.testing import count_rows
 
 THREADS = 32
 
@@ -46,25 +45,12 @@ def test_a_race_lost_at_the_database_is_the_same_409_with_its_conflict(config, c
     user, headers = people.user()
     room = rooms.create()
     body = booking(room["id"])
-    url = config.database_url.replace("postgresql+psycopg://", "postgresql://")
-    with psycopg.connect(url) as rival:
-        rival_id = rival.execute(
-            "INSERT INTO reservations (room_id, user_id, title, start_time, end_time) VALUES (%s, %s, 'Rival', %s, %s) RETURNING id",
-            (room["id"], user["id"], body["start_time"], body["end_time"]),
-        ).fetchone()[0]
-        # Uncommitted: our request's conflict check cannot see it, its insert waits on the constraint.
-        result: dict = {}
-        request = threading.Thread(
-            target=lambda: result.update(response=client.post("/api/reservations", json=body, headers=headers))
-        )
-        request.start()
-        # Deterministic: go on only once our insert is blocked by the rival's row, i.e. it passed the
-        # friendly check and is held by the exclusion constraint, however slow the machine.
-        wait_until_blocked_by(url, rival, "our insert to wait on the rival transaction")
-        assert request.is_alive()
-        rival.commit()
-    request.join(10)
-    response = result["response"]
+    rival_id, response = against_a_rival_booking(
+        config,
+        (room["id"], user["id"], body["start_time"], body["end_time"]),
+        lambda: client.post("/api/reservations", json=body, headers=headers),
+        "our insert to wait on the rival transaction",
+    )
     assert response.status_code == 409
     assert [c["reservation_id"] for c in response.get_json()["conflicts"]] == [rival_id]
 
@@ -78,13 +64,7 @@ def test_a_retry_with_the_same_key_and_body_replays_the_first_answer_and_books_n
     assert first.status_code == second.status_code == 201
     assert first.get_json() == second.get_json()
     assert second.headers["Idempotent-Replayed"] == "true"
-    with app.app_context():
-        assert (
-            db.session.execute(
-                select(func.count()).select_from(Reservation).where(Reservation.room_id == room["id"])
-            ).scalar_one()
-            == 1
-        )
+    assert count_rows(app, Reservation, Reservation.room_id == room["id"]) == 1
 
 
 def test_the_same_key_with_another_body_is_422(client, people, rooms):

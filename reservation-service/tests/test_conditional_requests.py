@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import threading
-
 from conftest import booking
-from sqlalchemy import create_engine, text
 
-from servicekit.testing import resolved, wait_until
+from servicekit.testing import resolved, statuses_of_writes_racing_at_a_row_lock
 
 PROBLEM = "application/problem+json"
 
@@ -79,32 +76,14 @@ def test_two_editors_with_the_same_etag_one_wins_the_other_gets_412(app, config,
     _, headers = people.user()
     created = client.post("/api/reservations", json=booking(rooms.create()["id"]), headers=headers).get_json()
     etag = client.get(f"/api/reservations/{created['id']}", headers=headers).headers["ETag"]
-    engine = create_engine(config.database_url)
-    results: list[int] = []
 
-    def edit(title: str) -> None:
-        response = app.test_client().put(
+    def edit(title: str):
+        return app.test_client().put(
             f"/api/reservations/{created['id']}", json={"title": title}, headers={**headers, "If-Match": etag}
         )
-        results.append(response.status_code)
 
-    def waiting_on_the_lock() -> int:
-        with engine.connect() as probe:
-            return probe.execute(
-                text("SELECT count(*) FROM pg_locks WHERE NOT granted AND locktype IN ('transactionid', 'tuple')")
-            ).scalar_one()
-
-    with engine.connect() as blocker:
-        blocker.execute(text("SELECT id FROM reservations WHERE id = :id FOR UPDATE"), {"id": created["id"]})
-        editors = [threading.Thread(target=edit, args=(title,)) for title in ("Alice's", "Bob's")]
-        for editor in editors:
-            editor.start()
-        wait_until(lambda: waiting_on_the_lock() >= 2, message="both editors to wait on the row lock")
-        blocker.rollback()
-    for editor in editors:
-        editor.join(20)
-    engine.dispose()
-    assert sorted(results) == [200, 412]
+    edits = [lambda: edit("Alice's"), lambda: edit("Bob's")]
+    assert statuses_of_writes_racing_at_a_row_lock(config.database_url, "reservations", created["id"], edits) == [200, 412]
     final = client.get(f"/api/reservations/{created['id']}", headers=headers).get_json()
     assert final["sequence"] == 1 and final["title"] in ("Alice's", "Bob's")
 

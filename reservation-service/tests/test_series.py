@@ -8,15 +8,15 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
-import psycopg
 import pytest
 import requests
+from conftest import against_a_rival_booking
 from sqlalchemy import func, select, text
 from test_events_and_mail import mails_to
 
 from app.models import Reservation, ReservationSeries
 from servicekit.db import db
-from servicekit.testing import wait_until, wait_until_blocked_by
+from servicekit.testing import wait_until
 
 URL = "/api/reservations/series"
 
@@ -61,6 +61,17 @@ def local_starts(series: dict, zone: str) -> list[datetime]:
 def created(response) -> dict:
     assert response.status_code == 201, response.get_json()
     return response.get_json()
+
+
+def book_single(client, headers, room: dict, day: date, start: str, end: str) -> dict:
+    """A single (non-recurring) booking "Taken" in `room` on `day` from `start` to `end` (UTC clock times)."""
+    body = {
+        "room_id": room["id"],
+        "title": "Taken",
+        "start_time": at(day, start).isoformat(),
+        "end_time": at(day, end).isoformat(),
+    }
+    return created(client.post("/api/reservations", json=body, headers=headers))
 
 
 def recurrence_error(response) -> str:
@@ -228,19 +239,7 @@ def test_fail_is_409_listing_each_clashing_occurrence_and_books_nothing(client, 
     _, headers = people.user()
     room = rooms.create()
     day = today() + timedelta(days=3)
-    taken = [
-        client.post(
-            "/api/reservations",
-            json={
-                "room_id": room["id"],
-                "title": "Taken",
-                "start_time": at(d, "09:30").isoformat(),
-                "end_time": at(d, "10:30").isoformat(),
-            },
-            headers=headers,
-        ).get_json()
-        for d in (day + timedelta(days=1), day + timedelta(days=3))
-    ]
+    taken = [book_single(client, headers, room, d, "09:30", "10:30") for d in (day + timedelta(days=1), day + timedelta(days=3))]
     response = client.post(URL, json=series_body(room, day, "FREQ=DAILY;COUNT=5"), headers=headers)
     assert response.status_code == 409 and response.content_type == "application/problem+json"
     problem = response.get_json()
@@ -258,17 +257,7 @@ def test_skip_books_the_free_ones_and_lists_the_others_with_their_reason(client,
     _, admin = people.admin()
     room = rooms.create(booking_policy={"open_hours": {d: [["08:00", "18:00"]] for d in ("mon", "tue", "wed", "thu", "fri")}})
     monday = next_weekday(0)
-    clash = client.post(
-        "/api/reservations",
-        json={
-            "room_id": room["id"],
-            "title": "Taken",
-            "start_time": at(monday, "09:00").isoformat(),
-            "end_time": at(monday, "09:30").isoformat(),
-        },
-        headers=headers,
-    )
-    assert clash.status_code == 201, clash.get_json()
+    book_single(client, headers, room, monday, "09:00", "09:30")
     tuesday = monday + timedelta(days=1)
     blackout = client.post(
         "/api/blackouts",
@@ -372,21 +361,13 @@ def test_a_series_losing_the_race_at_the_constraint(config, client, app, people,
     room = rooms.create()
     day = today() + timedelta(days=2)
     body = series_body(room, day, "FREQ=DAILY;COUNT=3", on_conflict=on_conflict)
-    url = config.database_url.replace("postgresql+psycopg://", "postgresql://")
     rival_start = at(day + timedelta(days=1), "09:00")
-    with psycopg.connect(url) as rival:
-        rival_id = rival.execute(
-            "INSERT INTO reservations (room_id, user_id, title, start_time, end_time) VALUES (%s, %s, 'Rival', %s, %s) RETURNING id",
-            (room["id"], user["id"], rival_start, rival_start + timedelta(minutes=60)),
-        ).fetchone()[0]
-        result: dict = {}
-        request = threading.Thread(target=lambda: result.update(response=client.post(URL, json=body, headers=headers)))
-        request.start()
-        wait_until_blocked_by(url, rival, "the series' insert to wait on the rival transaction")
-        assert request.is_alive()
-        rival.commit()
-    request.join(20)
-    response = result["response"]
+    rival_id, response = against_a_rival_booking(
+        config,
+        (room["id"], user["id"], rival_start, rival_start + timedelta(minutes=60)),
+        lambda: client.post(URL, json=body, headers=headers),
+        "the series' insert to wait on the rival transaction",
+    )
     if on_conflict == "fail":
         assert response.status_code == 409
         assert [c["reservation_id"] for c in response.get_json()["occurrences"][0]["conflicts"]] == [rival_id]

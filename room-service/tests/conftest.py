@@ -7,8 +7,11 @@ import uuid
 
 import pytest
 
-from app import create_app
-from config import RoomServiceConfig
+pytest.register_assert_rewrite("servicekit.testing")  # the plugin below, imported here first
+
+from app import create_app  # noqa: E402
+from config import RoomServiceConfig  # noqa: E402
+from servicekit.testing import service_env, service_fixtures  # noqa: E402
 
 pytest_plugins = ["devstack.pytest_plugin", "servicekit.testing"]
 
@@ -18,33 +21,11 @@ TABLES = "room_equipment, rooms, equipment, outbox_events"
 @pytest.fixture(scope="session")
 def config(infrastructure, fresh_database, user_service):
     return RoomServiceConfig.from_env(
-        {
-            "DATABASE_URL": fresh_database("rooms"),
-            "KAFKA_BOOTSTRAP_SERVERS": infrastructure.bootstrap,
-            "JWKS_URL": f"{user_service}/api/auth/jwks",
-            "LOG_LEVEL": "WARNING",
-        }
+        service_env(infrastructure, fresh_database("rooms"), JWKS_URL=f"{user_service}/api/auth/jwks")
     )
 
 
-@pytest.fixture(scope="session")
-def app(config):
-    from servicekit.testing import running_app  # the plugin module, imported once pytest has loaded it
-
-    yield from running_app(create_app, config)
-
-
-@pytest.fixture(autouse=True)
-def _clean_tables(app):
-    yield
-    from servicekit.testing import truncate_tables
-
-    truncate_tables(app, TABLES)
-
-
-@pytest.fixture
-def client(app):
-    return app.test_client()
+app, client, _clean_tables = service_fixtures(create_app, TABLES)
 
 
 @pytest.fixture(scope="session")

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import threading
-
-from sqlalchemy import create_engine, text
+from servicekit.testing import statuses_of_writes_racing_at_a_row_lock
 
 PROBLEM = "application/problem+json"
 
@@ -62,35 +60,12 @@ def test_two_writers_with_the_same_etag_one_wins_the_other_gets_412(app, config,
     before the lock: only a comparison under the lock lets exactly one through."""
     room = make_room()
     etag = client.get(f"/api/rooms/{room['id']}", headers=admin).headers["ETag"]
-    engine = create_engine(config.database_url)
-    results: list[int] = []
 
-    def write(capacity: int) -> None:
-        response = app.test_client().put(
-            f"/api/rooms/{room['id']}", json={"capacity": capacity}, headers={**admin, "If-Match": etag}
-        )
-        results.append(response.status_code)
+    def write(capacity: int):
+        return app.test_client().put(f"/api/rooms/{room['id']}", json={"capacity": capacity}, headers={**admin, "If-Match": etag})
 
-    with engine.connect() as blocker:
-        blocker.execute(text("SELECT id FROM rooms WHERE id = :id FOR UPDATE"), {"id": room["id"]})
-        writers = [threading.Thread(target=write, args=(capacity,)) for capacity in (11, 12)]
-        for writer in writers:
-            writer.start()
-
-        def waiting_on_the_lock() -> int:
-            with engine.connect() as probe:
-                return probe.execute(
-                    text("SELECT count(*) FROM pg_locks WHERE NOT granted AND locktype IN ('transactionid', 'tuple')")
-                ).scalar_one()
-
-        from servicekit.testing import wait_until
-
-        wait_until(lambda: waiting_on_the_lock() >= 2, message="both writers to wait on the row lock")
-        blocker.rollback()
-    for writer in writers:
-        writer.join(20)
-    engine.dispose()
-    assert sorted(results) == [200, 412]
+    writes = [lambda: write(11), lambda: write(12)]
+    assert statuses_of_writes_racing_at_a_row_lock(config.database_url, "rooms", room["id"], writes) == [200, 412]
 
 
 def test_the_spec_documents_etags_304_and_412(app):

@@ -270,3 +270,106 @@ def assert_no_server_errors(
                 assert content_type.startswith("application/problem+json"), f"{where}: {content_type}"
 
         check()
+
+
+# --- what every service suite's conftest needs, written once ------------------------------------------
+
+
+def service_env(infrastructure, database_url: str, **env: str) -> dict[str, str]:
+    """The environment of a service under test: its fresh database, the test broker, quiet logs; `env` adds
+    the service's own variables (or overrides these)."""
+    return {"DATABASE_URL": database_url, "KAFKA_BOOTSTRAP_SERVERS": infrastructure.bootstrap, "LOG_LEVEL": "WARNING", **env}
+
+
+def service_fixtures(create_app, tables: str, *, background: bool = True) -> tuple:
+    """A service suite's `app` (session-wide, built by `create_app` from the suite's `config` fixture on its
+    migrated database, with its background workers running unless `background` is False), `client`, and
+    `_clean_tables` (autouse: empties `tables` after each test). In the suite's conftest:
+    `app, client, _clean_tables = service_fixtures(create_app, TABLES)`."""
+
+    @pytest.fixture(scope="session", name="app")
+    def app_fixture(config):
+        yield from running_app(create_app, config, background=background)
+
+    @pytest.fixture(name="client")
+    def client_fixture(app):
+        return app.test_client()
+
+    @pytest.fixture(autouse=True, name="_clean_tables")
+    def clean_tables_fixture(app):
+        yield
+        truncate_tables(app, tables)
+
+    return app_fixture, client_fixture, clean_tables_fixture
+
+
+def count_rows(app, model, *criteria) -> int:
+    """How many rows of `model` match `criteria` (SQLAlchemy expressions, all of them), in the app's database."""
+    from sqlalchemy import func, select
+
+    from .db import db
+
+    with app.app_context():
+        return db.session.execute(select(func.count()).select_from(model).where(*criteria)).scalar_one()
+
+
+# --- race tests: a second writer that really reaches the database ---------------------------------------
+
+
+def libpq_url(database_url: str) -> str:
+    """A SQLAlchemy `postgresql+psycopg://` URL as psycopg.connect takes it."""
+    return database_url.replace("postgresql+psycopg://", "postgresql://")
+
+
+class InFlight:
+    """A request sent on a thread of its own, e.g. the second writer of a race test."""
+
+    def __init__(self, send: Callable[[], object]):
+        import threading
+
+        self._answers: list = []
+        self._thread = threading.Thread(target=lambda: self._answers.append(send()), daemon=True)
+        self._thread.start()
+
+    def is_alive(self) -> bool:
+        return self._thread.is_alive()
+
+    def response(self, timeout: float = 20.0):
+        """The request's answer; fails the test if none came within `timeout` seconds."""
+        self._thread.join(timeout)
+        if not self._answers:
+            pytest.fail(f"the request in flight did not answer within {timeout}s")
+        return self._answers[0]
+
+
+def send_blocked_by(database_url: str, blocker, send: Callable[[], object], message: str) -> InFlight:
+    """Send a request (`send`) on a thread of its own and go on once it waits on a lock held by the open
+    transaction of psycopg connection `blocker`, still unanswered: it has passed every check made before
+    that lock, however slow the machine (`wait_until_blocked_by`)."""
+    request = InFlight(send)
+    wait_until_blocked_by(libpq_url(database_url), blocker, message)
+    assert request.is_alive(), f"the request answered instead of waiting: {message}"
+    return request
+
+
+def statuses_of_writes_racing_at_a_row_lock(
+    database_url: str, table: str, row_id: int, writes: list[Callable[[], object]]
+) -> list[int]:
+    """Hold row `row_id` of `table` FOR UPDATE, send each of `writes` (requests) on a thread of its own, wait
+    until every one of them waits on a row lock (so each has passed any check made before taking it), let
+    them go: their status codes, sorted. Two writes with the same ETag must answer [200, 412]."""
+    import psycopg
+
+    url = libpq_url(database_url)
+    with psycopg.connect(url) as blocker, psycopg.connect(url, autocommit=True) as probe:
+        blocker.execute(f"SELECT id FROM {table} WHERE id = %s FOR UPDATE", (row_id,))
+        requests = [InFlight(write) for write in writes]
+
+        def waiting_on_the_lock() -> int:
+            # The first writer waits on our transaction, the others on the first one's tuple lock.
+            query = "SELECT count(*) FROM pg_locks WHERE NOT granted AND locktype IN ('transactionid', 'tuple')"
+            return probe.execute(query).fetchone()[0]
+
+        wait_until(lambda: waiting_on_the_lock() >= len(writes), message=f"{len(writes)} writes to wait on the row lock")
+        blocker.rollback()
+    return sorted(request.response().status_code for request in requests)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 
 from servicekit.worker import Job, Scheduler, run_exclusively
 
@@ -12,6 +13,18 @@ from servicekit.worker import Job, Scheduler, run_exclusively
 def _in_context(app, run):
     with app.app_context():
         return run()
+
+
+def _run_on_two_schedulers(app, job: Job, enough: Callable[[], bool]) -> None:
+    """Two schedulers (two replicas) run `job` until `enough()` holds, or 10 seconds have passed."""
+    schedulers = [Scheduler(app, [job], tick_seconds=0.005) for _ in range(2)]
+    for scheduler in schedulers:
+        scheduler.start()
+    deadline = time.monotonic() + 10
+    while not enough() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    for scheduler in schedulers:
+        scheduler.stop()
 
 
 def test_an_exclusive_job_is_skipped_while_another_process_runs_it(app):
@@ -46,14 +59,7 @@ def test_two_schedulers_never_run_an_exclusive_job_at_once(app):
             running[0] -= 1
             runs.append(1)
 
-    schedulers = [Scheduler(app, [Job("kit-exclusive-pair", 0.0, job, exclusive=True)], tick_seconds=0.005) for _ in range(2)]
-    for scheduler in schedulers:
-        scheduler.start()
-    deadline = time.monotonic() + 10
-    while len(runs) < 10 and time.monotonic() < deadline:
-        time.sleep(0.05)
-    for scheduler in schedulers:
-        scheduler.stop()
+    _run_on_two_schedulers(app, Job("kit-exclusive-pair", 0.0, job, exclusive=True), lambda: len(runs) >= 10)
     assert len(runs) >= 10
     assert max(overlaps) == 1
 
@@ -75,12 +81,5 @@ def test_without_exclusive_two_schedulers_do_overlap(app):
         with guard:
             running[0] -= 1
 
-    schedulers = [Scheduler(app, [Job("kit-shared", 60.0, job)], tick_seconds=0.005) for _ in range(2)]
-    for scheduler in schedulers:
-        scheduler.start()
-    deadline = time.monotonic() + 10
-    while len(overlaps) < 2 and time.monotonic() < deadline:
-        time.sleep(0.05)
-    for scheduler in schedulers:
-        scheduler.stop()
+    _run_on_two_schedulers(app, Job("kit-shared", 60.0, job), lambda: len(overlaps) >= 2)
     assert max(overlaps) == 2

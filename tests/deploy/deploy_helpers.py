@@ -34,6 +34,14 @@ def run(*args: str | os.PathLike, cwd: Path = REPO, env: dict[str, str] | None =
     return subprocess.run([str(a) for a in args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout, check=False)
 
 
+def run_on_file(tmp_path: Path, name: str, content: str, *command: str | os.PathLike):
+    """Write `content` to the file `name` in tmp_path and run `command` with that file as its last argument:
+    how each validator is shown to refuse a broken file (so that the checks it passes could fail)."""
+    path = tmp_path / name
+    path.write_text(content)
+    return run(*command, path)
+
+
 def output_of(result: subprocess.CompletedProcess) -> str:
     return f"exit {result.returncode}\n{result.stdout}\n{result.stderr}"
 

@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
-from deploy_helpers import REPO, output_of, run, tool
+from deploy_helpers import REPO, output_of, run, run_on_file, tool
 
 from devstack import components as devstack_components
 from devstack.processes import free_port
@@ -29,9 +29,7 @@ def test_backup_script_is_shellcheck_clean():
 
 
 def test_shellcheck_rejects_a_careless_script(tmp_path):
-    bad = tmp_path / "bad.sh"
-    bad.write_text("#!/bin/bash\nrm -rf $DIR/*\ncd $1\n")
-    result = run(tool("shellcheck"), *SHELLCHECK, bad)
+    result = run_on_file(tmp_path, "bad.sh", "#!/bin/bash\nrm -rf $DIR/*\ncd $1\n", tool("shellcheck"), *SHELLCHECK)
     assert result.returncode != 0 and "SC2086" in result.stdout
 
 

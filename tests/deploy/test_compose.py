@@ -7,7 +7,7 @@ import re
 from urllib.parse import urlsplit
 
 import pytest
-from deploy_helpers import DATABASES, REPO, SERVICES, load_yaml, output_of, run, tool
+from deploy_helpers import DATABASES, REPO, SERVICES, load_yaml, output_of, run, run_on_file, tool
 
 COMPOSE = REPO / "docker-compose.yml"
 
@@ -28,9 +28,10 @@ def test_compose_file_is_valid_against_the_compose_specification():
 
 
 def test_compose_validation_rejects_a_broken_compose_file(tmp_path):
-    bad = tmp_path / "docker-compose.yml"
-    bad.write_text("services:\n  web:\n    image: nginx\n    depends_on:\n      db:\n        condition: when_it_feels_like_it\n")
-    result = run(tool("check-jsonschema"), "--builtin-schema", "vendor.compose-spec", bad)
+    broken = "services:\n  web:\n    image: nginx\n    depends_on:\n      db:\n        condition: when_it_feels_like_it\n"
+    result = run_on_file(
+        tmp_path, "docker-compose.yml", broken, tool("check-jsonschema"), "--builtin-schema", "vendor.compose-spec"
+    )
     assert result.returncode != 0
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 import pytest
-from deploy_helpers import REPO, SERVICES, output_of, run, tool
+from deploy_helpers import REPO, SERVICES, output_of, run, run_on_file, tool
 
 DOCKERFILES = [REPO / service / "Dockerfile" for service in SERVICES]
 
@@ -17,9 +17,8 @@ def test_service_dockerfile_is_hadolint_clean(dockerfile):
 
 
 def test_hadolint_rejects_a_careless_dockerfile(tmp_path):
-    bad = tmp_path / "Dockerfile"
-    bad.write_text("FROM python:latest\nRUN pip install flask\nWORKDIR app\n")
-    result = run(tool("hadolint"), "--no-color", "--failure-threshold", "style", bad)
+    careless = "FROM python:latest\nRUN pip install flask\nWORKDIR app\n"
+    result = run_on_file(tmp_path, "Dockerfile", careless, tool("hadolint"), "--no-color", "--failure-threshold", "style")
     assert result.returncode != 0
     assert "DL3007" in result.stdout and "DL3000" in result.stdout
 

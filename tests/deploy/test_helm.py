@@ -8,7 +8,7 @@ from urllib.parse import urlsplit
 import helm_python as helm
 import pytest
 import yaml
-from deploy_helpers import DATABASES, REPO, SERVICES, output_of, run, tool
+from deploy_helpers import DATABASES, REPO, SERVICES, output_of, run, run_on_file, tool
 from test_compose import service_variables
 
 CHART = REPO / "helm" / "meeting-room-app"
@@ -81,12 +81,12 @@ def test_every_rendered_object_is_valid_for_kubernetes_strict(rendered, tmp_path
 
 
 def test_kubernetes_validate_rejects_an_unknown_field(tmp_path):
-    bad = tmp_path / "bad.yaml"
-    bad.write_text(
+    unknown_field = (
         "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: x}\nspec:\n  replica: 2\n  selector: {matchLabels: {a: b}}\n"
         "  template:\n    metadata: {labels: {a: b}}\n    spec:\n      containers: [{name: c, image: i}]\n"
     )
-    result = run(tool("kubernetes-validate"), "--strict", "--kubernetes-version", KUBERNETES_VERSION, bad)
+    validate = (tool("kubernetes-validate"), "--strict", "--kubernetes-version", KUBERNETES_VERSION)
+    result = run_on_file(tmp_path, "bad.yaml", unknown_field, *validate)
     assert result.returncode != 0 and "replica" in output_of(result)
 
 

@@ -19,6 +19,7 @@ from deploy_helpers import (
     metric_names,
     output_of,
     run,
+    run_on_file,
     tool,
 )
 
@@ -54,9 +55,8 @@ def test_alert_rules_pass_their_promtool_unit_tests():
 
 
 def test_promtool_rejects_a_broken_rule(tmp_path):
-    bad = tmp_path / "bad.yml"
-    bad.write_text("groups:\n  - name: g\n    rules:\n      - alert: A\n        expr: sum(rate(x[5m]) >\n")
-    assert run(tool("promtool"), "check", "rules", bad).returncode != 0
+    broken = "groups:\n  - name: g\n    rules:\n      - alert: A\n        expr: sum(rate(x[5m]) >\n"
+    assert run_on_file(tmp_path, "bad.yml", broken, tool("promtool"), "check", "rules").returncode != 0
 
 
 def test_prometheus_scrapes_every_service_as_its_own_job():

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from deploy_helpers import REPO, SERVICES, load_yaml, output_of, run, tool
+from deploy_helpers import REPO, SERVICES, load_yaml, output_of, run, run_on_file, tool
 
 WORKFLOWS = sorted((REPO / ".github" / "workflows").glob("*.yml"))
 
@@ -18,13 +18,14 @@ def test_workflows_are_actionlint_clean_with_shellcheck():
 
 
 def test_actionlint_rejects_script_injection_and_unknown_inputs(tmp_path):
-    bad = tmp_path / "bad.yml"
-    bad.write_text(
+    injection = (
         "on: pull_request\njobs:\n  a:\n    runs-on: ubuntu-24.04\n    steps:\n"
         '      - run: echo "${{ github.event.pull_request.title }}"\n'
         "      - uses: actions/checkout@v5\n        with: {fetch-dept: 0}\n"
     )
-    result = run(tool("actionlint"), "-no-color", "-oneline", "-shellcheck", "", "-pyflakes", "", bad)
+    result = run_on_file(
+        tmp_path, "bad.yml", injection, tool("actionlint"), "-no-color", "-oneline", "-shellcheck", "", "-pyflakes", ""
+    )
     assert result.returncode == 1
     assert "potentially untrusted" in result.stdout and '"fetch-dept" is not defined' in result.stdout
 

@@ -26,6 +26,14 @@ def mails(platform, recipient: str) -> list[email.message.EmailMessage]:
     return found
 
 
+def created(gateway, path: str, headers: dict, room_id: int, title: str, start: datetime, end: datetime) -> dict:
+    """POST a reservation or a waitlist entry (`path`) for `room_id` from `start` to `end`: 201, the new one."""
+    body = {"room_id": room_id, "title": title, "start_time": start.isoformat(), "end_time": end.isoformat()}
+    response = gateway.request("POST", path, json=body, headers=headers)
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
 def test_a_no_show_is_released_and_the_waitlist_gets_the_slot(gateway, platform):
     admin = gateway.login("root@example.com", "root password")
     room = gateway.request(
@@ -41,37 +49,18 @@ def test_a_no_show_is_released_and_the_waitlist_gets_the_slot(gateway, platform)
 
     # Check-in opens 10 minutes before the start: too early for a booking 11 minutes ahead.
     early_start = datetime.now(UTC).replace(microsecond=0) + timedelta(minutes=11)
-    early = gateway.request(
-        "POST",
-        "/api/reservations",
-        json={"room_id": room_id, "title": "Later", "start_time": early_start.isoformat(),
-              "end_time": (early_start + timedelta(minutes=30)).isoformat()},
-        headers=owner_headers,
-    )  # fmt: skip
-    assert early.status_code == 201, early.text
-    refused = gateway.request("POST", f"/api/reservations/{early.json()['id']}/check-in", headers=owner_headers)
+    early = created(
+        gateway, "/api/reservations", owner_headers, room_id, "Later", early_start, early_start + timedelta(minutes=30)
+    )
+    refused = gateway.request("POST", f"/api/reservations/{early['id']}/check-in", headers=owner_headers)
     assert refused.status_code == 409 and refused.headers["Content-Type"] == PROBLEM
     assert "opens at" in refused.json()["detail"]
 
     start = datetime.now(UTC) + timedelta(seconds=3)
     end = start + timedelta(minutes=10)
-    booked = gateway.request(
-        "POST",
-        "/api/reservations",
-        json={"room_id": room_id, "title": "No-show", "start_time": start.isoformat(), "end_time": end.isoformat()},
-        headers=owner_headers,
-    )
-    assert booked.status_code == 201, booked.text
-    reservation = booked.json()
-    later = start + timedelta(minutes=5)
-    entry = gateway.request(
-        "POST",
-        "/api/waitlist",
-        json={"room_id": room_id, "title": "Waiting", "start_time": later.isoformat(), "end_time": end.isoformat()},
-        headers=waiter_headers,
-    )
-    assert entry.status_code == 201, entry.text
-    assert entry.json()["status"] == "waiting"
+    reservation = created(gateway, "/api/reservations", owner_headers, room_id, "No-show", start, end)
+    entry = created(gateway, "/api/waitlist", waiter_headers, room_id, "Waiting", start + timedelta(minutes=5), end)
+    assert entry["status"] == "waiting"
 
     def released():
         body = gateway.request("GET", f"/api/reservations/{reservation['id']}", headers=owner_headers).json()

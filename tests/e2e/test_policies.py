@@ -65,18 +65,15 @@ def test_finding_a_free_room_and_free_busy_through_the_gateway(gateway):
     admin = gateway.login("root@example.com", "root password")
     _, headers = gateway.register_and_login()
     place = f"Annex {datetime.now(UTC).timestamp()}"
-    small = gateway.request(
-        "POST",
-        "/api/rooms",
-        json={"name": f"Nook {place}", "capacity": 3, "location": place, "equipment": ["Screen"]},
-        headers=admin,
-    ).json()
-    large = gateway.request(
-        "POST",
-        "/api/rooms",
-        json={"name": f"Hall {place}", "capacity": 30, "location": place, "equipment": ["screen"]},
-        headers=admin,
-    ).json()
+    small, large = (
+        gateway.request(
+            "POST",
+            "/api/rooms",
+            json={"name": f"{name} {place}", "capacity": capacity, "location": place, "equipment": [screen]},
+            headers=admin,
+        ).json()
+        for name, capacity, screen in (("Nook", 3, "Screen"), ("Hall", 30, "screen"))
+    )
     start = (datetime.now(UTC) + timedelta(days=2)).replace(minute=0, second=0, microsecond=0)
     window = {"start_time": start.isoformat(), "end_time": (start + timedelta(hours=1)).isoformat()}
 

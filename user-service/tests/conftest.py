@@ -6,8 +6,11 @@ import uuid
 
 import pytest
 
-from app import create_app, services
-from config import UserServiceConfig
+pytest.register_assert_rewrite("servicekit.testing")  # the plugin below, imported here first
+
+from app import create_app, services  # noqa: E402
+from config import UserServiceConfig  # noqa: E402
+from servicekit.testing import service_env, service_fixtures  # noqa: E402
 
 pytest_plugins = ["devstack.pytest_plugin", "servicekit.testing"]
 
@@ -16,35 +19,11 @@ TABLES = "users, refresh_tokens, auth_throttles, booking_records, outbox_events,
 
 @pytest.fixture(scope="session")
 def config(fresh_database, infrastructure, signing_key_file):
-    return UserServiceConfig.from_env(
-        {
-            "DATABASE_URL": fresh_database("users"),
-            "KAFKA_BOOTSTRAP_SERVERS": infrastructure.bootstrap,
-            "JWT_PRIVATE_KEY_FILE": str(signing_key_file),
-            "LOG_LEVEL": "WARNING",
-            "LOGIN_MAX_FAILURES": "5",
-        }
-    )
+    env = service_env(infrastructure, fresh_database("users"), JWT_PRIVATE_KEY_FILE=str(signing_key_file), LOGIN_MAX_FAILURES="5")
+    return UserServiceConfig.from_env(env)
 
 
-@pytest.fixture(scope="session")
-def app(config):
-    from servicekit.testing import running_app  # the plugin module, imported once pytest has loaded it
-
-    yield from running_app(create_app, config, background=False)
-
-
-@pytest.fixture(autouse=True)
-def _clean_tables(app):
-    yield
-    from servicekit.testing import truncate_tables
-
-    truncate_tables(app, TABLES)
-
-
-@pytest.fixture
-def client(app):
-    return app.test_client()
+app, client, _clean_tables = service_fixtures(create_app, TABLES, background=False)
 
 
 def unique_email(prefix: str = "user") -> str:

@@ -65,28 +65,16 @@ def test_the_gateway_address_is_not_the_client_address(client, accounts):
 
 def test_wrong_current_passwords_are_throttled_and_the_owner_is_not(client, accounts):
     user, headers = accounts.user_with_token()
+
+    def change_password(current_password: str, caller: dict):
+        body = {"password": "new password!", "current_password": current_password}
+        return client.put(f"/api/users/{user['id']}", json=body, headers=headers, environ_base=caller)
+
     for _ in range(5):
-        response = client.put(
-            f"/api/users/{user['id']}",
-            json={"password": "new password!", "current_password": "a guess"},
-            headers=headers,
-            environ_base=ATTACKER,
-        )
-        assert response.status_code == 422
-    throttled = client.put(
-        f"/api/users/{user['id']}",
-        json={"password": "new password!", "current_password": "correct horse"},
-        headers=headers,
-        environ_base=ATTACKER,
-    )
+        assert change_password("a guess", ATTACKER).status_code == 422
+    throttled = change_password("correct horse", ATTACKER)
     assert throttled.status_code == 429 and int(throttled.headers["Retry-After"]) >= 1
-    owner = client.put(
-        f"/api/users/{user['id']}",
-        json={"password": "new password!", "current_password": "correct horse"},
-        headers=headers,
-        environ_base=OWNER,
-    )
-    assert owner.status_code == 200
+    assert change_password("correct horse", OWNER).status_code == 200
 
 
 def test_a_demoted_admin_token_stops_at_once_and_cannot_promote_itself_back(client, accounts):
