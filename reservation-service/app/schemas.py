@@ -18,7 +18,7 @@ from pydantic import (
 )
 
 from servicekit.pagination import PageEnvelope, PageQuery
-from servicekit.validation import SINGLE_LINE, PartialUpdate
+from servicekit.validation import SINGLE_LINE, partial_update_of
 from servicekit.validation import StrictModel as Strict
 
 Title = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200), SINGLE_LINE]
@@ -62,17 +62,12 @@ class ReservationCreate(Strict):
     attendees: Attendees = Field(default_factory=list, description="e-mail addresses; at most the room's capacity")
 
 
-class ReservationUpdate(PartialUpdate):
-    """PUT: any subset; the same rules as creation apply to the result."""
-
-    NULLABLE = frozenset({"description"})
-
-    room_id: RoomId | None = None
-    title: Title | None = None
-    start_time: UtcTime | None = None
-    end_time: UtcTime | None = None
-    description: Description | None = None
-    attendees: Attendees | None = None
+ReservationUpdate = partial_update_of(
+    ReservationCreate,
+    "ReservationUpdate",
+    "PUT: any subset; the same rules as creation apply to the result.",
+    nullable=frozenset({"description"}),
+)
 
 
 class ReservationListQuery(PageQuery):

@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 from pydantic import AfterValidator, BaseModel, Field, StringConstraints, field_validator
 
 from servicekit.pagination import PageEnvelope, PageQuery
-from servicekit.validation import SINGLE_LINE, PartialUpdate
+from servicekit.validation import SINGLE_LINE, partial_update_of
 from servicekit.validation import StrictModel as Strict
 
 Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100), SINGLE_LINE]
@@ -101,18 +101,6 @@ class BookingPolicy(Strict):
         return {**self.model_dump(), "open_hours": self.open_hours.as_stored() if self.open_hours else None}
 
 
-class BookingPolicyUpdate(PartialUpdate):
-    """PUT: the policy fields sent replace those of the room; the others keep their value."""
-
-    NULLABLE = frozenset({"open_hours"})
-
-    open_hours: OpenHours | None = Field(None, description="null: always open")
-    min_minutes: int | None = Field(None, ge=1, le=10_080)
-    max_minutes: int | None = Field(None, ge=1, le=10_080)
-    horizon_days: int | None = Field(None, ge=1, le=3_650)
-    auto_release: bool | None = None
-
-
 class RoomCreate(Strict):
     name: Name = Field(description="unique among rooms (case-insensitive)")
     capacity: Capacity
@@ -124,17 +112,15 @@ class RoomCreate(Strict):
     booking_policy: BookingPolicy = Field(default_factory=BookingPolicy)
 
 
-class RoomUpdate(PartialUpdate):
-    """PUT: any subset of the fields."""
-
-    name: Name | None = None
-    capacity: Capacity | None = None
-    location: Location | None = None
-    equipment: EquipmentList | None = None
-    description: Description | None = None
-    is_active: bool | None = None
-    timezone: Timezone | None = None
-    booking_policy: BookingPolicyUpdate | None = None
+BookingPolicyUpdate = partial_update_of(
+    BookingPolicy,
+    "BookingPolicyUpdate",
+    "PUT: the policy fields sent replace those of the room; the others keep their value.",
+    nullable=frozenset({"open_hours"}),
+)
+RoomUpdate = partial_update_of(
+    RoomCreate, "RoomUpdate", "PUT: any subset of the fields.", nested={"booking_policy": BookingPolicyUpdate}
+)
 
 
 class RoomListQuery(PageQuery):

@@ -144,18 +144,21 @@ class BaseConfig:
     )
 
     def kafka_security(self) -> dict:
-        """librdkafka settings authenticating this service to the broker."""
-        from .kafka import security_config
-
-        return security_config(
-            self.kafka_security_protocol,
-            sasl_mechanism=self.kafka_sasl_mechanism,
-            sasl_username=self.kafka_sasl_username,
-            sasl_password=self.kafka_sasl_password,
-            ssl_ca_location=self.kafka_ssl_ca_location,
-            ssl_certificate_location=self.kafka_ssl_certificate_location,
-            ssl_key_location=self.kafka_ssl_key_location,
-        )
+        """librdkafka settings authenticating this service to the broker: SASL/SCRAM (e.g. MSK's `SASL_SSL` +
+        `SCRAM-SHA-512` on port 9096) or mutual TLS (`SSL` with a client certificate)."""
+        protocol = self.kafka_security_protocol
+        settings: dict = {"security.protocol": protocol}
+        if protocol.startswith("SASL_"):
+            settings["sasl.mechanism"] = self.kafka_sasl_mechanism
+            settings["sasl.username"], settings["sasl.password"] = self.kafka_sasl_username, self.kafka_sasl_password
+        if protocol.endswith("SSL"):
+            files = {
+                "ssl.ca.location": self.kafka_ssl_ca_location,
+                "ssl.certificate.location": self.kafka_ssl_certificate_location,
+                "ssl.key.location": self.kafka_ssl_key_location,
+            }
+            settings.update({name: path for name, path in files.items() if path})
+        return settings
 
     def consistency_problems(self) -> list[str]:
         """Problems that involve several variables at once (subclasses may add theirs)."""

@@ -14,32 +14,6 @@ SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 SASL_MECHANISMS = ("SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN")
 
 
-def security_config(
-    protocol: str = "PLAINTEXT",
-    *,
-    sasl_mechanism: str = "SCRAM-SHA-512",
-    sasl_username: str = "",
-    sasl_password: str = "",
-    ssl_ca_location: str = "",
-    ssl_certificate_location: str = "",
-    ssl_key_location: str = "",
-) -> dict:
-    """librdkafka client settings for authenticating to the broker: SASL/SCRAM (e.g. MSK's
-    `SASL_SSL` + `SCRAM-SHA-512` on port 9096) or mutual TLS (`SSL` with a client certificate)."""
-    settings: dict = {"security.protocol": protocol}
-    if protocol.startswith("SASL_"):
-        settings.update({"sasl.mechanism": sasl_mechanism, "sasl.username": sasl_username, "sasl.password": sasl_password})
-    if protocol.endswith("SSL"):
-        for name, value in (
-            ("ssl.ca.location", ssl_ca_location),
-            ("ssl.certificate.location", ssl_certificate_location),
-            ("ssl.key.location", ssl_key_location),
-        ):
-            if value:
-                settings[name] = value
-    return settings
-
-
 def producer_config(bootstrap: str, client_id: str, security: dict | None = None) -> dict:
     return {
         **(security or {}),

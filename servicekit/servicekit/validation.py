@@ -11,10 +11,10 @@ import json
 import re
 import unicodedata
 from collections.abc import Callable
-from typing import Any, ClassVar, TypeVar, get_args
+from typing import Annotated, Any, ClassVar, TypeVar, get_args
 
 from flask import request
-from pydantic import BaseModel, ConfigDict, GetCoreSchemaHandler, GetJsonSchemaHandler, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, GetCoreSchemaHandler, GetJsonSchemaHandler, ValidationError, create_model
 from pydantic_core import PydanticCustomError, core_schema
 
 from .problems import BadRequest, ValidationFailed
@@ -109,6 +109,29 @@ class PartialUpdate(StrictModel):
                 if issubclass(kind, PartialUpdate) and isinstance(value, dict):
                     found += kind.null_fields(value, f"{prefix}{name}.")
         return found
+
+
+def partial_update_of(
+    model: type[BaseModel],
+    name: str,
+    doc: str,
+    *,
+    nullable: frozenset[str] = frozenset(),
+    nested: dict[str, type[PartialUpdate]] | None = None,
+) -> type[PartialUpdate]:
+    """The PUT body of a resource whose create body is `model`: the same fields with the same rules, each
+    optional. Sent as null, a field is refused unless it is in `nullable`; `nested` gives a field's partial
+    update type (a nested object that is merged, not replaced). One schema source per resource: the update
+    cannot drift from the create."""
+    fields: dict[str, Any] = {}
+    for field_name, info in model.model_fields.items():
+        annotation = (nested or {}).get(field_name)
+        if annotation is None:
+            annotation = Annotated[(info.annotation, *info.metadata)] if info.metadata else info.annotation
+        fields[field_name] = (annotation | None, Field(None, description=info.description))
+    update = create_model(name, __base__=PartialUpdate, __doc__=doc, **fields)
+    update.NULLABLE = frozenset(nullable)
+    return update
 
 
 def errors_from_pydantic(exc: ValidationError) -> list[dict[str, str]]:
