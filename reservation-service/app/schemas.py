@@ -18,7 +18,7 @@ from pydantic import (
 )
 
 from servicekit.pagination import PageEnvelope, PageQuery
-from servicekit.validation import SINGLE_LINE, partial_update_of
+from servicekit.validation import SINGLE_LINE, Substring, partial_update_of
 from servicekit.validation import StrictModel as Strict
 
 Title = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200), SINGLE_LINE]
@@ -246,9 +246,7 @@ class AvailabilityQuery(PageQuery):
         max_length=20,
         description="repeatable (`?equipment=projector&equipment=whiteboard`); every one must be present; case-insensitive",
     )
-    location: Annotated[str, StringConstraints(strip_whitespace=True, max_length=200)] | None = Field(
-        None, description="case-insensitive substring of the location"
-    )
+    location: Substring | None = Field(None, description="case-insensitive substring of the location")
 
 
 class AvailableRoom(BaseModel):

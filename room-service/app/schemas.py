@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 from pydantic import AfterValidator, BaseModel, Field, StringConstraints, field_validator
 
 from servicekit.pagination import PageEnvelope, PageQuery
-from servicekit.validation import SINGLE_LINE, partial_update_of
+from servicekit.validation import SINGLE_LINE, Substring, partial_update_of
 from servicekit.validation import StrictModel as Strict
 
 Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100), SINGLE_LINE]
@@ -130,9 +130,7 @@ class RoomListQuery(PageQuery):
         max_length=20,
         description="repeatable (`?equipment=projector&equipment=whiteboard`); every one must be present; case-insensitive",
     )
-    location: Annotated[str, StringConstraints(strip_whitespace=True, max_length=200)] | None = Field(
-        None, description="case-insensitive substring of the location"
-    )
+    location: Substring | None = Field(None, description="case-insensitive substring of the location")
     is_active: bool | None = None
 
 

@@ -14,7 +14,16 @@ from collections.abc import Callable
 from typing import Annotated, Any, ClassVar, TypeVar, get_args
 
 from flask import request
-from pydantic import BaseModel, ConfigDict, Field, GetCoreSchemaHandler, GetJsonSchemaHandler, ValidationError, create_model
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    GetCoreSchemaHandler,
+    GetJsonSchemaHandler,
+    StringConstraints,
+    ValidationError,
+    create_model,
+)
 from pydantic_core import PydanticCustomError, core_schema
 
 from .problems import BadRequest, ValidationFailed
@@ -53,6 +62,9 @@ class SingleLine:
 
 
 SINGLE_LINE = SingleLine()
+
+# A query parameter matched as a case-insensitive substring (with servicekit.db.like_substring).
+Substring = Annotated[str, StringConstraints(strip_whitespace=True, max_length=200)]
 
 
 def _field_name(loc: tuple[Any, ...]) -> str:

@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, BaseModel, EmailStr, Field, StringConstraints
 
 from servicekit.pagination import PageEnvelope, PageQuery
-from servicekit.validation import SINGLE_LINE, PartialUpdate
+from servicekit.validation import SINGLE_LINE, PartialUpdate, Substring
 from servicekit.validation import StrictModel as Strict
 
 Password = Annotated[str, StringConstraints(min_length=8, max_length=256)]
@@ -46,7 +46,7 @@ class UserUpdate(PartialUpdate):
 class UserListQuery(PageQuery):
     role: Literal["user", "admin"] | None = None
     is_active: bool | None = None
-    q: Annotated[str, StringConstraints(max_length=200)] | None = Field(None, description="substring of the e-mail or name")
+    q: Substring | None = Field(None, description="case-insensitive substring of the e-mail or name")
 
 
 class BookingStats(BaseModel):
