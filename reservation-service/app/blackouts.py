@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-from sqlalchemy import Select, or_, select
+from sqlalchemy import or_, select
 
 from servicekit.auth import Principal
 from servicekit.db import db, utcnow
+from servicekit.pagination import paginate
 from servicekit.problems import NotFound, ValidationFailed
 
 from . import locks, services
 from .directory import RoomDirectory
 from .models import Blackout
-from .schemas import BlackoutCreate, BlackoutListQuery
+from .schemas import BlackoutCreate, BlackoutListQuery, BlackoutOut
 
 
 def create_blackout(principal: Principal, request: BlackoutCreate, bearer: str, rooms: RoomDirectory) -> tuple[Blackout, int]:
@@ -43,7 +44,8 @@ def create_blackout(principal: Principal, request: BlackoutCreate, bearer: str, 
     return blackout, cancelled
 
 
-def list_blackouts(query: BlackoutListQuery) -> Select:
+def list_blackouts(query: BlackoutListQuery) -> dict:
+    """A page of blackouts, earliest first."""
     stmt = select(Blackout).order_by(Blackout.start_time, Blackout.id)
     if query.room_id is not None:
         stmt = stmt.where(or_(Blackout.room_id == query.room_id, Blackout.room_id.is_(None)))
@@ -51,7 +53,9 @@ def list_blackouts(query: BlackoutListQuery) -> Select:
         stmt = stmt.where(Blackout.end_time > services.as_utc(query.from_))
     if query.to is not None:
         stmt = stmt.where(Blackout.start_time < services.as_utc(query.to))
-    return stmt
+    return paginate(
+        db.session, stmt, query, lambda b: BlackoutOut.model_validate(b, from_attributes=True).model_dump(mode="json")
+    )
 
 
 def delete_blackout(blackout_id: int) -> None:

@@ -7,13 +7,11 @@ from datetime import UTC, datetime, timedelta
 from flask import Blueprint, Flask, Response, current_app, jsonify, request
 
 from servicekit.auth import bearer_token, current_principal, require_admin, require_auth
-from servicekit.db import db
 from servicekit.metrics import metrics_of
-from servicekit.pagination import paginate
 from servicekit.validation import with_body, with_query
 
 from . import checkin, reports, waitlist
-from .schemas import UtilizationQuery, WaitlistCreate, WaitlistEntryOut, WaitlistListQuery
+from .schemas import UtilizationQuery, WaitlistCreate, WaitlistListQuery
 
 check_ins = Blueprint("check_ins", __name__, url_prefix="/api/reservations")
 waitlist_routes = Blueprint("waitlist", __name__, url_prefix="/api/waitlist")
@@ -58,10 +56,6 @@ def count(app: Flask, name: str, amount: int = 1) -> None:
 
 def _window() -> checkin.CheckInWindow:
     return current_app.extensions["reservation-service.checkin_window"]
-
-
-def _entry_body(entry) -> dict:
-    return WaitlistEntryOut.model_validate(entry, from_attributes=True).model_dump(mode="json")
 
 
 @check_ins.post("/<int:reservation_id>/check-in")
@@ -115,7 +109,7 @@ def join_waitlist(body: WaitlistCreate):
     """
     entry = waitlist.join(current_principal(), body, bearer_token(), current_app.extensions["reservation-service.booking"])
     count(current_app, "waitlist_joins_total")
-    return jsonify(_entry_body(entry)), 201, {"Location": f"/api/waitlist/{entry.id}"}
+    return jsonify(waitlist.entry_body(entry)), 201, {"Location": f"/api/waitlist/{entry.id}"}
 
 
 @waitlist_routes.get("")
@@ -129,7 +123,7 @@ def list_waitlist(query: WaitlistListQuery):
         description: A page of your entries.
         schema: {$ref: '#/components/schemas/WaitlistPage'}
     """
-    return jsonify(paginate(db.session, waitlist.list_entries(current_principal(), query), query, _entry_body))
+    return jsonify(waitlist.list_entries(current_principal(), query))
 
 
 @waitlist_routes.delete("/<int:entry_id>")

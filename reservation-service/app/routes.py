@@ -276,14 +276,7 @@ def list_blackouts(query: BlackoutListQuery):
         description: A page of blackouts.
         schema: {$ref: '#/components/schemas/BlackoutPage'}
     """
-    return jsonify(
-        paginate(
-            db.session,
-            blackout_operations.list_blackouts(query),
-            query,
-            lambda b: BlackoutOut.model_validate(b, from_attributes=True).model_dump(mode="json"),
-        )
-    )
+    return jsonify(blackout_operations.list_blackouts(query))
 
 
 @blackouts.delete("/<int:blackout_id>")

@@ -15,17 +15,18 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from sqlalchemy import Select, or_, select, update
+from sqlalchemy import or_, select, update
 
 from servicekit.auth import Principal
 from servicekit.db import db, utcnow
 from servicekit.events import record_event
+from servicekit.pagination import paginate
 from servicekit.problems import Conflict, NotFound, ValidationFailed
 
 from . import locks, services
 from .directory import RoomInfo, _room_info
 from .models import Blackout, Reservation, RoomReplica, UserReplica, WaitlistEntry
-from .schemas import WaitlistCreate, WaitlistListQuery
+from .schemas import WaitlistCreate, WaitlistEntryOut, WaitlistListQuery
 
 log = logging.getLogger(__name__)
 
@@ -73,12 +74,16 @@ def join(principal: Principal, request: WaitlistCreate, bearer: str, settings: s
     return entry
 
 
-def list_entries(principal: Principal, query: WaitlistListQuery) -> Select:
-    """The caller's own entries, latest first."""
+def entry_body(entry: WaitlistEntry) -> dict:
+    return WaitlistEntryOut.model_validate(entry, from_attributes=True).model_dump(mode="json")
+
+
+def list_entries(principal: Principal, query: WaitlistListQuery) -> dict:
+    """A page of the caller's own entries, latest first."""
     stmt = select(WaitlistEntry).where(WaitlistEntry.user_id == principal.user_id).order_by(WaitlistEntry.id.desc())
     if query.status is not None:
         stmt = stmt.where(WaitlistEntry.status == query.status)
-    return stmt
+    return paginate(db.session, stmt, query, entry_body)
 
 
 def leave(entry_id: int, principal: Principal) -> None:
