@@ -224,7 +224,9 @@ def _document(operation: dict, path: str, rule, view, components: dict) -> None:
     401 unless the operation is public, 403 for admin-only ones, 404 for a path naming a resource,
     304/412 for If-None-Match/If-Match, the Idempotency-Key header of an `idempotent` view, and the ETag header of a conditional operation's answer.
     An answer written in the docstring wins."""
-    operation.setdefault("tags", [rule.endpoint.partition(".")[0]])  # the blueprint's name
+    blueprint, dot, _ = rule.endpoint.partition(".")
+    if dot:
+        operation.setdefault("tags", [blueprint])
     summary, _, more = operation.get("summary", "").partition("\n")
     if more and not operation.get("description"):  # a docstring without YAML: its first line is the summary
         operation.update(summary=summary, description=more.strip())

@@ -6,18 +6,19 @@ import time
 from dataclasses import dataclass
 
 import pytest
+from flasgger import swag_from
 from flask import jsonify
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import text
 
 from servicekit.app import create_service_app
-from servicekit.auth import init_auth, require_auth
+from servicekit.auth import init_auth, require_admin, require_auth
 from servicekit.config import BaseConfig
 from servicekit.db import db
 from servicekit.openapi import build_spec
 from servicekit.pagination import PageQuery
 from servicekit.problems import Conflict
-from servicekit.validation import parse_body, parse_query
+from servicekit.validation import parse_body, parse_query, with_body, with_query
 
 pytest_plugins = ["devstack.pytest_plugin", "servicekit.testing"]
 
@@ -31,6 +32,10 @@ class Widget(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
     name: str = Field(min_length=1, max_length=10)
     size: int = Field(ge=1)
+
+
+class GadgetQuery(PageQuery):
+    colour: list[str] = Field(default_factory=list, max_length=3, description="repeatable; any of them")
 
 
 class AllowAll:
@@ -71,6 +76,50 @@ def app(fresh_database, infrastructure):
     @require_auth
     def whoami():
         return jsonify(ok=True)
+
+    # Documented by the kit from what they say (test_openapi_derivation.py).
+    @app.get("/api/gadgets")
+    @require_auth
+    @with_query(GadgetQuery)
+    def list_gadgets(query: GadgetQuery):
+        """Gadgets.
+        ---
+        responses:
+          200: {description: The gadgets' colours., schema: {type: array, items: {type: string}}}
+        """
+        return jsonify(query.colour)
+
+    @app.put("/api/gadgets/<int:gadget_id>")
+    @require_admin
+    @with_body(Widget)
+    def replace_gadget(gadget_id: int, body: Widget):
+        """Replace a gadget.
+        ---
+        parameters:
+          - {$ref: '#/components/parameters/IfMatch'}
+        responses:
+          200: {description: The gadget., schema: {$ref: '#/components/schemas/Widget'}}
+          409: {description: Taken.}
+        """
+        return jsonify(body.model_dump())
+
+    @app.get("/api/gadgets/catalogue")
+    @swag_from({"security": [], "responses": {"200": {"description": "The catalogue.", "schema": {"type": "array"}}}})
+    def gadget_catalogue():
+        """The catalogue, for anyone.
+        More words.
+        """
+        return jsonify([])
+
+    @app.get("/api/gadgets/catalogue.yaml")
+    def gadget_catalogue_yaml():
+        """The catalogue as YAML.
+        ---
+        security: []
+        responses:
+          200: {description: YAML., content: {application/yaml: {schema: {type: string}}}}
+        """
+        return "", 200, {"Content-Type": "application/yaml"}
 
     with app.app_context():
         db.create_all()
