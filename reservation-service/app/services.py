@@ -143,43 +143,92 @@ def _hours(seconds: float) -> float:
     return round(seconds / 3600, 2)
 
 
+def _quota_columns(user_id: int, room: RoomInfo, start: datetime, end: datetime, now: datetime, exclude_id) -> tuple:
+    """The user's usage that the fair-use limits look at, as labelled scalar subqueries (to be selected in
+    one statement), and the ISO weeks they cover."""
+    mine = [Reservation.user_id == user_id, Reservation.status == "confirmed"]
+    if exclude_id is not None:
+        mine.append(Reservation.id != exclude_id)
+    columns = []
+    if start > now:
+        upcoming = select(func.count()).select_from(Reservation).where(*mine, Reservation.start_time > now)
+        columns.append(upcoming.scalar_subquery().label("upcoming"))
+    weeks = iso_weeks(room.timezone, start, end)
+    for index, (_week, week_start, week_end) in enumerate(weeks):
+        overlap = func.least(Reservation.end_time, week_end) - func.greatest(Reservation.start_time, week_start)
+        booked = select(func.coalesce(func.sum(func.extract("epoch", overlap)), 0)).where(
+            *mine, Reservation.start_time < week_end, Reservation.end_time > week_start
+        )
+        columns.append(booked.scalar_subquery().label(f"week_{index}"))
+    return columns, weeks
+
+
+def _judge_quotas(usage, weeks, room: RoomInfo, start: datetime, end: datetime, settings: BookingSettings) -> None:
+    """Raise QuotaExceeded if the booking would pass a limit, given `usage` (a row of `_quota_columns`)."""
+    upcoming = getattr(usage, "upcoming", None)
+    if upcoming is not None and upcoming + 1 > settings.max_future_bookings:
+        raise QuotaExceeded(
+            f"You already have {upcoming} upcoming bookings; at most {settings.max_future_bookings} are allowed "
+            "(MAX_FUTURE_BOOKINGS).",
+            limit="MAX_FUTURE_BOOKINGS",
+            maximum=settings.max_future_bookings,
+            current=upcoming,
+        )
+    for index, (week, week_start, week_end) in enumerate(weeks):
+        booked = float(getattr(usage, f"week_{index}"))
+        adding = (min(end, week_end) - max(start, week_start)).total_seconds()
+        if booked + adding > settings.max_hours_per_week * 3600:
+            raise QuotaExceeded(
+                f"You have {_hours(booked):g} hours booked in week {week} ({room.timezone}); this booking adds "
+                f"{_hours(adding):g} and at most {settings.max_hours_per_week} are allowed (MAX_HOURS_PER_WEEK).",
+                limit="MAX_HOURS_PER_WEEK",
+                maximum=settings.max_hours_per_week,
+                current=_hours(booked),
+                requested=_hours(adding),
+                week=week,
+            )
+
+
 def _check_quotas(
     user_id: int, room: RoomInfo, start: datetime, end: datetime, settings: BookingSettings, now: datetime, exclude_id
 ) -> None:
     """Fair use (call with the user's lock held, so two requests cannot both take the last unit)."""
-    mine = [Reservation.user_id == user_id, Reservation.status == "confirmed"]
+    columns, weeks = _quota_columns(user_id, room, start, end, now, exclude_id)
+    if columns:
+        _judge_quotas(db.session.execute(select(*columns)).one(), weeks, room, start, end, settings)
+
+
+def _check_free_and_quotas(
+    room_id: int,
+    start: datetime,
+    end: datetime,
+    exclude_id: int | None,
+    quota_user: int | None,
+    room: RoomInfo,
+    settings: BookingSettings,
+    now: datetime,
+) -> None:
+    """`_check_free`, then (for `quota_user`) `_check_quotas`, in one round trip when nothing is in the way
+    (call with locks.lock_for_booking held, in a later statement than the locks)."""
+    blackouts = select(Blackout.id).where(
+        or_(Blackout.room_id == room_id, Blackout.room_id.is_(None)),
+        Blackout.during.op("&&")(func.tstzrange(start, end, "[)")),
+    )
+    clashes = select(Reservation.id).where(
+        Reservation.room_id == room_id,
+        Reservation.status == "confirmed",
+        Reservation.during.op("&&")(func.tstzrange(start, end, "[)")),
+    )
     if exclude_id is not None:
-        mine.append(Reservation.id != exclude_id)
-    if start > now:
-        upcoming = db.session.execute(
-            select(func.count()).select_from(Reservation).where(*mine, Reservation.start_time > now)
-        ).scalar_one()
-        if upcoming + 1 > settings.max_future_bookings:
-            raise QuotaExceeded(
-                f"You already have {upcoming} upcoming bookings; at most {settings.max_future_bookings} are allowed "
-                "(MAX_FUTURE_BOOKINGS).",
-                limit="MAX_FUTURE_BOOKINGS",
-                maximum=settings.max_future_bookings,
-                current=upcoming,
-            )
-    for week, week_start, week_end in iso_weeks(room.timezone, start, end):
-        overlap = func.least(Reservation.end_time, week_end) - func.greatest(Reservation.start_time, week_start)
-        booked = db.session.execute(
-            select(func.coalesce(func.sum(func.extract("epoch", overlap)), 0)).where(
-                *mine, Reservation.start_time < week_end, Reservation.end_time > week_start
-            )
-        ).scalar_one()
-        adding = (min(end, week_end) - max(start, week_start)).total_seconds()
-        if float(booked) + adding > settings.max_hours_per_week * 3600:
-            raise QuotaExceeded(
-                f"You have {_hours(float(booked)):g} hours booked in week {week} ({room.timezone}); this booking adds "
-                f"{_hours(adding):g} and at most {settings.max_hours_per_week} are allowed (MAX_HOURS_PER_WEEK).",
-                limit="MAX_HOURS_PER_WEEK",
-                maximum=settings.max_hours_per_week,
-                current=_hours(float(booked)),
-                requested=_hours(adding),
-                week=week,
-            )
+        clashes = clashes.where(Reservation.id != exclude_id)
+    columns, weeks = [], []
+    if quota_user is not None:
+        columns, weeks = _quota_columns(quota_user, room, start, end, now, exclude_id)
+    row = db.session.execute(select(blackouts.exists().label("blacked_out"), clashes.exists().label("taken"), *columns)).one()
+    if row.blacked_out or row.taken:
+        _check_free(room_id, start, end, exclude_id)  # the 409 with the blackouts and bookings in the way
+    if quota_user is not None:
+        _judge_quotas(row, weeks, room, start, end, settings)
 
 
 def find_conflicts(room_id: int, start: datetime, end: datetime, exclude_id: int | None = None) -> list[Reservation]:
@@ -224,12 +273,10 @@ def create_reservation(
     quota_user = None if principal.is_admin else principal.user_id
     locks.lock_for_booking(request.room_id, quota_user)
     try:
-        _check_free(request.room_id, start, end, None)
+        _check_free_and_quotas(request.room_id, start, end, None, quota_user, room, settings, now)
     except BookingConflict as conflict:
         db.session.rollback()  # release the locks before looking around
         raise _with_suggestions(conflict, room, start, end, len(request.attendees), settings, now) from None
-    if quota_user is not None:
-        _check_quotas(quota_user, room, start, end, settings, now, None)
     reservation = Reservation(
         room_id=request.room_id,
         user_id=principal.user_id,
@@ -313,9 +360,7 @@ def update_reservation(
         db.session.commit()
         return reservation
     if moved:
-        _check_free(room_id, start, end, reservation.id)
-        if quota_user is not None:
-            _check_quotas(quota_user, room, start, end, settings, now, reservation.id)
+        _check_free_and_quotas(room_id, start, end, reservation.id, quota_user, room, settings, now)
     for name, value in changed.items():
         setattr(reservation, name, value)
     reservation.updated_at = utcnow()
