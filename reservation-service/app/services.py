@@ -15,7 +15,7 @@ from servicekit.events import record_event
 from servicekit.problems import Conflict, Forbidden, NotFound, ValidationFailed
 
 from . import availability, locks
-from .directory import RoomDirectory, RoomInfo, UserDirectory
+from .directory import RoomDirectory, RoomInfo, UserDirectory, _room_info
 from .models import Blackout, Reservation, RoomReplica
 from .policies import BookingPolicy, iso_weeks, policy_violations
 from .schemas import ReservationCreate, ReservationListQuery, ReservationUpdate
@@ -294,15 +294,32 @@ def _with_suggestions(
     return conflict
 
 
+_ROOM_AND_OWNER = text(
+    "SELECT r.room_id, r.name, r.capacity, r.location, r.is_active, r.deleted, r.timezone, r.booking_policy,"
+    " r.equipment, EXISTS (SELECT 1 FROM user_replicas WHERE user_id = :user_id) AS owner_known"
+    " FROM (SELECT 1) AS one LEFT JOIN room_replicas AS r ON r.room_id = :room_id"
+).bindparams(bindparam("room_id", type_=BigInteger), bindparam("user_id", type_=BigInteger))
+
+
+def _room_and_owner(room_id: int, user_id: int) -> tuple[RoomInfo | None, bool]:
+    """What the read models know of the room (None: nothing yet) and whether they know the owner, in one
+    round trip: the directories' first look, which ask the peers only for what is not known here."""
+    row = db.session.execute(_ROOM_AND_OWNER, {"room_id": room_id, "user_id": user_id}).one()
+    return (_room_info(row) if row.room_id is not None else None), row.owner_known
+
+
 def create_reservation(
     principal: Principal, request: ReservationCreate, bearer: str, settings: BookingSettings, on_created=None
 ) -> Reservation:
     start, end = as_utc(request.start_time), as_utc(request.end_time)
     now = utcnow()
     _check_times(start, end, now)
-    room = _check_room(settings.rooms.lookup(request.room_id, bearer), len(request.attendees), settings)
+    known_room, owner_known = _room_and_owner(request.room_id, principal.user_id)
+    room = known_room or settings.rooms.lookup(request.room_id, bearer)  # not known here: room-service tells
+    room = _check_room(room, len(request.attendees), settings)
     _check_policy(room, start, end, settings, now)
-    settings.users.lookup(principal.user_id, bearer)  # learn the owner's e-mail for notifications
+    if not owner_known:
+        settings.users.lookup(principal.user_id, bearer)  # learn the owner's e-mail for notifications
     # Network calls are done; now one transaction, serialised against blackouts and the user's other bookings.
     quota_user = None if principal.is_admin else principal.user_id
     locks.lock_for_booking(request.room_id, quota_user)
