@@ -24,6 +24,8 @@ CREATE TABLE IF NOT EXISTS items (
 def create_app() -> Flask:
     engine = create_engine(os.environ["DATABASE_URL"], pool_size=10, max_overflow=5, pool_pre_ping=True)
     with engine.begin() as conn:
+        # Each gunicorn process runs this: one at a time (concurrent CREATE TABLE IF NOT EXISTS can collide in pg_type).
+        conn.execute(text("SELECT pg_advisory_xact_lock(4242)"))
         conn.execute(text(SCHEMA))
     app = Flask(__name__)
 

@@ -9,6 +9,9 @@ load it measures how long the outbox, the consumers and the mail queue take to d
 table for overlapping bookings, then seeds 1,000,000 bookings with COPY and measures the lists again.
 Everything also goes to a JSON file (BENCH_JSON, default bench/results/last-run.json) for comparing runs.
 
+Each endpoint's CPU per request in the processes that serve it (request processes of its service, or the
+baseline's) is printed too: on a box shared with other work it moves less than req/s.
+
 Environment: BENCH_DURATION (k6 duration per endpoint, default 15s), BENCH_VUS (default 16),
 BENCH_SEED_ROWS (default 1000000; 0 skips the seeded check), BENCH_PROFILE=1 (py-spy stacks, collapsed for flamegraph tools, of
 reservation-service's request processes during the write load, saved beside the JSON).
@@ -59,6 +62,18 @@ TARGETS = {
     "GET /api/reservations/room/{id}": ("baseline GET /select", 0.5),
     "GET /api/reservations?per_page=20": ("baseline GET /select", 0.5),
     "GET /api/users/me": ("baseline GET /ping", 0.7),
+}
+# Whose request processes serve each endpoint (and the baseline's): their CPU per request is the figure
+# that other work on a shared box disturbs least.
+SERVED_BY = {
+    "POST /api/reservations": "reservation-service request processes",
+    "GET /api/rooms?per_page=20": "room-service request processes",
+    "GET /api/reservations/room/{id}": "reservation-service request processes",
+    "GET /api/reservations?per_page=20": "reservation-service request processes",
+    "GET /api/users/me": "user-service request processes",
+    "baseline GET /ping": "baseline",
+    "baseline POST /insert": "baseline",
+    "baseline GET /select": "baseline",
 }
 
 
@@ -238,9 +253,14 @@ class Bench:
                 name: round((after[name] - before[name]) / wall, 2) for name in after if after[name] - before[name] > 0.01 * wall
             },
         }
+        if SERVED_BY.get(name) in after and result["requests"]:
+            cores = (after[SERVED_BY[name]] - before[SERVED_BY[name]]) / wall
+            result["cpu_ms_per_request"] = round(1000 * cores / result["rps"], 2)
         self.results["endpoints"][name] = result
         flag = "" if not result["unexpected_statuses"] else f"   ({result['unexpected_statuses']} unexpected statuses!)"
         say(f"  {name:<36} {result['rps']:>8.1f} req/s  p50 {result['p50_ms']:>7.2f} ms  p99 {result['p99_ms']:>7.2f} ms{flag}")
+        if "cpu_ms_per_request" in result:
+            say(f"      CPU per request in {SERVED_BY[name]}: {result['cpu_ms_per_request']:.2f} ms")
         busiest = sorted(result["cpu_cores"].items(), key=lambda item: -item[1])[:6]
         say("      CPU cores: " + ", ".join(f"{part} {cores}" for part, cores in busiest))
         return result
@@ -635,6 +655,12 @@ class Bench:
                 entry["p99_over_p50"] = round(tail, 2)
                 entry["tail_met"] = tail <= 4
                 line += f"; p99/p50 {tail:.1f} (target <= 4) {'met' if tail <= 4 else 'NOT met'}"
+            if "cpu_ms_per_request" in endpoints[name] and "cpu_ms_per_request" in endpoints[baseline]:
+                entry["cpu_ms_per_request"] = endpoints[name]["cpu_ms_per_request"]
+                entry["baseline_cpu_ms_per_request"] = endpoints[baseline]["cpu_ms_per_request"]
+                line += (
+                    f"; CPU/request {entry['cpu_ms_per_request']:.2f} ms (baseline {entry['baseline_cpu_ms_per_request']:.2f} ms)"
+                )
             self.results["ratios"][name] = entry
             say(line)
         if self.results["lists_ms"]:

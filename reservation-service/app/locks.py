@@ -17,6 +17,9 @@ deadlock; so a series of a room runs alone, and single bookings of that room wai
 single lock) and before any row lock, so these locks add no deadlock.
 
 Keys are (namespace, id mod 2^31 - 1): two ids sharing a key only serialise a little more.
+A booking's locks are taken in one statement (one round trip), still in that order; the reads
+come in a later statement, whose snapshot therefore sees everything committed before the locks
+were granted.
 """
 
 from __future__ import annotations
@@ -30,33 +33,40 @@ ROOM = 0x5201
 USER = 0x5202
 _KEY_SPACE = 2_147_483_647
 
-_SHARED = text("SELECT pg_advisory_xact_lock_shared(CAST(:space AS integer), CAST(:key AS integer))")
-_EXCLUSIVE = text("SELECT pg_advisory_xact_lock(CAST(:space AS integer), CAST(:key AS integer))")
+_SHARED = "pg_advisory_xact_lock_shared(CAST(:space{n} AS integer), CAST(:key{n} AS integer))"
+_EXCLUSIVE = "pg_advisory_xact_lock(CAST(:space{n} AS integer), CAST(:key{n} AS integer))"
 
 
-def _take(statement, space: int, key: int) -> None:
-    db.session.execute(statement, {"space": space, "key": key % _KEY_SPACE})
+def _take(*locks: tuple[str, int, int]) -> None:
+    """Take `locks` ((function, namespace, id), ...) in one round trip, in the order given: PostgreSQL
+    evaluates a SELECT's target list left to right, and each call returns once its lock is held."""
+    calls = ", ".join(function.format(n=n) for n, (function, _space, _key) in enumerate(locks))
+    parameters = {}
+    for n, (_function, space, key) in enumerate(locks):
+        parameters[f"space{n}"] = space
+        parameters[f"key{n}"] = key % _KEY_SPACE
+    db.session.execute(text(f"SELECT {calls}"), parameters)
 
 
 def lock_for_booking(room_id: int, quota_user_id: int | None) -> None:
     """Before a booking reads blackouts, conflicts and usage (in the booking's transaction)."""
-    _take(_SHARED, EVERY_ROOM, 0)
-    _take(_SHARED, ROOM, room_id)
+    locks = [(_SHARED, EVERY_ROOM, 0), (_SHARED, ROOM, room_id)]
     if quota_user_id is not None:
-        _take(_EXCLUSIVE, USER, quota_user_id)
+        locks.append((_EXCLUSIVE, USER, quota_user_id))
+    _take(*locks)
 
 
 def lock_for_series(room_id: int, quota_user_id: int | None) -> None:
     """Before a series reads what is in the way: as `lock_for_booking`, but alone on its room."""
-    _take(_SHARED, EVERY_ROOM, 0)
-    _take(_EXCLUSIVE, ROOM, room_id)
+    locks = [(_SHARED, EVERY_ROOM, 0), (_EXCLUSIVE, ROOM, room_id)]
     if quota_user_id is not None:
-        _take(_EXCLUSIVE, USER, quota_user_id)
+        locks.append((_EXCLUSIVE, USER, quota_user_id))
+    _take(*locks)
 
 
 def lock_for_blackout(room_id: int | None) -> None:
     """Before a blackout is inserted and its overlapping reservations cancelled."""
     if room_id is None:
-        _take(_EXCLUSIVE, EVERY_ROOM, 0)
+        _take((_EXCLUSIVE, EVERY_ROOM, 0))
     else:
-        _take(_EXCLUSIVE, ROOM, room_id)
+        _take((_EXCLUSIVE, ROOM, room_id))

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import Select, func, or_, select
+from sqlalchemy import BigInteger, DateTime, Select, TextClause, bindparam, func, or_, select, text
+from sqlalchemy.orm import defer
 
 from servicekit.auth import Principal
 from servicekit.conditional import etag_for, require_match
@@ -14,8 +16,8 @@ from servicekit.events import record_event
 from servicekit.problems import Conflict, Forbidden, NotFound, ValidationFailed
 
 from . import availability, locks
-from .directory import RoomDirectory, RoomInfo, UserDirectory
-from .models import Blackout, Reservation
+from .directory import RoomDirectory, RoomInfo, UserDirectory, _room_info
+from .models import Blackout, Reservation, RoomReplica
 from .policies import BookingPolicy, iso_weeks, policy_violations
 from .schemas import ReservationCreate, ReservationListQuery, ReservationUpdate
 
@@ -143,43 +145,125 @@ def _hours(seconds: float) -> float:
     return round(seconds / 3600, 2)
 
 
+def _quota_columns(user_id: int, room: RoomInfo, start: datetime, end: datetime, now: datetime, exclude_id) -> tuple:
+    """The user's usage that the fair-use limits look at, as labelled scalar subqueries (to be selected in
+    one statement), and the ISO weeks they cover."""
+    mine = [Reservation.user_id == user_id, Reservation.status == "confirmed"]
+    if exclude_id is not None:
+        mine.append(Reservation.id != exclude_id)
+    columns = []
+    if start > now:
+        upcoming = select(func.count()).select_from(Reservation).where(*mine, Reservation.start_time > now)
+        columns.append(upcoming.scalar_subquery().label("upcoming"))
+    weeks = iso_weeks(room.timezone, start, end)
+    for index, (_week, week_start, week_end) in enumerate(weeks):
+        overlap = func.least(Reservation.end_time, week_end) - func.greatest(Reservation.start_time, week_start)
+        booked = select(func.coalesce(func.sum(func.extract("epoch", overlap)), 0)).where(
+            *mine, Reservation.start_time < week_end, Reservation.end_time > week_start
+        )
+        columns.append(booked.scalar_subquery().label(f"week_{index}"))
+    return columns, weeks
+
+
+def _judge_quotas(usage, weeks, room: RoomInfo, start: datetime, end: datetime, settings: BookingSettings) -> None:
+    """Raise QuotaExceeded if the booking would pass a limit, given `usage` (a row of `_quota_columns`)."""
+    upcoming = getattr(usage, "upcoming", None)
+    if upcoming is not None and upcoming + 1 > settings.max_future_bookings:
+        raise QuotaExceeded(
+            f"You already have {upcoming} upcoming bookings; at most {settings.max_future_bookings} are allowed "
+            "(MAX_FUTURE_BOOKINGS).",
+            limit="MAX_FUTURE_BOOKINGS",
+            maximum=settings.max_future_bookings,
+            current=upcoming,
+        )
+    for index, (week, week_start, week_end) in enumerate(weeks):
+        booked = float(getattr(usage, f"week_{index}"))
+        adding = (min(end, week_end) - max(start, week_start)).total_seconds()
+        if booked + adding > settings.max_hours_per_week * 3600:
+            raise QuotaExceeded(
+                f"You have {_hours(booked):g} hours booked in week {week} ({room.timezone}); this booking adds "
+                f"{_hours(adding):g} and at most {settings.max_hours_per_week} are allowed (MAX_HOURS_PER_WEEK).",
+                limit="MAX_HOURS_PER_WEEK",
+                maximum=settings.max_hours_per_week,
+                current=_hours(booked),
+                requested=_hours(adding),
+                week=week,
+            )
+
+
 def _check_quotas(
     user_id: int, room: RoomInfo, start: datetime, end: datetime, settings: BookingSettings, now: datetime, exclude_id
 ) -> None:
     """Fair use (call with the user's lock held, so two requests cannot both take the last unit)."""
-    mine = [Reservation.user_id == user_id, Reservation.status == "confirmed"]
-    if exclude_id is not None:
-        mine.append(Reservation.id != exclude_id)
-    if start > now:
-        upcoming = db.session.execute(
-            select(func.count()).select_from(Reservation).where(*mine, Reservation.start_time > now)
-        ).scalar_one()
-        if upcoming + 1 > settings.max_future_bookings:
-            raise QuotaExceeded(
-                f"You already have {upcoming} upcoming bookings; at most {settings.max_future_bookings} are allowed "
-                "(MAX_FUTURE_BOOKINGS).",
-                limit="MAX_FUTURE_BOOKINGS",
-                maximum=settings.max_future_bookings,
-                current=upcoming,
-            )
-    for week, week_start, week_end in iso_weeks(room.timezone, start, end):
-        overlap = func.least(Reservation.end_time, week_end) - func.greatest(Reservation.start_time, week_start)
-        booked = db.session.execute(
-            select(func.coalesce(func.sum(func.extract("epoch", overlap)), 0)).where(
-                *mine, Reservation.start_time < week_end, Reservation.end_time > week_start
-            )
-        ).scalar_one()
-        adding = (min(end, week_end) - max(start, week_start)).total_seconds()
-        if float(booked) + adding > settings.max_hours_per_week * 3600:
-            raise QuotaExceeded(
-                f"You have {_hours(float(booked)):g} hours booked in week {week} ({room.timezone}); this booking adds "
-                f"{_hours(adding):g} and at most {settings.max_hours_per_week} are allowed (MAX_HOURS_PER_WEEK).",
-                limit="MAX_HOURS_PER_WEEK",
-                maximum=settings.max_hours_per_week,
-                current=_hours(float(booked)),
-                requested=_hours(adding),
-                week=week,
-            )
+    columns, weeks = _quota_columns(user_id, room, start, end, now, exclude_id)
+    if columns:
+        _judge_quotas(db.session.execute(select(*columns)).one(), weeks, room, start, end, settings)
+
+
+_MINE = "user_id = :user_id AND status = 'confirmed'"
+
+
+@functools.cache
+def _free_and_quotas_statement(excluding: bool, quota: bool, upcoming: bool, weeks: int) -> TextClause:
+    """The SQL of `_check_free_and_quotas` for one shape of booking (built once per shape: a plain text
+    statement costs SQLAlchemy no expression building, compiling or cache-key work per request)."""
+    not_this = " AND id <> :exclude_id" if excluding else ""
+    columns = [
+        "EXISTS (SELECT 1 FROM blackouts WHERE (room_id = :room_id OR room_id IS NULL)"
+        " AND during && tstzrange(:start, :end, '[)')) AS blacked_out",
+        "EXISTS (SELECT 1 FROM reservations WHERE room_id = :room_id AND status = 'confirmed'"
+        f" AND during && tstzrange(:start, :end, '[)'){not_this}) AS taken",
+    ]
+    if quota and upcoming:
+        columns.append(f"(SELECT count(*) FROM reservations WHERE {_MINE}{not_this} AND start_time > :now) AS upcoming")
+    for index in range(weeks if quota else 0):
+        week_start, week_end = f":week_start_{index}", f":week_end_{index}"
+        columns.append(
+            "(SELECT coalesce(sum(extract(epoch FROM"
+            f" least(end_time, {week_end}) - greatest(start_time, {week_start}))), 0)"
+            f" FROM reservations WHERE {_MINE}{not_this} AND start_time < {week_end} AND end_time > {week_start})"
+            f" AS week_{index}"
+        )
+    parameters = [
+        bindparam("room_id", type_=BigInteger),
+        bindparam("start", type_=DateTime(timezone=True)),
+        bindparam("end", type_=DateTime(timezone=True)),
+        bindparam("exclude_id", type_=BigInteger),
+        bindparam("user_id", type_=BigInteger),
+        bindparam("now", type_=DateTime(timezone=True)),
+    ]
+    for index in range(weeks if quota else 0):
+        parameters += [
+            bindparam(f"week_start_{index}", type_=DateTime(timezone=True)),
+            bindparam(f"week_end_{index}", type_=DateTime(timezone=True)),
+        ]
+    sql = "SELECT " + ", ".join(columns)
+    return text(sql).bindparams(*(p for p in parameters if f":{p.key}" in sql))
+
+
+def _check_free_and_quotas(
+    room_id: int,
+    start: datetime,
+    end: datetime,
+    exclude_id: int | None,
+    quota_user: int | None,
+    room: RoomInfo,
+    settings: BookingSettings,
+    now: datetime,
+) -> None:
+    """`_check_free`, then (for `quota_user`) `_check_quotas`, in one round trip when nothing is in the way
+    (call with locks.lock_for_booking held, in a later statement than the locks). The same rules and
+    answers as those two: they run only to describe a refusal."""
+    weeks = iso_weeks(room.timezone, start, end) if quota_user is not None else []
+    statement = _free_and_quotas_statement(exclude_id is not None, quota_user is not None, start > now, len(weeks))
+    values = {"room_id": room_id, "start": start, "end": end, "exclude_id": exclude_id, "user_id": quota_user, "now": now}
+    for index, (_week, week_start, week_end) in enumerate(weeks):
+        values[f"week_start_{index}"], values[f"week_end_{index}"] = week_start, week_end
+    row = db.session.execute(statement, values).one()  # values the statement does not name are ignored
+    if row.blacked_out or row.taken:
+        _check_free(room_id, start, end, exclude_id)  # the 409 with the blackouts and bookings in the way
+    if quota_user is not None:
+        _judge_quotas(row, weeks, room, start, end, settings)
 
 
 def find_conflicts(room_id: int, start: datetime, end: datetime, exclude_id: int | None = None) -> list[Reservation]:
@@ -211,25 +295,40 @@ def _with_suggestions(
     return conflict
 
 
+_ROOM_AND_OWNER = text(
+    "SELECT r.room_id, r.name, r.capacity, r.location, r.is_active, r.deleted, r.timezone, r.booking_policy,"
+    " r.equipment, EXISTS (SELECT 1 FROM user_replicas WHERE user_id = :user_id) AS owner_known"
+    " FROM (SELECT 1) AS one LEFT JOIN room_replicas AS r ON r.room_id = :room_id"
+).bindparams(bindparam("room_id", type_=BigInteger), bindparam("user_id", type_=BigInteger))
+
+
+def _room_and_owner(room_id: int, user_id: int) -> tuple[RoomInfo | None, bool]:
+    """What the read models know of the room (None: nothing yet) and whether they know the owner, in one
+    round trip: the directories' first look, which ask the peers only for what is not known here."""
+    row = db.session.execute(_ROOM_AND_OWNER, {"room_id": room_id, "user_id": user_id}).one()
+    return (_room_info(row) if row.room_id is not None else None), row.owner_known
+
+
 def create_reservation(
     principal: Principal, request: ReservationCreate, bearer: str, settings: BookingSettings, on_created=None
 ) -> Reservation:
     start, end = as_utc(request.start_time), as_utc(request.end_time)
     now = utcnow()
     _check_times(start, end, now)
-    room = _check_room(settings.rooms.lookup(request.room_id, bearer), len(request.attendees), settings)
+    known_room, owner_known = _room_and_owner(request.room_id, principal.user_id)
+    room = known_room or settings.rooms.lookup(request.room_id, bearer)  # not known here: room-service tells
+    room = _check_room(room, len(request.attendees), settings)
     _check_policy(room, start, end, settings, now)
-    settings.users.lookup(principal.user_id, bearer)  # learn the owner's e-mail for notifications
+    if not owner_known:
+        settings.users.lookup(principal.user_id, bearer)  # learn the owner's e-mail for notifications
     # Network calls are done; now one transaction, serialised against blackouts and the user's other bookings.
     quota_user = None if principal.is_admin else principal.user_id
     locks.lock_for_booking(request.room_id, quota_user)
     try:
-        _check_free(request.room_id, start, end, None)
+        _check_free_and_quotas(request.room_id, start, end, None, quota_user, room, settings, now)
     except BookingConflict as conflict:
         db.session.rollback()  # release the locks before looking around
         raise _with_suggestions(conflict, room, start, end, len(request.attendees), settings, now) from None
-    if quota_user is not None:
-        _check_quotas(quota_user, room, start, end, settings, now, None)
     reservation = Reservation(
         room_id=request.room_id,
         user_id=principal.user_id,
@@ -313,9 +412,7 @@ def update_reservation(
         db.session.commit()
         return reservation
     if moved:
-        _check_free(room_id, start, end, reservation.id)
-        if quota_user is not None:
-            _check_quotas(quota_user, room, start, end, settings, now, reservation.id)
+        _check_free_and_quotas(room_id, start, end, reservation.id, quota_user, room, settings, now)
     for name, value in changed.items():
         setattr(reservation, name, value)
     reservation.updated_at = utcnow()
@@ -377,7 +474,8 @@ def cancel_future_reservations(*, room_id: int | None = None, user_id: int | Non
 
 
 def list_reservations(principal: Principal, query: ReservationListQuery) -> Select:
-    stmt = select(Reservation).order_by(Reservation.start_time, Reservation.id)
+    # `during` (the computed range the constraints and indexes use) is not shown: not loaded either.
+    stmt = select(Reservation).options(defer(Reservation.during)).order_by(Reservation.start_time, Reservation.id)
     if principal.is_admin:
         if query.user_id is not None:
             stmt = stmt.where(Reservation.user_id == query.user_id)
@@ -410,14 +508,33 @@ def room_schedule(
         raise ValidationFailed.single("to", "Must be after from.")
     if end - start > timedelta(days=MAX_SCHEDULE_DAYS):
         raise ValidationFailed.single("to", f"The window is at most {MAX_SCHEDULE_DAYS} days.")
-    room = settings.rooms.lookup(room_id, bearer)
-    if room is None or room.deleted:
+    # Plain rows from statements built once: no ORM objects, no expression building per request.
+    deleted = db.session.execute(_REPLICA_DELETED, {"room_id": room_id}).scalar_one_or_none()
+    if deleted is None:  # not known here yet: the directory asks room-service
+        room = settings.rooms.lookup(room_id, bearer)
+        deleted = room is None or room.deleted
+    if deleted:
         raise NotFound(f"Room {room_id} does not exist.")
-    return [as_seen_by(principal, reservation) for reservation in find_conflicts(room_id, start, end)]
+    rows = db.session.execute(_SCHEDULE, {"room_id": room_id, "start": start, "end": end})
+    return [as_seen_by(principal, row) for row in rows]
 
 
-def as_seen_by(principal: Principal, reservation: Reservation) -> dict:
-    body = reservation.to_dict()
+# `find_conflicts(room_id, start, end)` as plain rows, and whether this service knows a room (deleted or not).
+_SCHEDULE = (
+    select(*(column for column in Reservation.__table__.c if column.name != "during"))
+    .where(
+        Reservation.room_id == bindparam("room_id"),
+        Reservation.status == "confirmed",
+        Reservation.during.op("&&")(func.tstzrange(bindparam("start"), bindparam("end"), "[)")),
+    )
+    .order_by(Reservation.start_time)
+)
+_REPLICA_DELETED = select(RoomReplica.deleted).where(RoomReplica.room_id == bindparam("room_id"))
+
+
+def as_seen_by(principal: Principal, reservation) -> dict:
+    """`reservation`: a Reservation, or a row of its table's columns."""
+    body = Reservation.to_dict(reservation)
     if reservation.user_id != principal.user_id and not principal.is_admin:
         body.update(description=None, attendees=[])
     return body

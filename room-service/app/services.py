@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import functools
+
 from pydantic import ValidationError
-from sqlalchemy import case, func, literal_column, select
+from sqlalchemy import Select, case, func, literal_column, select
 from sqlalchemy.dialects.postgresql import insert
 
 from servicekit.conditional import etag_for, require_match
@@ -120,15 +122,7 @@ def delete_room(room_id: int, *, if_match: str | None = None) -> None:
 
 def list_rooms(query: RoomListQuery) -> dict:
     """One page of rooms that exist, by id, with the filters of `query`."""
-    # Plain rows, the equipment names aggregated in the same query: no ORM objects, one round trip.
-    equipment_names = (
-        select(func.coalesce(func.array_agg(Equipment.name), literal_column("'{}'::varchar[]")))
-        .join(room_equipment, room_equipment.c.equipment_id == Equipment.id)
-        .where(room_equipment.c.room_id == Room.id)
-        .scalar_subquery()
-        .label("equipment_names")
-    )
-    stmt = select(*Room.__table__.c, equipment_names).where(Room.deleted_at.is_(None)).order_by(Room.id)
+    stmt = _rooms_that_exist()
     if query.min_capacity is not None:
         stmt = stmt.where(Room.capacity >= query.min_capacity)
     if query.is_active is not None:
@@ -146,6 +140,20 @@ def list_rooms(query: RoomListQuery) -> dict:
         )
         stmt = stmt.where(Room.id.in_(having_all))
     return paginate(db.session, stmt, query, lambda row: Room.to_dict(row, row.equipment_names), scalars=False)
+
+
+@functools.cache
+def _rooms_that_exist() -> Select:
+    """Every room that exists, by id, as plain rows with the equipment names aggregated in the same query
+    (no ORM objects, one round trip); built once, the filters are added to it per request."""
+    equipment_names = (
+        select(func.coalesce(func.array_agg(Equipment.name), literal_column("'{}'::varchar[]")))
+        .join(room_equipment, room_equipment.c.equipment_id == Equipment.id)
+        .where(room_equipment.c.room_id == Room.id)
+        .scalar_subquery()
+        .label("equipment_names")
+    )
+    return select(*Room.__table__.c, equipment_names).where(Room.deleted_at.is_(None)).order_by(Room.id)
 
 
 def room_counts() -> dict[str, int]:

@@ -84,7 +84,7 @@ def _init_request_ids(app: Flask) -> None:
         request_id = g.get("request_id")
         if request_id:
             response.headers["X-Request-ID"] = request_id
-        if request.path not in ("/healthz", "/readyz", "/metrics"):
+        if request.path not in ("/healthz", "/readyz", "/metrics") and log.isEnabledFor(logging.INFO):
             elapsed_ms = (time.perf_counter() - g.get("request_started", time.perf_counter())) * 1000
             log.info(
                 "%s %s %s",

@@ -6,6 +6,7 @@ import functools
 import logging
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -46,6 +47,7 @@ class JwksKeySource:
     """Public keys from a JWKS URL: fetched, cached, refetched when a token names an unknown `kid`."""
 
     def __init__(self, url: str, *, cache_seconds: int = 300, timeout: float = 3.0):
+        self.cache_seconds = cache_seconds  # also how long TokenVerifier trusts a token it verified with these keys
         # Only the JWK *set* is cached, for `cache_seconds`: PyJWT's per-key cache (cache_keys=True) is an
         # LRU without expiry, so a key removed from the JWKS would stay trusted until a restart.
         self.client = jwt.PyJWKClient(url, cache_keys=False, cache_jwk_set=True, lifespan=cache_seconds, timeout=timeout)
@@ -60,16 +62,79 @@ class JwksKeySource:
             raise Unauthorized(f"The access token is invalid: {exc}") from None
 
 
+class VerifiedTokens:
+    """Tokens verified lately (a bounded LRU keyed by the token string), so a client's next requests
+    with the same token skip the signature check and the claims checks.
+
+    An entry is trusted until the token expires (`exp` plus the verifier's leeway, as PyJWT decides
+    expiry) and at most `max_age` seconds after it was verified (the key source's cache period, so
+    a key removed from the JWKS stops verifying its tokens just as soon as without this cache).
+    Only tokens that passed every check are kept; revocation is not cached: it is checked per
+    request by the caller. Thread-safe."""
+
+    def __init__(self, max_entries: int = 10_000, max_age: float | None = None):
+        self.max_entries = max_entries
+        self.max_age = max_age
+        self._entries: OrderedDict[str, tuple[Principal, float]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, token: str) -> Principal | None:
+        with self._lock:
+            entry = self._entries.get(token)
+            if entry is None:
+                return None
+            principal, trusted_until = entry
+            if time.time() >= trusted_until:
+                del self._entries[token]
+                return None
+            self._entries.move_to_end(token)
+            return principal
+
+    def put(self, token: str, principal: Principal, expires_at: float) -> None:
+        now = time.time()
+        trusted_until = expires_at if self.max_age is None else min(expires_at, now + self.max_age)
+        if trusted_until <= now or self.max_entries <= 0:
+            return
+        with self._lock:
+            self._entries[token] = (principal, trusted_until)
+            self._entries.move_to_end(token)
+            while len(self._entries) > self.max_entries:
+                self._entries.popitem(last=False)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+
 class TokenVerifier:
-    def __init__(self, keys: KeySource, *, issuer: str, audience: str, algorithms: tuple[str, ...], leeway: int = 10):
+    def __init__(
+        self,
+        keys: KeySource,
+        *,
+        issuer: str,
+        audience: str,
+        algorithms: tuple[str, ...],
+        leeway: int = 10,
+        cache_size: int = 10_000,
+    ):
         self.keys = keys
         self.issuer = issuer
         self.audience = audience
         self.algorithms = list(algorithms)
         self.leeway = leeway
+        # A key source that refetches its keys (JWKS) bounds how long a verified token is trusted;
+        # one that holds its keys for the process's life (user-service's own) leaves `exp` alone.
+        self.verified = VerifiedTokens(cache_size, getattr(keys, "cache_seconds", None))
 
     def verify(self, token: str) -> Principal:
-        """Verify signature, algorithm, `exp`, `iss` and `aud`; return the caller."""
+        """Verify signature, algorithm, `exp`, `iss` and `aud`; return the caller. A token verified
+        lately is answered from `self.verified` (see VerifiedTokens); revocation is the caller's check."""
+        principal = self.verified.get(token)
+        if principal is None:
+            principal, expires_at = self._verify(token)
+            self.verified.put(token, principal, expires_at + self.leeway)  # PyJWT refuses it from then on
+        return principal
+
+    def _verify(self, token: str) -> tuple[Principal, float]:
         header = unverified_header(token)
         if header.get("alg") not in self.algorithms:
             raise Unauthorized("The access token's algorithm is not accepted.")
@@ -96,7 +161,8 @@ class TokenVerifier:
             raise Unauthorized("The access token's subject is invalid.") from None
         if not isinstance(claims["jti"], str) or isinstance(claims["iat"], bool):
             raise Unauthorized("The access token is malformed.")
-        return Principal(user_id=user_id, role=claims["role"], token_id=claims["jti"], issued_at=float(claims["iat"]))
+        principal = Principal(user_id=user_id, role=claims["role"], token_id=claims["jti"], issued_at=float(claims["iat"]))
+        return principal, int(claims["exp"])  # PyJWT's expiry: int(exp) <= now - leeway
 
 
 def unverified_header(token: str) -> dict[str, Any]:

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from flask import Flask
-from sqlalchemy import select
+from flask import Flask, g
 
 from config import UserServiceConfig
 from servicekit.app import create_service_app
@@ -43,5 +42,7 @@ def create_app(config: UserServiceConfig | None = None) -> Flask:
 def _is_revoked(principal: Principal) -> bool:
     """user-service knows first-hand: a deactivated (or deleted) user's tokens stop at once, and so does
     a token whose role is no longer the user's role (a demoted admin is not an admin here any more)."""
-    row = db.session.execute(select(User.is_active, User.role).where(User.id == principal.user_id)).first()
-    return row is None or not row.is_active or row.role != principal.role
+    # The whole row, by primary key, held on `g` for the request (the session's identity map holds it only
+    # weakly): the request's own read of the caller (`/me`) then finds it in the session, no second query.
+    user = g.caller_row = db.session.get(User, principal.user_id)
+    return user is None or not user.is_active or user.role != principal.role

@@ -190,7 +190,8 @@ def logout(token: str) -> None:
 
 
 def get_user(user_id: int, *, for_update: bool = False) -> User:
-    user = db.session.get(User, user_id, with_for_update=for_update)
+    # Locking re-reads the row: the caller's row, loaded by the revocation check, may be stale by then.
+    user = db.session.get(User, user_id, with_for_update=for_update, populate_existing=for_update)
     if user is None:
         raise NotFound(f"User {user_id} does not exist.")
     return user
