@@ -19,7 +19,7 @@ def create_blackout(principal: Principal, request: BlackoutCreate, bearer: str, 
     """Store the blackout and cancel the confirmed reservations it overlaps, in one transaction.
 
     Returns the blackout and how many reservations it cancelled (each with its event, so its e-mail)."""
-    start, end = services.as_utc(request.start_time), services.as_utc(request.end_time)
+    start, end = request.start_time, request.end_time
     errors = []
     if end <= start:
         errors.append({"field": "end_time", "message": "Must be after start_time."})
@@ -50,9 +50,9 @@ def list_blackouts(query: BlackoutListQuery) -> dict:
     if query.room_id is not None:
         stmt = stmt.where(or_(Blackout.room_id == query.room_id, Blackout.room_id.is_(None)))
     if query.from_ is not None:
-        stmt = stmt.where(Blackout.end_time > services.as_utc(query.from_))
+        stmt = stmt.where(Blackout.end_time > query.from_)
     if query.to is not None:
-        stmt = stmt.where(Blackout.start_time < services.as_utc(query.to))
+        stmt = stmt.where(Blackout.start_time < query.to)
     return paginate(
         db.session, stmt, query, lambda b: BlackoutOut.model_validate(b, from_attributes=True).model_dump(mode="json")
     )

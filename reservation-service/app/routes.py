@@ -10,9 +10,7 @@ from pydantic import BaseModel
 
 from servicekit.auth import bearer_token, current_principal, require_admin, require_auth
 from servicekit.conditional import if_match_header, json_with_etag
-from servicekit.db import db
 from servicekit.metrics import metrics_of
-from servicekit.pagination import paginate
 from servicekit.problems import PROBLEM_JSON
 from servicekit.validation import json_object_body, parse_body, with_body, with_query
 
@@ -163,8 +161,7 @@ def list_reservations(query: ReservationListQuery):
         schema: {$ref: '#/components/schemas/ReservationPage'}
       403: {$ref: '#/components/responses/Forbidden'}
     """
-    stmt = services.list_reservations(current_principal(), query)
-    return jsonify(paginate(db.session, stmt, query, lambda r: r.to_dict()))
+    return jsonify(services.list_reservations(current_principal(), query))
 
 
 @reservations.get("/<int:reservation_id>")
@@ -303,8 +300,8 @@ def available_rooms(query: AvailabilityQuery):
         schema: {$ref: '#/components/schemas/AvailabilityPage'}
     """
     found = availability_operations.available_rooms(
-        services.as_utc(query.start_time),
-        services.as_utc(query.end_time),
+        query.start_time,
+        query.end_time,
         query.page,
         query.per_page,
         min_capacity=query.min_capacity,
@@ -328,5 +325,5 @@ def free_busy(query: FreeBusyQuery):
           first; `closed` comes from its opening hours in its zone.
         schema: {$ref: '#/components/schemas/FreeBusy'}
     """
-    rooms = availability_operations.free_busy(query.room_id, services.as_utc(query.from_), services.as_utc(query.to))
+    rooms = availability_operations.free_busy(query.room_id, query.from_, query.to)
     return jsonify(rooms=rooms)

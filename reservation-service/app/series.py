@@ -358,7 +358,7 @@ def _book(principal: Principal, request: SeriesCreate, room, occurrences, closed
 
 def create_series(principal: Principal, request: SeriesCreate, bearer: str, settings, on_created=None) -> dict:
     """Book every occurrence of the rule (on_conflict fail: all or nothing; skip: the free ones). Returns the series body."""
-    start, end = services.as_utc(request.start_time), services.as_utc(request.end_time)
+    start, end = request.start_time, request.end_time
     now = utcnow()
     services._check_times(start, end, now)
     room = services._check_room(settings.rooms.lookup(request.room_id, bearer), len(request.attendees), settings)
@@ -420,7 +420,7 @@ def cancel_series(series_id: int, principal: Principal, since: datetime | None) 
     """Cancel the confirmed occurrences starting at or after `since` (never earlier than now), one mail for all."""
     series = get_series(series_id, principal, for_update=True)
     now = utcnow()
-    since = max(services.as_utc(since), now) if since else now
+    since = max(since, now) if since else now
     stmt = (
         select(Reservation)
         .where(Reservation.series_id == series.id, Reservation.status == "confirmed", Reservation.start_time >= since)

@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
-from sqlalchemy import BigInteger, DateTime, Select, TextClause, bindparam, func, or_, select, text
+from sqlalchemy import BigInteger, DateTime, TextClause, bindparam, func, or_, select, text
 from sqlalchemy.orm import defer
 
 from servicekit.auth import Principal
 from servicekit.conditional import etag_for, require_match
 from servicekit.db import db, flush_or_raise, utcnow
 from servicekit.events import record_event
+from servicekit.pagination import paginate
 from servicekit.problems import Conflict, Forbidden, NotFound, ValidationFailed
 
 from . import availability, locks
@@ -80,10 +81,6 @@ class QuotaExceeded(Conflict):
 
     type = "/problems/quota-exceeded"
     title = "Fair-Use Limit Reached"
-
-
-def as_utc(moment: datetime) -> datetime:
-    return moment.astimezone(UTC)
 
 
 def publish(event_type: str, reservation: Reservation) -> None:
@@ -312,7 +309,7 @@ def _room_and_owner(room_id: int, user_id: int) -> tuple[RoomInfo | None, bool]:
 def create_reservation(
     principal: Principal, request: ReservationCreate, bearer: str, settings: BookingSettings, on_created=None
 ) -> Reservation:
-    start, end = as_utc(request.start_time), as_utc(request.end_time)
+    start, end = request.start_time, request.end_time
     now = utcnow()
     _check_times(start, end, now)
     known_room, owner_known = _room_and_owner(request.room_id, principal.user_id)
@@ -377,8 +374,8 @@ def update_reservation(
     if current.status != "confirmed":
         raise Conflict(f"A {current.status} reservation cannot be changed.")
     room_id = changes.room_id if "room_id" in sent else current.room_id
-    start = as_utc(changes.start_time) if "start_time" in sent else current.start_time
-    end = as_utc(changes.end_time) if "end_time" in sent else current.end_time
+    start = changes.start_time if "start_time" in sent else current.start_time
+    end = changes.end_time if "end_time" in sent else current.end_time
     attendees = changes.attendees if "attendees" in sent else list(current.attendees)
     moved = (room_id, start, end) != (current.room_id, current.start_time, current.end_time)
     now = utcnow()
@@ -473,7 +470,8 @@ def cancel_future_reservations(*, room_id: int | None = None, user_id: int | Non
     return len(reservations)
 
 
-def list_reservations(principal: Principal, query: ReservationListQuery) -> Select:
+def list_reservations(principal: Principal, query: ReservationListQuery) -> dict:
+    """A page of the reservations `principal` may list (their own; an admin's: everyone's), earliest first."""
     # `during` (the computed range the constraints and indexes use) is not shown: not loaded either.
     stmt = select(Reservation).options(defer(Reservation.during)).order_by(Reservation.start_time, Reservation.id)
     if principal.is_admin:
@@ -488,10 +486,10 @@ def list_reservations(principal: Principal, query: ReservationListQuery) -> Sele
     if query.status is not None:
         stmt = stmt.where(Reservation.status == query.status)
     if query.from_ is not None:
-        stmt = stmt.where(Reservation.end_time > as_utc(query.from_))
+        stmt = stmt.where(Reservation.end_time > query.from_)
     if query.to is not None:
-        stmt = stmt.where(Reservation.start_time < as_utc(query.to))
-    return stmt
+        stmt = stmt.where(Reservation.start_time < query.to)
+    return paginate(db.session, stmt, query, Reservation.to_dict)
 
 
 def room_schedule(
@@ -499,9 +497,9 @@ def room_schedule(
 ) -> list[dict]:
     """The room's confirmed reservations in the window, earliest first, as `principal` may see them:
     other people's show times and title only (no description or attendees), unless they are an admin."""
-    start = as_utc(start) if start else utcnow()
+    start = start if start else utcnow()
     try:
-        end = as_utc(end) if end else start + timedelta(days=7)
+        end = end if end else start + timedelta(days=7)
     except OverflowError:
         raise ValidationFailed.single("from", "Out of range.") from None
     if end <= start:

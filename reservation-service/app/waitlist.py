@@ -38,7 +38,7 @@ class SlotIsFree(Conflict):
 
 def join(principal: Principal, request: WaitlistCreate, bearer: str, settings: services.BookingSettings) -> WaitlistEntry:
     """Wait for a taken window (409 SlotIsFree, with the booking it would be, when nothing is in the way)."""
-    start, end = services.as_utc(request.start_time), services.as_utc(request.end_time)
+    start, end = request.start_time, request.end_time
     now = utcnow()
     services._check_times(start, end, now)
     room = services._check_room(settings.rooms.lookup(request.room_id, bearer), 0, settings)

@@ -5,8 +5,6 @@ from __future__ import annotations
 from flask import Blueprint, current_app, jsonify, request
 
 from servicekit.auth import current_principal, ensure_self_or_admin, require_admin, require_auth
-from servicekit.db import db
-from servicekit.pagination import paginate
 from servicekit.validation import with_body, with_query
 
 from . import services
@@ -131,10 +129,7 @@ def list_users(query: UserListQuery):
         description: A page of users.
         schema: {$ref: '#/components/schemas/UserPage'}
     """
-    page = paginate(db.session, services.list_users(query), query, lambda user: user)
-    stats = services.booking_stats([user.id for user in page["items"]])
-    page["items"] = [{**user.to_dict(), "booking_stats": stats[user.id]} for user in page["items"]]
-    return jsonify(page)
+    return jsonify(services.list_users(query))
 
 
 @users.get("/me")

@@ -13,11 +13,12 @@ from sqlalchemy.exc import IntegrityError
 from servicekit.auth import Principal
 from servicekit.db import db, flush_or_raise, like_substring, utcnow
 from servicekit.events import record_event
+from servicekit.pagination import paginate
 from servicekit.problems import Conflict, Forbidden, NotFound, TooManyRequests, Unauthorized, ValidationFailed
 
 from .models import AuthThrottle, BookingRecord, RefreshToken, User
 from .passwords import BoundedHasher
-from .schemas import RegisterRequest, UserUpdate
+from .schemas import RegisterRequest, UserListQuery, UserUpdate
 from .tokens import KeyRing, hash_refresh_token, new_refresh_token, token_time
 
 TOPIC = "user-events"
@@ -40,7 +41,7 @@ class TokenSettings:
     lockout_seconds: int
 
 
-def publish_user_event(event_type: str, user: User, **extra) -> None:
+def publish(event_type: str, user: User, **extra) -> None:
     record_event(TOPIC, user.id, event_type, {**user.to_dict(), **extra}, PRODUCER)
 
 
@@ -49,7 +50,7 @@ def register_user(request: RegisterRequest) -> User:
     db.session.add(user)
     flush_or_raise({"uq_users_email": lambda: Conflict("An account with this e-mail already exists.")})
     db.session.refresh(user)
-    publish_user_event("user.registered", user)
+    publish("user.registered", user)
     db.session.commit()
     return user
 
@@ -235,15 +236,16 @@ def update_user(user_id: int, changes: UserUpdate, principal: Principal, setting
         db.session.flush()
         # A role change revokes the user's older access tokens in every service (see servicekit.auth).
         extra = {"sessions_revoked_at": token_time(utcnow()).isoformat()} if role_changed else {}
-        publish_user_event("user.updated", user, **extra)
+        publish("user.updated", user, **extra)
         if was_active and not user.is_active:
             revoke_all_sessions(user.id)
-            publish_user_event("user.deactivated", user)
+            publish("user.deactivated", user)
     db.session.commit()
     return user
 
 
-def list_users(query) -> tuple:
+def list_users(query: UserListQuery) -> dict:
+    """A page of users by id, each with its booking statistics (one query for the page)."""
     stmt = select(User).order_by(User.id)
     if query.role is not None:
         stmt = stmt.where(User.role == query.role)
@@ -252,7 +254,10 @@ def list_users(query) -> tuple:
     if query.q:
         pattern = like_substring(query.q)
         stmt = stmt.where(or_(User.email.like(pattern), func.lower(User.full_name).like(pattern)))
-    return stmt
+    page = paginate(db.session, stmt, query, lambda user: user)
+    stats = booking_stats([user.id for user in page["items"]])
+    page["items"] = [{**user.to_dict(), "booking_stats": stats[user.id]} for user in page["items"]]
+    return page
 
 
 def booking_stats(user_ids: list[int]) -> dict[int, dict]:
@@ -300,6 +305,6 @@ def ensure_admin(email: str, password: str) -> User | None:
         db.session.rollback()
         return None
     db.session.refresh(user)
-    publish_user_event("user.registered", user)
+    publish("user.registered", user)
     db.session.commit()
     return user
