@@ -60,7 +60,7 @@ def create_service_app(import_name: str, config: BaseConfig, *, openapi: dict, t
         )
     db.init_app(app)
     with app.app_context():
-        guard_engine(db.engine, deadline=config.db_statement_timeout_ms / 1000 + 1)
+        app.extensions["servicekit.dbguard"] = guard_engine(db.engine, deadline=config.db_statement_timeout_ms / 1000 + 1)
     Migrate(app, db, directory=os.path.join(os.path.dirname(app.root_path), "migrations"))
     register_error_handlers(app)
     _init_request_ids(app)

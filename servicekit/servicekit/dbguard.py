@@ -24,6 +24,10 @@ from sqlalchemy.exc import DisconnectionError, OperationalError
 
 log = logging.getLogger(__name__)
 
+# A pooled connection idle at least this long is pinged before use. One checked in more recently was working
+# then: if the server dropped it since, its statement fails once (503), and the pool is invalidated.
+PING_AFTER_IDLE_SECONDS = 1.0
+
 
 class Watchdog:
     """Shuts down the socket of any database call that has waited more than `deadline` seconds."""
@@ -131,6 +135,7 @@ def guard_engine(engine: Engine, deadline: float) -> Watchdog:
     @event.listens_for(engine, "checkin")
     def _checkin(dbapi_connection, record):
         watchdog.end(dbapi_connection)
+        record.info["idle_since"] = time.monotonic()
 
     @event.listens_for(engine, "connect")
     def _fresh(dbapi_connection, record):
@@ -138,10 +143,14 @@ def guard_engine(engine: Engine, deadline: float) -> Watchdog:
 
     @event.listens_for(engine, "checkout")
     def _ping(dbapi_connection, record, proxy):
-        # Pessimistic disconnect handling (SQLAlchemy's documented recipe), under the deadline. A pooled
-        # connection that fails is replaced (DisconnectionError: the pool retries with a new one); a new
-        # one that fails means the database is not answering: an OperationalError, i.e. a 503.
+        # Pessimistic disconnect handling (SQLAlchemy's documented recipe), under the deadline, for a
+        # connection that sat idle in the pool for PING_AFTER_IDLE_SECONDS or more (one in steady use was
+        # just seen working: no round trip per request). A pooled connection that fails is replaced
+        # (DisconnectionError: the pool retries with a new one); a new one that fails means the database is
+        # not answering: an OperationalError, i.e. a 503.
         fresh = record.info.pop("fresh", False)
+        if not fresh and time.monotonic() - record.info.get("idle_since", 0.0) < PING_AFTER_IDLE_SECONDS:
+            return
         watchdog.begin(dbapi_connection, min(deadline, 2.0))
         try:
             cursor = dbapi_connection.cursor()
