@@ -401,7 +401,7 @@ def get_series(series_id: int, principal: Principal, *, for_update: bool = False
     series = db.session.get(ReservationSeries, series_id, with_for_update=for_update)
     if series is None:
         raise NotFound(f"Series {series_id} does not exist.")
-    if series.user_id != principal.user_id and not principal.is_admin:
+    if not principal.may_act_for(series.user_id):
         raise Forbidden("You may only access your own series.")
     return series
 

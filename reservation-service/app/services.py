@@ -354,7 +354,7 @@ def get_reservation(reservation_id: int, principal: Principal, *, for_update: bo
     reservation = db.session.get(Reservation, reservation_id, with_for_update=for_update, populate_existing=for_update)
     if reservation is None:
         raise NotFound(f"Reservation {reservation_id} does not exist.")
-    if reservation.user_id != principal.user_id and not principal.is_admin:
+    if not principal.may_act_for(reservation.user_id):
         raise Forbidden("You may only access your own reservations.")
     return reservation
 
@@ -533,6 +533,6 @@ _REPLICA_DELETED = select(RoomReplica.deleted).where(RoomReplica.room_id == bind
 def as_seen_by(principal: Principal, reservation) -> dict:
     """`reservation`: a Reservation, or a row of its table's columns."""
     body = Reservation.to_dict(reservation)
-    if reservation.user_id != principal.user_id and not principal.is_admin:
+    if not principal.may_act_for(reservation.user_id):
         body.update(description=None, attendees=[])
     return body

@@ -38,6 +38,10 @@ class Principal:
     def is_admin(self) -> bool:
         return self.role == "admin"
 
+    def may_act_for(self, owner_id: int) -> bool:
+        """The owner of an object, or an admin: who may read or change it."""
+        return self.user_id == owner_id or self.is_admin
+
 
 class KeySource(Protocol):
     def signing_key_for(self, token: str) -> Any: ...
@@ -273,14 +277,6 @@ def require_admin(view: Callable) -> Callable:
 
 def current_principal() -> Principal:
     return authenticate()
-
-
-def ensure_self_or_admin(owner_id: int) -> Principal:
-    """Allow the owner of an object or an admin; anyone else gets 403."""
-    principal = authenticate()
-    if principal.user_id != owner_id and not principal.is_admin:
-        raise Forbidden("You may only access your own resources.")
-    return principal
 
 
 def _set_cutoff(user_id: str, cutoff: datetime) -> None:

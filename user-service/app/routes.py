@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import Blueprint, current_app, jsonify, request
 
-from servicekit.auth import current_principal, ensure_self_or_admin, require_admin, require_auth
+from servicekit.auth import current_principal, require_admin, require_auth
 from servicekit.validation import with_body, with_query
 
 from . import services
@@ -21,13 +21,6 @@ def _settings() -> services.TokenSettings:
 def _client_address() -> str:
     """The caller's address: ProxyFix takes it from X-Forwarded-For only as far as TRUSTED_PROXY_HOPS allows."""
     return (request.remote_addr or "unknown")[:64]
-
-
-def _user_out(user, *, with_stats: bool) -> dict:
-    body = user.to_dict()
-    if with_stats:
-        body["booking_stats"] = services.booking_stats([user.id])[user.id]
-    return body
 
 
 @auth.post("/register")
@@ -143,7 +136,7 @@ def me():
         schema: {$ref: '#/components/schemas/UserOut'}
     """
     principal = current_principal()
-    return jsonify(_user_out(services.get_user(principal.user_id), with_stats=principal.is_admin))
+    return jsonify(services.read_user(principal.user_id, principal))
 
 
 @users.get("/<int:user_id>")
@@ -157,8 +150,7 @@ def get_user(user_id: int):
         schema: {$ref: '#/components/schemas/UserOut'}
       403: {$ref: '#/components/responses/Forbidden'}
     """
-    principal = ensure_self_or_admin(user_id)
-    return jsonify(_user_out(services.get_user(user_id), with_stats=principal.is_admin))
+    return jsonify(services.read_user(user_id, current_principal()))
 
 
 @users.put("/<int:user_id>")
@@ -181,4 +173,4 @@ def update_user(user_id: int, body: UserUpdate):
     """
     principal = current_principal()
     user = services.update_user(user_id, body, principal, _settings(), _client_address())
-    return jsonify(_user_out(user, with_stats=principal.is_admin))
+    return jsonify(services.user_body(user, principal))

@@ -190,6 +190,21 @@ def logout(token: str) -> None:
     db.session.commit()
 
 
+def user_body(user: User, principal: Principal) -> dict:
+    """The user as `principal` may see it: admins also see its booking statistics."""
+    body = user.to_dict()
+    if principal.is_admin:
+        body["booking_stats"] = booking_stats([user.id])[user.id]
+    return body
+
+
+def read_user(user_id: int, principal: Principal) -> dict:
+    """One user, for themselves or an admin (anyone else: 403)."""
+    if not principal.may_act_for(user_id):
+        raise Forbidden("You may only access your own resources.")
+    return user_body(get_user(user_id), principal)
+
+
 def get_user(user_id: int, *, for_update: bool = False) -> User:
     # Locking re-reads the row: the caller's row, loaded by the revocation check, may be stale by then.
     user = db.session.get(User, user_id, with_for_update=for_update, populate_existing=for_update)
@@ -202,7 +217,7 @@ def update_user(user_id: int, changes: UserUpdate, principal: Principal, setting
     """Apply a PUT: the caller must be the user or an admin; role/is_active are admin-only. Wrong
     `current_password`s are throttled like logins (per account and client)."""
     sent = changes.model_fields_set
-    if principal.user_id != user_id and not principal.is_admin:
+    if not principal.may_act_for(user_id):
         raise Forbidden("You may only change your own account.")
     if sent & User.ADMIN_WRITABLE and not principal.is_admin:
         raise Forbidden("Only an administrator may change role or is_active.")
