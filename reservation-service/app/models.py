@@ -74,10 +74,12 @@ class Reservation(db.Model):
             postgresql_where=text("status = 'confirmed' AND checked_in_at IS NULL"),
         ),
         Index("ix_reservations_series_start", "series_id", "start_time", postgresql_where=text("series_id IS NOT NULL")),
-        # Which rooms are busy in a window (availability, suggestions), across rooms (0007).
+        # Which rooms are busy in a window (availability, suggestions), across rooms: time first, on the
+        # expression those queries ask by, so per-room questions on `during` keep the room-first exclusion
+        # index (0007, 0008_finding).
         Index(
-            "ix_reservations_during_confirmed",
-            "during",
+            "ix_reservations_time_room_confirmed",
+            text("tstzrange(start_time, end_time, '[)')"),
             "room_id",
             postgresql_using="gist",
             postgresql_where=text("status = 'confirmed'"),
