@@ -2,8 +2,8 @@
 
 Answered from this service's own tables (the room read model, reservations, blackouts), never with a
 call to room-service: the overlap tests use the GiST indexes (across rooms, "which rooms are busy at this
-time", the time-first ix_reservations_time_room_confirmed on tstzrange(start_time, end_time); per room the
-no-overlap exclusion constraint's (room_id, during); ix_blackouts_room_id_during). Opening hours are applied
+time", the time-keyed ix_reservations_during_confirmed, room_id included; per room the no-overlap exclusion
+constraint's (room_id, during); ix_blackouts_room_id_during). Opening hours are applied
 in Python, in each room's zone (policies.py), once per zone, hours and window (cached). Free/busy is merged,
 sorted and serialised to JSON by PostgreSQL: the service does not build thousands of intervals itself.
 No Flask here.
@@ -53,13 +53,10 @@ def _window(start: datetime, end: datetime):
 
 
 def _booked(room_id_column, start: datetime, end: datetime):
-    # On the expression of ix_reservations_time_room_confirmed (time first: one scan of the window for all
-    # rooms), not on `during`, which per-room questions ask by (the exclusion constraint's room-first index).
-    booked_during = func.tstzrange(Reservation.start_time, Reservation.end_time, "[)")
     return exists().where(
         Reservation.room_id == room_id_column,
         Reservation.status == "confirmed",
-        booked_during.op("&&")(_window(start, end)),
+        Reservation.during.op("&&")(_window(start, end)),
     )
 
 
@@ -179,20 +176,20 @@ def _closed_in_zone(
     return tuple((a, b) for a, b in closed if b > a)
 
 
-def _utc_iso(column: str) -> str:
-    """SQL rendering `column` (timestamptz) as Python's `datetime.isoformat()` of the UTC instant (colons
-    escaped for text())."""
-    utc = f"({column} AT TIME ZONE 'UTC')"
+def _utc_iso(timestamp: str) -> str:
+    """SQL rendering a UTC `timestamp` (without time zone) as `datetime.isoformat()` renders its instant:
+    microseconds only when there are some (colons escaped for text())."""
     return (
-        f"to_char({utc}, 'YYYY-MM-DD\"T\"HH24\\:MI\\:SS') "
-        f"|| CASE WHEN to_char({utc}, 'US') = '000000' THEN '' ELSE to_char({utc}, '.US') END "
-        "|| '+00\\:00'"
+        f"CASE WHEN {timestamp} = date_trunc('second', {timestamp}) "
+        f"THEN to_char({timestamp}, 'YYYY-MM-DD\"T\"HH24\\:MI\\:SS') "
+        f"ELSE to_char({timestamp}, 'YYYY-MM-DD\"T\"HH24\\:MI\\:SS.US') END || '+00\\:00'"
     )
 
 
-# Each asked room's busy intervals as one JSON array, merged, clipped, sorted and serialised by PostgreSQL:
-# the reservations through the exclusion constraint's GiST index (room_id, during), blackouts of the room
-# or of every room, and the closed hours computed in Python (passed as three arrays).
+# The whole free/busy answer, {"rooms": [...]} in the asked order, built by PostgreSQL: each room's
+# reservations (through the exclusion constraint's room-first GiST index), blackouts of the room or of every
+# room, and the closed hours computed in Python (passed as three arrays), clipped to the window and sorted.
+# The service neither builds nor serialises thousands of intervals.
 FREE_BUSY_SQL = text(
     f"""
 WITH asked AS (
@@ -209,23 +206,35 @@ WITH asked AS (
     SELECT room_id, starts, ends, 'closed'
     FROM unnest(CAST(:closed_rooms AS bigint[]), CAST(:closed_starts AS timestamptz[]), CAST(:closed_ends AS timestamptz[]))
         AS closed (room_id, starts, ends)
+), utc AS (
+    SELECT room_id, starts, ends, kind, starts AT TIME ZONE 'UTC' AS starts_utc, ends AT TIME ZONE 'UTC' AS ends_utc
+    FROM busy
+), per_room AS (
+    SELECT asked.room_id, asked.position,
+           string_agg(
+               '{{"start_time":"' || {_utc_iso("utc.starts_utc")} || '","end_time":"' || {_utc_iso("utc.ends_utc")}
+               || '","kind":"' || utc.kind || '"}}',
+               ',' ORDER BY utc.starts, utc.ends, utc.kind COLLATE "C"
+           ) AS busy
+    FROM asked LEFT JOIN utc ON utc.room_id = asked.room_id
+    GROUP BY asked.room_id, asked.position
 )
-SELECT asked.room_id,
-       coalesce(
-           json_agg(
-               json_build_object('start_time', {_utc_iso("busy.starts")}, 'end_time', {_utc_iso("busy.ends")}, 'kind', busy.kind)
-               ORDER BY busy.starts, busy.ends, busy.kind COLLATE "C"
-           ) FILTER (WHERE busy.kind IS NOT NULL),
-           '[]'
-       )::text AS busy
-FROM asked LEFT JOIN busy ON busy.room_id = asked.room_id
-GROUP BY asked.room_id, asked.position
-ORDER BY asked.position
+SELECT '{{"rooms":[' || coalesce(
+    string_agg(
+        '{{"room_id":' || per_room.room_id || ',"timezone":' || to_json(room_replicas.timezone)::text
+        || ',"busy":[' || coalesce(per_room.busy, '') || ']}}',
+        ',' ORDER BY per_room.position
+    ),
+    ''
+) || ']}}'
+FROM per_room JOIN room_replicas ON room_replicas.room_id = per_room.room_id
 """
 )
 
 
-def free_busy_statement(room_ids: list[int], start: datetime, end: datetime, closed: dict[int, list[tuple[datetime, datetime]]]):
+def free_busy_statement(
+    room_ids: list[int], start: datetime, end: datetime, closed: dict[int, tuple[tuple[datetime, datetime], ...]]
+):
     """The free/busy query with its parameters bound (also what the bench EXPLAINs)."""
     closed_rooms, closed_starts, closed_ends = [], [], []
     for room_id, intervals in closed.items():
@@ -243,8 +252,9 @@ def free_busy_statement(room_ids: list[int], start: datetime, end: datetime, clo
     )
 
 
-def free_busy(room_ids: list[int], start: datetime, end: datetime) -> list[dict]:
-    """Busy intervals (reservation, blackout, closed) of each room in [start, end), clipped to it."""
+def free_busy_json(room_ids: list[int], start: datetime, end: datetime) -> str:
+    """`{"rooms": [{"room_id", "timezone", "busy": [{"start_time", "end_time", "kind"}]}]}` as JSON text: the
+    busy intervals (reservation, blackout, closed) of each room in [start, end), clipped to it, earliest first."""
     check_window(start, end, start_field="from", end_field="to", max_days=MAX_FREE_BUSY_DAYS)
     room_ids = list(dict.fromkeys(room_ids))
     if len(room_ids) > MAX_FREE_BUSY_ROOMS:
@@ -263,8 +273,7 @@ def free_busy(room_ids: list[int], start: datetime, end: datetime) -> list[dict]
         for room_id, (timezone, open_hours) in rooms.items()
         if open_hours is not None
     }
-    busy = {room_id: intervals for room_id, intervals in db.session.execute(free_busy_statement(room_ids, start, end, closed))}
-    return [{"room_id": room_id, "timezone": rooms[room_id][0], "busy": json.loads(busy[room_id])} for room_id in room_ids]
+    return db.session.execute(free_busy_statement(room_ids, start, end, closed)).scalar_one()
 
 
 def _busy_of_room(room_id: int, start: datetime, end: datetime) -> list[tuple[datetime, datetime]]:

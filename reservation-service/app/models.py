@@ -74,14 +74,14 @@ class Reservation(db.Model):
             postgresql_where=text("status = 'confirmed' AND checked_in_at IS NULL"),
         ),
         Index("ix_reservations_series_start", "series_id", "start_time", postgresql_where=text("series_id IS NOT NULL")),
-        # Which rooms are busy in a window (availability, suggestions), across rooms: time first, on the
-        # expression those queries ask by, so per-room questions on `during` keep the room-first exclusion
-        # index (0007, 0008_finding).
+        # Which rooms are busy in a window (availability, suggestions), across rooms (0007): keyed on the time
+        # only, room_id included for index-only scans, so per-room questions keep the room-first exclusion
+        # index (0008_finding).
         Index(
-            "ix_reservations_time_room_confirmed",
-            text("tstzrange(start_time, end_time, '[)')"),
-            "room_id",
+            "ix_reservations_during_confirmed",
+            "during",
             postgresql_using="gist",
+            postgresql_include=["room_id"],
             postgresql_where=text("status = 'confirmed'"),
         ),
     )

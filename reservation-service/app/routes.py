@@ -454,5 +454,5 @@ def free_busy():
       422: {$ref: '#/components/responses/ValidationFailed'}
     """
     query = parse_query(FreeBusyQuery, multi=frozenset({"room_id"}))
-    rooms = availability_operations.free_busy(query.room_id, services.as_utc(query.from_), services.as_utc(query.to))
-    return jsonify(rooms=rooms)
+    body = availability_operations.free_busy_json(query.room_id, services.as_utc(query.from_), services.as_utc(query.to))
+    return current_app.response_class(body, mimetype="application/json")
