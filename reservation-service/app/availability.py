@@ -178,30 +178,29 @@ def _closed_in_zone(
 
 def _iso_json(json_timestamp: str) -> str:
     """SQL turning `to_json(<UTC timestamp>)::text` ("2026-01-05T09:00:00", fractions trimmed: ".25") into the
-    JSON string `datetime.isoformat()` gives for the instant: six digits of fraction when there is one, "+00:00".
-    to_json writes ISO 8601 whatever the session's DateStyle, and costs less than to_char. Colons escaped for
-    text()."""
+    start of the JSON string `datetime.isoformat()` gives for the instant, up to its "+00:00": six digits of
+    fraction when there is one. to_json writes ISO 8601 whatever the session's DateStyle, and costs less than
+    to_char."""
     return (
         f"CASE WHEN length({json_timestamp}) = 21 THEN left({json_timestamp}, 20) "
-        f"ELSE rpad(left({json_timestamp}, -1), 27, '0') END || '+00\\:00\"'"
+        f"ELSE rpad(left({json_timestamp}, -1), 27, '0') END"
     )
 
 
-# The whole free/busy answer, {"rooms": [...]} in the asked order, built by PostgreSQL: each room's
+# Each asked room's busy intervals as the text of a JSON array's items, built by PostgreSQL: the room's
 # reservations (through the exclusion constraint's room-first GiST index), blackouts of the room or of every
-# room, and the closed hours computed in Python (passed as three arrays), clipped to the window and sorted.
-# The service neither builds nor serialises thousands of intervals.
+# room, and the closed hours computed in Python (passed as three arrays), clipped to the window, sorted.
+# The service neither builds nor serialises thousands of intervals. (Colons in literals escaped for text().)
 FREE_BUSY_SQL = text(
     f"""
-WITH asked AS (
-    SELECT room_id, position FROM unnest(CAST(:room_ids AS bigint[])) WITH ORDINALITY AS asked (room_id, position)
-), busy AS (
+WITH busy AS (
     SELECT room_id, greatest(start_time, :start) AS starts, least(end_time, :end) AS ends, 'reservation' AS kind
     FROM reservations
     WHERE room_id = ANY (CAST(:room_ids AS bigint[])) AND status = 'confirmed' AND during && tstzrange(:start, :end, '[)')
     UNION ALL
     SELECT asked.room_id, greatest(blackouts.start_time, :start), least(blackouts.end_time, :end), 'blackout'
-    FROM blackouts JOIN asked ON blackouts.room_id = asked.room_id OR blackouts.room_id IS NULL
+    FROM blackouts JOIN unnest(CAST(:room_ids AS bigint[])) AS asked (room_id)
+        ON blackouts.room_id = asked.room_id OR blackouts.room_id IS NULL
     WHERE blackouts.during && tstzrange(:start, :end, '[)')
     UNION ALL
     SELECT room_id, starts, ends, 'closed'
@@ -211,25 +210,17 @@ WITH asked AS (
     SELECT room_id, starts, ends, kind,
            to_json(starts AT TIME ZONE 'UTC')::text AS starts_json, to_json(ends AT TIME ZONE 'UTC')::text AS ends_json
     FROM busy
-), per_room AS (
-    SELECT asked.room_id, asked.position,
-           string_agg(
-               '{{"start_time":' || {_iso_json("utc.starts_json")} || ',"end_time":' || {_iso_json("utc.ends_json")}
-               || ',"kind":"' || utc.kind || '"}}',
-               ',' ORDER BY utc.starts, utc.ends, utc.kind COLLATE "C"
-           ) AS busy
-    FROM asked LEFT JOIN utc ON utc.room_id = asked.room_id
-    GROUP BY asked.room_id, asked.position
 )
-SELECT '{{"rooms":[' || coalesce(
-    string_agg(
-        '{{"room_id":' || per_room.room_id || ',"timezone":' || to_json(room_replicas.timezone)::text
-        || ',"busy":[' || coalesce(per_room.busy, '') || ']}}',
-        ',' ORDER BY per_room.position
-    ),
-    ''
-) || ']}}'
-FROM per_room JOIN room_replicas ON room_replicas.room_id = per_room.room_id
+SELECT room_id,
+       string_agg(
+           concat(
+               '{{"start_time"\\:', {_iso_json("starts_json")}, '+00\\:00","end_time"\\:', {_iso_json("ends_json")},
+               '+00\\:00","kind"\\:"', kind, '"}}'
+           ),
+           ',' ORDER BY starts, ends, kind COLLATE "C"
+       )
+FROM utc
+GROUP BY room_id
 """
 )
 
@@ -275,7 +266,12 @@ def free_busy_json(room_ids: list[int], start: datetime, end: datetime) -> str:
         for room_id, (timezone, open_hours) in rooms.items()
         if open_hours is not None
     }
-    return db.session.execute(free_busy_statement(room_ids, start, end, closed)).scalar_one()
+    busy = dict(db.session.execute(free_busy_statement(room_ids, start, end, closed)).all())
+    rooms_json = (
+        f'{{"room_id":{room_id},"timezone":{json.dumps(rooms[room_id][0])},"busy":[{busy.get(room_id, "")}]}}'
+        for room_id in room_ids
+    )
+    return '{"rooms":[' + ",".join(rooms_json) + "]}"
 
 
 def _busy_of_room(room_id: int, start: datetime, end: datetime) -> list[tuple[datetime, datetime]]:
