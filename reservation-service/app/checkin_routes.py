@@ -92,9 +92,7 @@ def join_waitlist(body: WaitlistCreate):
     and `reservation_id`. Entries whose start passes expire.
     ---
     responses:
-      201:
-        description: The entry (status waiting).
-        schema: {$ref: '#/components/schemas/WaitlistEntryOut'}
+      201: {description: The entry (status waiting)., schema: {$ref: '#/components/schemas/WaitlistEntryOut'}}
       409:
         description: >
           The window is free (type `/problems/slot-free`, with `booking`: the reservation to create instead),
@@ -119,9 +117,7 @@ def list_waitlist(query: WaitlistListQuery):
     """Your waitlist entries, latest first (only your own).
     ---
     responses:
-      200:
-        description: A page of your entries.
-        schema: {$ref: '#/components/schemas/WaitlistPage'}
+      200: {description: A page of your entries., schema: {$ref: '#/components/schemas/WaitlistPage'}}
     """
     return jsonify(waitlist.list_entries(current_principal(), query))
 

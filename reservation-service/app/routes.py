@@ -124,9 +124,7 @@ def create_reservation(principal, body: ReservationCreate, record_answer) -> dic
     """Book a room. Honours `Idempotency-Key`.
     ---
     responses:
-      201:
-        description: The reservation (status confirmed).
-        schema: {$ref: '#/components/schemas/ReservationOut'}
+      201: {description: The reservation (status confirmed)., schema: {$ref: '#/components/schemas/ReservationOut'}}
       409:
         description: >
           The room is booked (`conflicts`) or blacked out (`blackouts`) for part of the time; a fair-use
@@ -189,9 +187,7 @@ def update_reservation(reservation_id: int, body: ReservationUpdate):
     parameters:
       - {$ref: '#/components/parameters/IfMatch'}
     responses:
-      200:
-        description: The updated reservation.
-        schema: {$ref: '#/components/schemas/ReservationOut'}
+      200: {description: The updated reservation., schema: {$ref: '#/components/schemas/ReservationOut'}}
       403: {$ref: '#/components/responses/Forbidden'}
       409:
         description: >
@@ -252,9 +248,7 @@ def create_blackout(body: BlackoutCreate):
     event (`reason: blackout`, `blackout_id`) and e-mail; bookings into it are refused (409 with `blackouts`).
     ---
     responses:
-      201:
-        description: The blackout.
-        schema: {$ref: '#/components/schemas/BlackoutOut'}
+      201: {description: The blackout., schema: {$ref: '#/components/schemas/BlackoutOut'}}
       503: {$ref: '#/components/responses/ServiceUnavailable'}
     """
     blackout, _ = blackout_operations.create_blackout(current_principal(), body, bearer_token(), _settings().rooms)
@@ -269,9 +263,7 @@ def list_blackouts(query: BlackoutListQuery):
     """Blackouts, earliest first (any user).
     ---
     responses:
-      200:
-        description: A page of blackouts.
-        schema: {$ref: '#/components/schemas/BlackoutPage'}
+      200: {description: A page of blackouts., schema: {$ref: '#/components/schemas/BlackoutPage'}}
     """
     return jsonify(blackout_operations.list_blackouts(query))
 

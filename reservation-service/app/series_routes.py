@@ -55,9 +55,7 @@ def get_series(series_id: int):
     """A series (its owner or an admin): every occurrence as it is now (moved or cancelled ones too), and the skipped ones.
     ---
     responses:
-      200:
-        description: The series.
-        schema: {$ref: '#/components/schemas/SeriesOut'}
+      200: {description: The series., schema: {$ref: '#/components/schemas/SeriesOut'}}
       403: {$ref: '#/components/responses/Forbidden'}
     """
     return jsonify(series_operations.read_series(series_id, current_principal()))

@@ -42,9 +42,7 @@ def create_room(body: RoomCreate):
     """Create a room (admins).
     ---
     responses:
-      201:
-        description: The room.
-        schema: {$ref: '#/components/schemas/RoomOut'}
+      201: {description: The room., schema: {$ref: '#/components/schemas/RoomOut'}}
       409: {$ref: '#/components/responses/Conflict'}
     """
     room = services.create_room(body, current_app.config["SERVICE"].default_timezone)
@@ -60,9 +58,7 @@ def get_room(room_id: int):
     parameters:
       - {$ref: '#/components/parameters/IfNoneMatch'}
     responses:
-      200:
-        description: The room.
-        schema: {$ref: '#/components/schemas/RoomOut'}
+      200: {description: The room., schema: {$ref: '#/components/schemas/RoomOut'}}
     """
     return json_with_etag(services.get_room(room_id).to_dict())
 
@@ -76,9 +72,7 @@ def update_room(room_id: int, body: RoomUpdate):
     parameters:
       - {$ref: '#/components/parameters/IfMatch'}
     responses:
-      200:
-        description: The room.
-        schema: {$ref: '#/components/schemas/RoomOut'}
+      200: {description: The room., schema: {$ref: '#/components/schemas/RoomOut'}}
       409: {$ref: '#/components/responses/Conflict'}
     """
     room = services.update_room(room_id, body, if_match=if_match_header())
@@ -107,9 +101,7 @@ def internal_room(room_id: int):
     """For reservation-service (not routed by the gateway): a room including deleted ones, with the caller's token.
     ---
     responses:
-      200:
-        description: The room and whether it was deleted.
-        schema: {$ref: '#/components/schemas/InternalRoom'}
+      200: {description: The room and whether it was deleted., schema: {$ref: '#/components/schemas/InternalRoom'}}
     """
     room = services.get_room(room_id, include_deleted=True)
     return jsonify({**room.to_dict(), "deleted": room.deleted_at is not None})

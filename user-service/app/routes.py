@@ -30,9 +30,7 @@ def register(body: RegisterRequest):
     ---
     security: []
     responses:
-      201:
-        description: The new user.
-        schema: {$ref: '#/components/schemas/UserOut'}
+      201: {description: The new user., schema: {$ref: '#/components/schemas/UserOut'}}
       409: {$ref: '#/components/responses/Conflict'}
       429: {$ref: '#/components/responses/TooManyRequests'}
       503: {$ref: '#/components/responses/ServiceUnavailable'}
@@ -48,9 +46,7 @@ def login(body: LoginRequest):
     ---
     security: []
     responses:
-      200:
-        description: Access and refresh tokens.
-        schema: {$ref: '#/components/schemas/Tokens'}
+      200: {description: Access and refresh tokens., schema: {$ref: '#/components/schemas/Tokens'}}
       401:
         description: Wrong e-mail or password (the same answer for both).
       403:
@@ -71,9 +67,7 @@ def refresh(body: RefreshRequest):
     ---
     security: []
     responses:
-      200:
-        description: New access and refresh tokens.
-        schema: {$ref: '#/components/schemas/Tokens'}
+      200: {description: New access and refresh tokens., schema: {$ref: '#/components/schemas/Tokens'}}
       401: {$ref: '#/components/responses/Unauthorized'}
     """
     return jsonify(services.refresh(body.refresh_token, _settings()))
@@ -118,9 +112,7 @@ def list_users(query: UserListQuery):
     """List users (admins only), with booking statistics.
     ---
     responses:
-      200:
-        description: A page of users.
-        schema: {$ref: '#/components/schemas/UserPage'}
+      200: {description: A page of users., schema: {$ref: '#/components/schemas/UserPage'}}
     """
     return jsonify(services.list_users(query))
 
@@ -131,9 +123,7 @@ def me():
     """The caller's own account.
     ---
     responses:
-      200:
-        description: The user.
-        schema: {$ref: '#/components/schemas/UserOut'}
+      200: {description: The user., schema: {$ref: '#/components/schemas/UserOut'}}
     """
     principal = current_principal()
     return jsonify(services.read_user(principal.user_id, principal))
@@ -145,9 +135,7 @@ def get_user(user_id: int):
     """One user: yourself, or anyone if you are an admin.
     ---
     responses:
-      200:
-        description: The user (admins also see booking_stats).
-        schema: {$ref: '#/components/schemas/UserOut'}
+      200: {description: The user (admins also see booking_stats)., schema: {$ref: '#/components/schemas/UserOut'}}
       403: {$ref: '#/components/responses/Forbidden'}
     """
     return jsonify(services.read_user(user_id, current_principal()))
@@ -160,9 +148,7 @@ def update_user(user_id: int, body: UserUpdate):
     """Change an account. Self: full_name, password (with current_password). Admin: also role and is_active.
     ---
     responses:
-      200:
-        description: The updated user.
-        schema: {$ref: '#/components/schemas/UserOut'}
+      200: {description: The updated user., schema: {$ref: '#/components/schemas/UserOut'}}
       403:
         description: Not your account, or a non-admin sent role or is_active.
       409:
