@@ -17,6 +17,7 @@ from pydantic import (
     field_serializer,
 )
 
+from servicekit.openapi import ProblemDocument
 from servicekit.pagination import PageEnvelope, PageQuery
 from servicekit.validation import SINGLE_LINE, Substring, partial_update_of
 from servicekit.validation import StrictModel as Strict
@@ -139,7 +140,7 @@ class Suggestion(BaseModel):
     end_time: datetime
 
 
-class BookingConflict(BaseModel):
+class BookingConflict(ProblemDocument):
     """409 problem document. A booking clash lists what is in the way: `conflicts` (other bookings),
     `blackouts`, or both; a conflict with the reservation's state (already cancelled, an Idempotency-Key
     in flight, type `/problems/conflict`) has neither."""
@@ -154,10 +155,6 @@ class BookingConflict(BaseModel):
         }
     )
 
-    type: str
-    title: str
-    status: int
-    detail: str
     conflicts: list[ConflictItem] | None = Field(None, description="the confirmed reservations in the way")
     blackouts: list[BlackoutItem] | None = Field(None, description="the blackouts in the way")
     suggestions: list[Suggestion] | None = Field(
@@ -186,13 +183,10 @@ class FeedQuery(BaseModel):
     token: str = Field(min_length=1, max_length=200, description="a feed token from POST /api/calendar/tokens")
 
 
-class QuotaExceeded(BaseModel):
+class QuotaExceeded(ProblemDocument):
     """409 problem document (type /problems/quota-exceeded) of a fair-use limit; admins are exempt."""
 
     type: Literal["/problems/quota-exceeded"]
-    title: str
-    status: int
-    detail: str
     limit: Literal["MAX_FUTURE_BOOKINGS", "MAX_HOURS_PER_WEEK"]
     maximum: int = Field(description="the limit: bookings, or hours per ISO week")
     current: float = Field(description="what you hold now: upcoming bookings, or hours booked in that week")
@@ -291,13 +285,9 @@ class FreeBusy(BaseModel):
     rooms: list[RoomFreeBusy]
 
 
-class CheckInClosed(BaseModel):
+class CheckInClosed(ProblemDocument):
     """409 problem document of a check-in outside its window (or of a booking that is not confirmed)."""
 
-    type: str
-    title: str
-    status: int
-    detail: str
     opens_at: datetime | None = Field(None, description="when check-in opens (start minus CHECKIN_OPEN_MINUTES)")
     closes_at: datetime | None = Field(None, description="when check-in closes (start plus CHECKIN_GRACE_MINUTES)")
 
@@ -344,14 +334,11 @@ class FreeBooking(BaseModel):
     end_time: datetime
 
 
-class SlotIsFree(BaseModel):
+class SlotIsFree(ProblemDocument):
     """409 problem document (type /problems/slot-free) of joining the waitlist for a free window:
     `booking` is the body of the POST /api/reservations that would book it."""
 
     type: Literal["/problems/slot-free"]
-    title: str
-    status: int
-    detail: str
     booking: FreeBooking
 
 
@@ -428,14 +415,11 @@ class ClashingOccurrence(SkippedOccurrence):
     blackouts: list[BlackoutItem] = Field(default_factory=list, description="the blackouts in the way")
 
 
-class SeriesConflict(BaseModel):
+class SeriesConflict(ProblemDocument):
     """409 problem document (type /problems/series-conflict) of a series with on_conflict fail: every clashing
     occurrence with what it clashes with; nothing was booked."""
 
     type: Literal["/problems/series-conflict"]
-    title: str
-    status: int
-    detail: str
     occurrences: list[ClashingOccurrence]
 
 

@@ -174,8 +174,8 @@ def _book_entry(entry_id: int, settings: services.BookingSettings) -> bool:
     if entry is None or entry.status != "waiting":
         db.session.commit()
         return False
-    services._check_free(entry.room_id, entry.start_time, entry.end_time, None)
-    services._check_quotas(entry.user_id, room, entry.start_time, entry.end_time, settings, now, None)
+    # The booking path's own check: blackouts, clashes and the owner's quotas in one round trip.
+    services._check_free_and_quotas(entry.room_id, entry.start_time, entry.end_time, None, entry.user_id, room, settings, now)
     reservation = Reservation(
         room_id=entry.room_id,
         user_id=entry.user_id,

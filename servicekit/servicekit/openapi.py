@@ -47,6 +47,16 @@ READINESS_SCHEMA = {
 }
 
 
+class ProblemDocument(BaseModel):
+    """The RFC 9457 members every problem document has: the base of a service's documented problem types,
+    which add their own members (and may narrow `type` to a Literal)."""
+
+    type: str
+    title: str
+    status: int
+    detail: str
+
+
 def _problem_response(description: str) -> dict:
     return {
         "description": description,
