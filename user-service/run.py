@@ -11,6 +11,8 @@ def ensure_first_admin(app):
             print(f"user-service: created the first admin {config.admin_email}")
         else:
             print(f"user-service: {config.admin_email} already has an account; it is left as it is")
+        if not services.active_admin_exists():
+            print(f"user-service: WARNING: no active administrator exists ({config.admin_email} is not one)")
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ from flask import Flask
 from config import ReservationServiceConfig
 from servicekit.app import create_service_app
 from servicekit.auth import JwksKeySource, TokenVerifier, init_auth
+from servicekit.metrics import metrics_of
 from servicekit.openapi import build_spec
 from servicekit.peers import PeerClient
 
@@ -82,11 +83,11 @@ def add_checkin_and_waitlist(app: Flask, config: ReservationServiceConfig) -> No
     settings = app.extensions["reservation-service.booking"]
 
     def release_no_shows() -> None:
-        checkin_routes.count(app, "reservations_released_total", len(checkin.release_no_shows(window.grace)))
+        metrics_of(app).count("reservations_released_total", len(checkin.release_no_shows(window.grace)))
 
     def serve_waitlist() -> None:
-        checkin_routes.count(app, "waitlist_expiries_total", waitlist.expire_passed())
-        checkin_routes.count(app, "waitlist_bookings_total", len(waitlist.book_freed_slots(settings)))
+        metrics_of(app).count("waitlist_expiries_total", waitlist.expire_passed())
+        metrics_of(app).count("waitlist_bookings_total", len(waitlist.book_freed_slots(settings)))
 
     background = app.extensions["servicekit.background"]
     background.add_job("release-no-shows", config.auto_release_poll_seconds, release_no_shows)

@@ -20,13 +20,7 @@ def create_blackout(principal: Principal, request: BlackoutCreate, bearer: str, 
 
     Returns the blackout and how many reservations it cancelled (each with its event, so its e-mail)."""
     start, end = request.start_time, request.end_time
-    errors = []
-    if end <= start:
-        errors.append({"field": "end_time", "message": "Must be after start_time."})
-    if start < utcnow():
-        errors.append({"field": "start_time", "message": "Must not be in the past."})
-    if errors:
-        raise ValidationFailed(errors)
+    services.check_times(start, end, utcnow())
     if request.room_id is not None:
         room = rooms.lookup(request.room_id, bearer)
         if room is None or room.deleted:

@@ -31,13 +31,8 @@ UTILIZATION_GAUGE = "rooms_utilization_percent"
 
 def register_checkin_metrics(app: Flask) -> None:
     """Create the metrics at start-up (in the request and the worker process), exported at 0."""
-    metrics = metrics_of(app)
-    metrics.counter("reservation_checkins_total", COUNTERS["reservation_checkins_total"])
-    metrics.counter("reservations_released_total", COUNTERS["reservations_released_total"])
-    metrics.counter("waitlist_joins_total", COUNTERS["waitlist_joins_total"])
-    metrics.counter("waitlist_bookings_total", COUNTERS["waitlist_bookings_total"])
-    metrics.counter("waitlist_expiries_total", COUNTERS["waitlist_expiries_total"])
-    metrics.gauge("rooms_utilization_percent", "Booked hours / open hours of all rooms today (UTC day), in percent")
+    metrics_of(app).declare_counters(COUNTERS)
+    metrics_of(app).gauge(UTILIZATION_GAUGE, "Booked hours / open hours of all rooms today (UTC day), in percent")
 
 
 def refresh_utilization_gauge(app: Flask) -> None:
@@ -47,11 +42,6 @@ def refresh_utilization_gauge(app: Flask) -> None:
     booked = sum(room.booked_hours for room in report.rooms)
     opened = sum(room.open_hours for room in report.rooms)
     metrics_of(app).gauge(UTILIZATION_GAUGE, "").set(round(100 * booked / opened, 2) if opened else 0)
-
-
-def count(app: Flask, name: str, amount: int = 1) -> None:
-    if amount:
-        metrics_of(app).counter(name, COUNTERS[name]).inc(amount)
 
 
 def _window() -> checkin.CheckInWindow:
@@ -79,7 +69,7 @@ def check_in(reservation_id: int):
     """
     reservation, checked_in_now = checkin.check_in(reservation_id, current_principal(), _window())
     if checked_in_now:
-        count(current_app, "reservation_checkins_total")
+        metrics_of(current_app).count("reservation_checkins_total")
     return jsonify(reservation.to_dict())
 
 
@@ -106,7 +96,7 @@ def join_waitlist(body: WaitlistCreate):
       503: {$ref: '#/components/responses/ServiceUnavailable'}
     """
     entry = waitlist.join(current_principal(), body, bearer_token(), current_app.extensions["reservation-service.booking"])
-    count(current_app, "waitlist_joins_total")
+    metrics_of(current_app).count("waitlist_joins_total")
     return jsonify(waitlist.entry_body(entry)), 201, {"Location": f"/api/waitlist/{entry.id}"}
 
 

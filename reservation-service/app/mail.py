@@ -18,12 +18,10 @@ from servicekit.db import db
 from servicekit.metrics import metrics_of
 from servicekit.worker import LeasedQueue, PollingWorker
 
-from .calendars import invitation_for_event
-from .ical import attach_invitation
+from .calendars import SERIES_EVENTS, invitation_for_event
+from .ical import attach_invitation, room_label
 from .models import OutgoingEmail, RoomReplica, UserReplica
 from .policies import zone_of
-
-SERIES_EVENTS = frozenset({"reservation.series_created", "reservation.series_cancelled"})
 
 log = logging.getLogger(__name__)
 
@@ -39,9 +37,7 @@ def _when(start: str, end: str) -> str:
 
 def _room_line(room_id: int) -> str:
     room = db.session.get(RoomReplica, room_id)
-    if room is None:
-        return f"Room #{room_id}"
-    return f"{room.name}" + (f" ({room.location})" if room.location else "")
+    return room_label(room.name, room.location, room_id) if room else room_label(None, None, room_id)
 
 
 FIELD_LABELS = {

@@ -57,13 +57,11 @@ BOOKING_COUNTERS = {
 
 def register_booking_metrics(app) -> None:
     """Create the booking counters at start-up, so they are exported (at 0) before the first booking."""
-    for name, documentation in BOOKING_COUNTERS.items():
-        metrics_of(app).counter(name, documentation)
+    metrics_of(app).declare_counters(BOOKING_COUNTERS)
 
 
 def _count(name: str, amount: int = 1) -> None:
-    if amount:
-        metrics_of(current_app).counter(name, BOOKING_COUNTERS[name]).inc(amount)
+    metrics_of(current_app).count(name, amount)
 
 
 def _counting_conflicts(operation, refusal: type[Exception] = services.BookingConflict):

@@ -360,7 +360,7 @@ def create_series(principal: Principal, request: SeriesCreate, bearer: str, sett
     """Book every occurrence of the rule (on_conflict fail: all or nothing; skip: the free ones). Returns the series body."""
     start, end = request.start_time, request.end_time
     now = utcnow()
-    services._check_times(start, end, now)
+    services.check_times(start, end, now)
     room = services._check_room(settings.rooms.lookup(request.room_id, bearer), len(request.attendees), settings)
     policy = BookingPolicy.of_room(room.booking_policy, settings.default_policy)
     occurrences = expand(

@@ -33,10 +33,10 @@ class BookingSettings:
     horizon: timedelta
     rooms: RoomDirectory
     users: UserDirectory
-    max_future_bookings: int = 50
-    max_hours_per_week: int = 40
-    max_attendees: int = 100
-    max_series_occurrences: int = 200
+    max_future_bookings: int
+    max_hours_per_week: int
+    max_attendees: int
+    max_series_occurrences: int
 
     @property
     def default_policy(self) -> BookingPolicy:
@@ -87,7 +87,8 @@ def publish(event_type: str, reservation: Reservation) -> None:
     record_event(TOPIC, reservation.id, event_type, reservation.to_dict(), PRODUCER)
 
 
-def _check_times(start: datetime, end: datetime, now: datetime) -> None:
+def check_times(start: datetime, end: datetime, now: datetime) -> None:
+    """A window of a booking or blackout: end after start, start not in the past (422 naming the fields)."""
     errors = []
     if end <= start:
         errors.append({"field": "end_time", "message": "Must be after start_time."})
@@ -311,7 +312,7 @@ def create_reservation(
 ) -> Reservation:
     start, end = request.start_time, request.end_time
     now = utcnow()
-    _check_times(start, end, now)
+    check_times(start, end, now)
     known_room, owner_known = _room_and_owner(request.room_id, principal.user_id)
     room = known_room or settings.rooms.lookup(request.room_id, bearer)  # not known here: room-service tells
     room = _check_room(room, len(request.attendees), settings)
@@ -380,7 +381,7 @@ def update_reservation(
     moved = (room_id, start, end) != (current.room_id, current.start_time, current.end_time)
     now = utcnow()
     if moved:
-        _check_times(start, end, now)
+        check_times(start, end, now)
     room = None
     if moved or len(attendees) > len(current.attendees):
         room = _check_room(settings.rooms.lookup(room_id, bearer), len(attendees), settings)

@@ -13,7 +13,6 @@ its own transaction, so first come is first served however many workers run.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 
 from sqlalchemy import or_, select, update
 
@@ -40,7 +39,7 @@ def join(principal: Principal, request: WaitlistCreate, bearer: str, settings: s
     """Wait for a taken window (409 SlotIsFree, with the booking it would be, when nothing is in the way)."""
     start, end = request.start_time, request.end_time
     now = utcnow()
-    services._check_times(start, end, now)
+    services.check_times(start, end, now)
     room = services._check_room(settings.rooms.lookup(request.room_id, bearer), 0, settings)
     services._check_policy(room, start, end, settings, now)
     if not services.find_conflicts(request.room_id, start, end) and not services.find_blackouts(request.room_id, start, end):
@@ -93,12 +92,6 @@ def leave(entry_id: int, principal: Principal) -> None:
         raise NotFound(f"Waitlist entry {entry_id} does not exist.")
     db.session.delete(entry)
     db.session.commit()
-
-
-@dataclass(frozen=True)
-class PassResult:
-    booked: list[int]
-    expired: int
 
 
 def expire_passed() -> int:

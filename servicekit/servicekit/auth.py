@@ -196,6 +196,7 @@ class RevocationList:
         self.stale_seconds = stale_seconds
         self._cutoffs: dict[str, float] = {}
         self._loaded_at: float | None = None
+        self._retry_at = 0.0  # after a failed load, the next attempt
         self._lock = threading.Lock()
 
     def _load(self) -> None:
@@ -208,15 +209,25 @@ class RevocationList:
         now = time.monotonic()
         if self._loaded_at is not None and now - self._loaded_at < self.refresh_seconds:
             return self._cutoffs
+        if now < self._retry_at:  # a load failed just now: no request waits on the database again until then
+            return self._held(now)
         with self._lock:
             if self._loaded_at is not None and time.monotonic() - self._loaded_at < self.refresh_seconds:
                 return self._cutoffs
+            if time.monotonic() < self._retry_at:
+                return self._held(now)
             try:
                 self._load()
             except Exception as exc:
-                if self._loaded_at is None or now - self._loaded_at > self.stale_seconds:
-                    log.warning("revocation list unreadable: %s", exc.__class__.__name__)
-                    raise ServiceUnavailable("Tokens cannot be checked right now; try again shortly.") from None
+                self._retry_at = now + self.refresh_seconds
+                log.warning("revocation list unreadable: %s", exc.__class__.__name__)
+                return self._held(now)
+        return self._cutoffs
+
+    def _held(self, now: float) -> dict[str, float]:
+        """The list held, while it is recent enough to trust; else 503."""
+        if self._loaded_at is None or now - self._loaded_at > self.stale_seconds:
+            raise ServiceUnavailable("Tokens cannot be checked right now; try again shortly.")
         return self._cutoffs
 
     def __call__(self, principal: Principal) -> bool:

@@ -12,6 +12,10 @@ class ConfigError(RuntimeError):
     """One or more environment variables are missing or invalid."""
 
 
+KAFKA_SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
+KAFKA_SASL_MECHANISMS = ("SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN")
+
+
 @dataclass(frozen=True)
 class Env:
     """Describes one environment variable: how to parse it and its default."""
@@ -122,11 +126,11 @@ class BaseConfig:
     kafka_security_protocol: str = env_field(
         "KAFKA_SECURITY_PROTOCOL",
         "PLAINTEXT",
-        parse_choice("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"),
+        parse_choice(*KAFKA_SECURITY_PROTOCOLS),
         doc="PLAINTEXT, SSL (mTLS with a client certificate), SASL_PLAINTEXT or SASL_SSL",
     )
     kafka_sasl_mechanism: str = env_field(
-        "KAFKA_SASL_MECHANISM", "SCRAM-SHA-512", parse_choice("SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN"), doc="SASL mechanism"
+        "KAFKA_SASL_MECHANISM", "SCRAM-SHA-512", parse_choice(*KAFKA_SASL_MECHANISMS), doc="SASL mechanism"
     )
     kafka_sasl_username: str = env_field("KAFKA_SASL_USERNAME", "", doc="SASL user of this service")
     kafka_sasl_password: str = env_field("KAFKA_SASL_PASSWORD", "", doc="its SASL password")

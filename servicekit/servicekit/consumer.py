@@ -23,6 +23,7 @@ from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 from flask import Flask
+from psycopg.errors import DeadlockDetected, QueryCanceled
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import InterfaceError, OperationalError
 
@@ -36,6 +37,17 @@ log = logging.getLogger(__name__)
 
 Handler = Callable[[dict[str, Any]], None]
 PARKED = ("parked",)  # the outcome of a message kept in parked_events
+
+
+def _database_away(exc: Exception) -> bool:
+    """The database cannot be reached (retry the batch later), as opposed to a statement of this message's
+    that failed on a live server (cancelled by statement_timeout, a deadlock): that one is the handler's
+    failure, retried and then parked like any other, so it cannot block its partition for ever."""
+    if isinstance(exc, InterfaceError):
+        return True
+    if not isinstance(exc, OperationalError):
+        return False
+    return exc.connection_invalidated or not isinstance(exc.orig, QueryCanceled | DeadlockDetected)
 
 
 class EventConsumer(BackgroundThread):
@@ -88,10 +100,6 @@ class EventConsumer(BackgroundThread):
             messages = self.consumer.consume(num_messages=self.batch_size, timeout=0.5)
             if messages:
                 self.handle_batch(messages)
-
-    def handle_message(self, message: Message) -> None:
-        """Apply one message (a batch of one)."""
-        self.handle_batch([message])
 
     def handle_batch(self, messages: list[Message]) -> None:
         """Apply `messages` in one transaction, then commit the offsets of those applied, skipped or parked."""
@@ -149,9 +157,9 @@ class EventConsumer(BackgroundThread):
         try:
             applied = self._apply(handler, envelope)
             savepoint.commit()
-        except (OperationalError, InterfaceError):
-            raise  # the database is away: the whole batch is retried
         except Exception as exc:
+            if _database_away(exc):
+                raise  # the whole batch is retried
             savepoint.rollback()
             attempts = self._attempts.get(position, 0) + 1
             self._attempts[position] = attempts

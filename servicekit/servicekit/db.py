@@ -26,9 +26,8 @@ class Base(DeclarativeBase):
 
 # expire_on_commit=False: an object read or written in a request stays readable after the commit without
 # another SELECT (a request commits, then serialises what it committed).
-# No pool_pre_ping (a round trip on every checkout): a connection the server dropped fails one
-# statement, which invalidates the pool, so the next checkout connects afresh; pool_recycle retires
-# connections before idle timeouts of proxies in between.
+# No pool_pre_ping (a round trip on every checkout): servicekit.dbguard pings a connection only after it sat
+# idle; pool_recycle retires connections before idle timeouts of proxies in between.
 db = SQLAlchemy(
     model_class=Base,
     engine_options={"pool_size": 10, "max_overflow": 5, "pool_recycle": 1800},

@@ -40,8 +40,10 @@ class Watchdog:
         self._thread = threading.Thread(target=self._run, name="db-watchdog", daemon=True)
         self._thread.start()
 
+    enabled = True  # off for `run.py migrate`: an index build may rightly take minutes
+
     def begin(self, dbapi_connection, deadline: float | None = None) -> None:
-        if dbapi_connection is None:
+        if dbapi_connection is None or not self.enabled:
             return
         try:
             fd = dbapi_connection.fileno()
@@ -100,6 +102,17 @@ def engine_options(connect_timeout: int, statement_timeout_ms: int, pool_timeout
     }
 
 
+def _timed(call, watchdog: Watchdog):
+    def timed(dbapi_connection):
+        watchdog.begin(dbapi_connection)
+        try:
+            return call(dbapi_connection)
+        finally:
+            watchdog.end(dbapi_connection)
+
+    return timed
+
+
 def guard_engine(engine: Engine, deadline: float) -> Watchdog:
     """Put every statement, commit, rollback and pool ping of `engine` under a `deadline` (seconds)."""
     watchdog = Watchdog(deadline)
@@ -123,10 +136,11 @@ def guard_engine(engine: Engine, deadline: float) -> Watchdog:
         if context.connection is not None:
             watchdog.end(dbapi(context.connection))
 
-    @event.listens_for(engine, "commit")
-    @event.listens_for(engine, "rollback")
-    def _ending_transaction(conn):
-        watchdog.begin(dbapi(conn))  # ended at check-in, or by the next statement
+    # COMMIT and ROLLBACK are timed while they run, not until check-in: a connection may stay checked out and
+    # idle after its commit (an exclusive job's advisory-lock connection) and must not be cut then.
+    dialect = engine.dialect
+    for name in ("do_commit", "do_rollback"):
+        setattr(dialect, name, _timed(getattr(dialect, name), watchdog))
 
     @event.listens_for(engine, "reset")
     def _reset(dbapi_connection, record, reset_state):

@@ -109,6 +109,17 @@ class ServiceMetrics:
             multiprocess_mode="livemax",
         )
 
+    def declare_counters(self, counters: dict[str, str]) -> None:
+        """Create the service's counters (name: documentation) at start-up, so they are exported at 0
+        before their first event; `count` increments them by name."""
+        for name, documentation in counters.items():
+            self.counter(name, documentation)
+
+    def count(self, name: str, amount: int = 1) -> None:
+        """Add `amount` to a counter made by `declare_counters` (0 adds nothing)."""
+        if amount:
+            self.extra[name].inc(amount)
+
     def counter(self, name: str, documentation: str, labels: tuple[str, ...] = ()) -> Counter:
         """A service-specific counter, created on first use and shared after."""
         if name not in self.extra:

@@ -15,6 +15,14 @@ def run_migrations() -> None:
             context.run_migrations()
         return
     with migrate.db.engine.connect() as connection:
-        context.configure(connection=connection, target_metadata=metadata, **migrate.configure_args)
-        with context.begin_transaction():
-            context.run_migrations()
+        # No request-path limits while migrating: building an index on a large table takes what it takes.
+        connection.exec_driver_sql("SET statement_timeout = 0")
+        connection.commit()
+        try:
+            context.configure(connection=connection, target_metadata=metadata, **migrate.configure_args)
+            with context.begin_transaction():
+                context.run_migrations()
+        finally:  # the connection goes back to a pool that serves requests (tests migrate in-process)
+            connection.rollback()
+            connection.exec_driver_sql("RESET statement_timeout")
+            connection.commit()

@@ -51,6 +51,8 @@ def paginate(
         total, estimated = offset + len(rows), False  # the last page tells the total without a count
     else:
         total, estimated = count_rows(session, stmt)
+        if estimated:  # never fewer than the rows already served (the planner can guess low)
+            total = max(total, offset + len(rows) + 1)
     return {
         "items": [serialize(row) for row in rows],
         "page": query.page,

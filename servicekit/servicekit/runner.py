@@ -26,6 +26,7 @@ def main(create_app: Callable[[], Flask], *, at_start: Callable[[Flask], None] |
     if command == "migrate":
         from flask_migrate import upgrade
 
+        app.extensions["servicekit.dbguard"].enabled = False  # see migration_env: no request-path limits
         with app.app_context():
             upgrade()
             config = app.config["SERVICE"]

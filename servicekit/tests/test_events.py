@@ -193,3 +193,35 @@ def test_a_failing_message_ends_its_batch_and_every_message_is_applied_once_in_o
     finally:
         consumer.stop()
     assert applied == list(range(10)) and failed_once == {4}
+
+
+def test_a_handler_cancelled_by_the_statement_timeout_is_parked_and_its_partition_moves_on(app, topics):
+    """A statement of one message cancelled on a live server (statement_timeout) is that message's failure:
+    retried, then parked; it is not taken for a database outage that blocks the partition for ever."""
+    from sqlalchemy import text
+
+    key, group = uuid.uuid4().hex, f"kit-{uuid.uuid4().hex[:6]}"
+    applied: list[int] = []
+
+    def on_updated(envelope):
+        data = envelope["data"]
+        if data.get("key") != key:
+            return
+        if data["n"] == 0:
+            db.session.execute(text("SET LOCAL statement_timeout = '50ms'"))
+            db.session.execute(text("SELECT pg_sleep(1)"))
+        applied.append(data["n"])
+
+    for n in range(2):
+        topics.produce("room-events", key, json.dumps(make_envelope("room.updated", {"key": key, "n": n}, "kit-test")).encode())
+    consumer = EventConsumer(
+        app, group, {"room-events": {"room.updated": on_updated}}, owners={"room-events": "kit-test"}, max_attempts=2
+    )
+    consumer.start()
+    try:
+        wait_until(lambda: applied == [1], timeout=30, message="the message after the cancelled one to be applied")
+    finally:
+        consumer.stop()
+    with app.app_context():
+        parked = db.session.execute(select(ParkedEvent).where(ParkedEvent.consumer_group == group)).scalars().all()
+    assert len(parked) == 1 and ("QueryCanceled" in parked[0].error or "statement timeout" in parked[0].error)

@@ -66,3 +66,21 @@ def test_a_connection_in_steady_use_is_not_pinged(app, pings, monkeypatch):
     monkeypatch.setattr(dbguard, "PING_AFTER_IDLE_SECONDS", 0.0)
     _use_a_connection(app)
     assert pings  # idle for at least 0 s: pinged
+
+
+def test_a_connection_kept_idle_after_its_commit_is_not_cut(app):
+    """An exclusive job holds its advisory-lock connection idle after committing: the watchdog times the
+    COMMIT itself, not the time until check-in, so the connection (and its lock) survives the deadline."""
+    engine = create_engine(app.config["SQLALCHEMY_DATABASE_URI"])
+    dbguard.guard_engine(engine, deadline=0.3)
+    try:
+        with engine.connect() as connection:
+            connection.execute(text("SELECT 1"))
+            connection.commit()
+            time.sleep(0.9)  # three deadlines, idle
+            assert connection.execute(text("SELECT 2")).scalar_one() == 2
+            connection.rollback()
+            time.sleep(0.9)
+            assert connection.execute(text("SELECT 3")).scalar_one() == 3
+    finally:
+        engine.dispose()

@@ -36,6 +36,7 @@ def create_app(config: UserServiceConfig | None = None) -> Flask:
     app.register_blueprint(routes.auth)
     app.register_blueprint(routes.users)
     app.extensions["servicekit.background"].add_worker(kafka_consumer.make_consumer)
+    app.extensions["servicekit.background"].add_job("purge-old-throttles", 3600, services.purge_old_throttles)
     return app
 
 

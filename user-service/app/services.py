@@ -8,7 +8,6 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.exc import IntegrityError
 
 from servicekit.auth import Principal
 from servicekit.db import db, flush_or_raise, like_substring, utcnow
@@ -56,6 +55,12 @@ def register_user(request: RegisterRequest) -> User:
 
 
 def _issue_tokens(user: User, settings: TokenSettings, family_id: str | None = None) -> dict:
+    # The role and state the tokens carry are read under a share lock: a role change or deactivation (which
+    # holds the row FOR UPDATE and stamps its revocation cut-off after taking it) either commits first and is
+    # seen here, or waits until these tokens exist, so they fall before its cut-off.
+    user = db.session.get(User, user.id, with_for_update={"read": True}, populate_existing=True)
+    if user is None or not user.is_active:
+        raise Forbidden("This account is deactivated.")
     token, digest = new_refresh_token()
     db.session.add(
         RefreshToken(
@@ -99,9 +104,14 @@ def _record_failure(scope: str, account: str, client: str, now: datetime, settin
             .where(AuthThrottle.scope == scope, AuthThrottle.account == account, AuthThrottle.client == client)
             .values(blocked_until=now + timedelta(seconds=delay))
         )
-    # Old rows are forgotten once their delay is long over.
-    db.session.execute(delete(AuthThrottle).where(AuthThrottle.updated_at < now - timedelta(days=1)))
     db.session.commit()
+
+
+def purge_old_throttles() -> int:
+    """Worker job: forget throttle rows a day after their last failure (their delay is long over)."""
+    purged = db.session.execute(delete(AuthThrottle).where(AuthThrottle.updated_at < utcnow() - timedelta(days=1))).rowcount
+    db.session.commit()
+    return purged
 
 
 def _forget_failures(scope: str, account: str, client: str) -> None:
@@ -224,7 +234,8 @@ def update_user(user_id: int, changes: UserUpdate, principal: Principal, setting
     user = get_user(user_id, for_update=True)
     if principal.user_id == user_id and (changes.role == "user" or changes.is_active is False):
         raise Conflict("Administrators cannot demote or deactivate themselves.")
-    if "password" in sent and changes.password is not None:
+    password_changed = "password" in sent and changes.password is not None
+    if password_changed:
         if principal.user_id == user_id:
             now = utcnow()
             retry_after = _blocked_for("current_password", str(user_id), client, now)
@@ -246,11 +257,13 @@ def update_user(user_id: int, changes: UserUpdate, principal: Principal, setting
         if name in sent and getattr(user, name) != getattr(changes, name):
             setattr(user, name, getattr(changes, name))
             touched = True
-    if touched or "password" in sent:
+    if touched or password_changed:
         user.updated_at = utcnow()
         db.session.flush()
         # A role change revokes the user's older access tokens in every service (see servicekit.auth).
-        extra = {"sessions_revoked_at": token_time(utcnow()).isoformat()} if role_changed else {}
+        # The cut-off is the next token tick: a token stamped in the same 1/1024 s as the change is refused too.
+        cutoff = token_time(utcnow()) + timedelta(microseconds=977)
+        extra = {"sessions_revoked_at": cutoff.isoformat()} if role_changed else {}
         publish("user.updated", user, **extra)
         if was_active and not user.is_active:
             revoke_all_sessions(user.id)
@@ -304,6 +317,10 @@ def booking_stats(user_ids: list[int]) -> dict[int, dict]:
     return stats
 
 
+def active_admin_exists() -> bool:
+    return db.session.execute(select(User.id).where(User.role == "admin", User.is_active.is_(True)).limit(1)).first() is not None
+
+
 def ensure_admin(email: str, password: str) -> User | None:
     """Bootstrap the first admin: create the account if no account has this e-mail yet. An existing
     account is never changed (an admin deactivated or demoted on purpose stays so, and an account
@@ -315,9 +332,8 @@ def ensure_admin(email: str, password: str) -> User | None:
     user = User(email=email, full_name="Administrator", password_hash=hasher.hash(password), role="admin")
     db.session.add(user)
     try:
-        db.session.flush()
-    except IntegrityError:  # created meanwhile by another replica starting up
-        db.session.rollback()
+        flush_or_raise({"uq_users_email": lambda: Conflict(email)})
+    except Conflict:  # created meanwhile by another replica starting up
         return None
     db.session.refresh(user)
     publish("user.registered", user)
