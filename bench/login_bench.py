@@ -46,7 +46,10 @@ def main() -> None:
     state = Path(tempfile.mkdtemp(prefix="login-bench-"))
     stack = Stack(state=state, ports=Ports.random())
     specs = [spec for spec in available_services() if spec.name == "user-service"]
-    os.environ.update(ADMIN_EMAIL="bench-admin@example.com", ADMIN_PASSWORD="bench admin password", LOG_LEVEL="WARNING")
+    # One request process, as in a 1-CPU pod (the README's figures): gunicorn would otherwise start one per CPU.
+    os.environ.update(
+        ADMIN_EMAIL="bench-admin@example.com", ADMIN_PASSWORD="bench admin password", LOG_LEVEL="WARNING", WEB_CONCURRENCY="1"
+    )
     try:
         stack.start_infrastructure([spec.database for spec in specs])
         stack.start_services(specs)

@@ -52,7 +52,8 @@ def _window(start: datetime, end: datetime):
     return func.tstzrange(start, end, "[)")
 
 
-def _booked(room_id_column, start: datetime, end: datetime):
+def booked_in(room_id_column, start, end):
+    """A confirmed booking of the room overlaps [start, end) (values or columns; the GiST indexes answer it)."""
     return exists().where(
         Reservation.room_id == room_id_column,
         Reservation.status == "confirmed",
@@ -60,7 +61,8 @@ def _booked(room_id_column, start: datetime, end: datetime):
     )
 
 
-def _blacked_out(room_id_column, start: datetime, end: datetime):
+def blacked_out_in(room_id_column, start, end):
+    """A blackout of the room, or of every room, overlaps [start, end)."""
     return exists().where(
         or_(Blackout.room_id == room_id_column, Blackout.room_id.is_(None)),
         Blackout.during.op("&&")(_window(start, end)),
@@ -80,8 +82,8 @@ def free_rooms_query(
     stmt = select(*columns).where(
         RoomReplica.is_active.is_(True),
         RoomReplica.deleted.is_(False),
-        ~_booked(RoomReplica.room_id, start, end),
-        ~_blacked_out(RoomReplica.room_id, start, end),
+        ~booked_in(RoomReplica.room_id, start, end),
+        ~blacked_out_in(RoomReplica.room_id, start, end),
     )
     if min_capacity is not None:
         stmt = stmt.where(RoomReplica.capacity >= min_capacity)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import select, update
 
 from servicekit.auth import Principal
 from servicekit.db import db, utcnow
@@ -23,8 +23,9 @@ from servicekit.pagination import paginate
 from servicekit.problems import Conflict, NotFound, ValidationFailed
 
 from . import locks, services
+from .availability import blacked_out_in, booked_in
 from .directory import RoomInfo, _room_info
-from .models import Blackout, Reservation, RoomReplica, UserReplica, WaitlistEntry
+from .models import Reservation, RoomReplica, UserReplica, WaitlistEntry
 from .schemas import WaitlistCreate, WaitlistEntryOut, WaitlistListQuery
 
 log = logging.getLogger(__name__)
@@ -109,29 +110,21 @@ def expire_passed() -> int:
 def book_freed_slots(settings: services.BookingSettings) -> list[int]:
     """Try every waiting entry whose window is free now, in the order they joined; returns the entry ids booked."""
     now = utcnow()
-    taken = (
-        select(Reservation.id)
-        .where(
-            Reservation.room_id == WaitlistEntry.room_id,
-            Reservation.status == "confirmed",
-            Reservation.start_time < WaitlistEntry.end_time,
-            Reservation.end_time > WaitlistEntry.start_time,
-        )
-        .exists()
-    )
-    blacked_out = (
-        select(Blackout.id)
-        .where(
-            or_(Blackout.room_id == WaitlistEntry.room_id, Blackout.room_id.is_(None)),
-            Blackout.start_time < WaitlistEntry.end_time,
-            Blackout.end_time > WaitlistEntry.start_time,
-        )
-        .exists()
-    )
+    # Only entries that can be booked now: a free window, a room open for booking, an active owner.
     candidates = list(
         db.session.execute(
             select(WaitlistEntry.id)
-            .where(WaitlistEntry.status == "waiting", WaitlistEntry.start_time > now, ~taken, ~blacked_out)
+            .join(RoomReplica, RoomReplica.room_id == WaitlistEntry.room_id)
+            .join(UserReplica, UserReplica.user_id == WaitlistEntry.user_id)
+            .where(
+                WaitlistEntry.status == "waiting",
+                WaitlistEntry.start_time > now,
+                RoomReplica.is_active.is_(True),
+                RoomReplica.deleted.is_(False),
+                UserReplica.is_active.is_(True),
+                ~booked_in(WaitlistEntry.room_id, WaitlistEntry.start_time, WaitlistEntry.end_time),
+                ~blacked_out_in(WaitlistEntry.room_id, WaitlistEntry.start_time, WaitlistEntry.end_time),
+            )
             .order_by(WaitlistEntry.id)
         ).scalars()
     )
