@@ -93,9 +93,11 @@ def _person(user_id: int) -> ical.Person | None:
     return ical.Person(user.email, user.full_name) if user else None
 
 
-def _series_events(bookings: list[Reservation], viewer_id: int, location_of) -> list:
+def _series_events(bookings: list[Reservation], viewer_id: int, location_of, only_room: int | None = None) -> list:
     """One VEVENT per series among `bookings` (RRULE in the room's zone, EXDATE for the occurrences not held)
-    and one per changed occurrence (RECURRENCE-ID); `location_of(room_id)` gives LOCATION."""
+    and one per changed occurrence (RECURRENCE-ID); `location_of(room_id)` gives LOCATION. With `only_room`
+    (a room's feed) an occurrence moved to another room is not shown here, and the occurrences moved here from
+    a series of another room are shown as changed occurrences only."""
     ids = sorted({b.series_id for b in bookings if b.series_id})
     if not ids:
         return []
@@ -113,7 +115,9 @@ def _series_events(bookings: list[Reservation], viewer_id: int, location_of) -> 
         first = min([r.recurrence_id for r in held] + skipped)
         original = held[0]
         detailed = series.user_id == viewer_id
-        cancelled = [r.recurrence_id for r in held if r.status in ical.FREED]
+        cancelled = [
+            r.recurrence_id for r in held if r.status in ical.FREED or (only_room is not None and r.room_id != only_room)
+        ]
         body = {
             "id": series.id,
             "timezone": series.timezone,
@@ -122,6 +126,13 @@ def _series_events(bookings: list[Reservation], viewer_id: int, location_of) -> 
             "description": original.description,
             "attendees": list(original.attendees),
         }
+        changed = [
+            r for r in held if r.status == "confirmed" and r.sequence > 0 and (only_room is None or r.room_id == only_room)
+        ]
+        if only_room is not None and series.room_id != only_room:
+            held_here = [r for r in held if r.status == "confirmed" and r.room_id == only_room]
+            events += [ical.booking_event(r.to_dict(), location=location_of(r.room_id), detailed=detailed) for r in held_here]
+            continue
         events.append(
             ical.series_event(
                 body,
@@ -136,11 +147,11 @@ def _series_events(bookings: list[Reservation], viewer_id: int, location_of) -> 
                 detailed=detailed,
             )
         )
-        for changed in (r for r in held if r.status == "confirmed" and r.sequence > 0):
+        for occurrence in changed:
             events.append(
                 ical.booking_event(
-                    changed.to_dict(),
-                    location=location_of(changed.room_id),
+                    occurrence.to_dict(),
+                    location=location_of(occurrence.room_id),
                     organizer=_person(series.user_id) if detailed else None,
                     detailed=detailed,
                 )
@@ -191,7 +202,8 @@ def room_feed(room_id: int, viewer_id: int, window: FeedWindow) -> bytes:
         for b in bookings
         if not b.series_id
     ]
-    events += _series_events(bookings, viewer_id, lambda _room_id: location)
+    rooms = _rooms({b.room_id for b in bookings} | {room_id})
+    events += _series_events(bookings, viewer_id, lambda rid: _location(rooms.get(rid), rid), only_room=room_id)
     return ical.feed_calendar(_location(room, room_id), events)
 
 

@@ -687,3 +687,32 @@ def test_the_feed_shows_a_series_as_one_vevent_with_rrule_exdate_and_recurrence_
     by_client = sorted(event.decoded("DTSTART").astimezone(UTC) for event in seen if str(event["UID"]) == uid)
     assert by_client == sorted(utc(o["start_time"]) for o in now["occurrences"] if o["status"] == "confirmed")
     assert int(master["SEQUENCE"]) == 1 and int(override["SEQUENCE"]) == 1
+
+
+def test_room_feeds_show_an_occurrence_moved_to_another_room_in_that_room_only(client, people, rooms):
+    """A series in room A with one occurrence moved to room B: A's feed keeps the series without it (EXDATE),
+    B's feed shows that occurrence alone (not the whole series), each with its own room as LOCATION."""
+    from icalendar import Calendar
+
+    _, headers = people.user()
+    room_a, room_b = rooms.create(name="Aurora"), rooms.create(name="Borealis")
+    day = today() + timedelta(days=2)
+    series = created(client.post(URL, json=series_body(room_a, day, "FREQ=DAILY;COUNT=3"), headers=headers))
+    moved = series["occurrences"][1]
+    assert client.put(f"/api/reservations/{moved['id']}", json={"room_id": room_b["id"]}, headers=headers).status_code == 200
+    token = client.post("/api/calendar/tokens", headers=headers).get_json()
+
+    def room_events(room):
+        url = token["feeds"]["rooms"].replace("{room_id}", str(room["id"]))
+        response = client.get(url[url.index("/api/calendar/") :])
+        assert response.status_code == 200
+        return Calendar.from_ical(response.data).walk("VEVENT")
+
+    in_a, in_b = room_events(room_a), room_events(room_b)
+    (master,) = [e for e in in_a if "RRULE" in e]
+    assert "Aurora" in str(master["LOCATION"]) and not [e for e in in_a if "RECURRENCE-ID" in e]
+    exdates = master["EXDATE"] if isinstance(master["EXDATE"], list) else [master["EXDATE"]]
+    assert utc(moved["start_time"]) in {d.dt.astimezone(UTC) for value in exdates for d in value.dts}
+    assert not [e for e in in_b if "RRULE" in e]
+    (alone,) = in_b
+    assert "Borealis" in str(alone["LOCATION"]) and alone.decoded("DTSTART").astimezone(UTC) == utc(moved["start_time"])
