@@ -299,7 +299,7 @@ def available_rooms(query: AvailabilityQuery):
         location=query.location,
     )
     items = [AvailableRoom.model_validate(room, from_attributes=True).model_dump(mode="json") for room in found.items]
-    return jsonify(items=items, page=query.page, per_page=query.per_page, total=found.total)
+    return jsonify(items=items, page=query.page, per_page=query.per_page, total=found.total, total_is_estimate=False)
 
 
 @availability.get("/free-busy")

@@ -252,11 +252,10 @@ class AvailableRoom(BaseModel):
     timezone: str
 
 
-class AvailabilityPage(BaseModel):
+class AvailabilityPage(PageEnvelope):
+    """Every free room is counted: `total` is exact here."""
+
     items: list[AvailableRoom]
-    page: int
-    per_page: int
-    total: int
 
 
 class FreeBusyQuery(BaseModel):
