@@ -104,8 +104,16 @@ def exported_metrics() -> set[str]:
         sources += (REPO / service / "app").rglob("*.py")
     # Counter("x"), metrics.counter("x"), and thin helpers around them such as _count("x").
     pattern = re.compile(r"\b(?:Counter|Gauge|Histogram|Summary|counter|gauge|_count|_gauge)\(\s*\"([a-zA-Z_:][a-zA-Z0-9_:]*)\"")
+    # Counters declared as a `...COUNTERS = {"name": "documentation", ...}` dict (ServiceMetrics.declare_counters),
+    # and metric names held in a `..._GAUGE = "name"` / `..._COUNTER = "name"` constant.
+    declared = re.compile(r"^\w*COUNTERS = \{\n((?:    \"[^\"]+\": .*\n)+)\}", re.M)
+    entry = re.compile(r"^    \"([a-zA-Z_:][a-zA-Z0-9_:]*)\":", re.M)
+    constant = re.compile(r"^\w*_(?:GAUGE|COUNTER) = \"([a-zA-Z_:][a-zA-Z0-9_:]*)\"", re.M)
     for source in sources:
-        names |= set(pattern.findall(source.read_text()))
+        text = source.read_text()
+        names |= set(pattern.findall(text)) | set(constant.findall(text))
+        for block in declared.findall(text):
+            names |= set(entry.findall(block))
     return names
 
 
