@@ -2,7 +2,11 @@
 
 The event id is recorded in `processed_events` in the same transaction as the
 handler's effect, so a redelivered event changes nothing. Messages are applied in
-batches: one transaction (a savepoint per message) and one offset commit per batch. A failing handler is
+batches: one transaction and one offset commit per batch. A batch is first applied at once (one
+INSERT of its event ids, then the handlers, no savepoints); only when that fails (a handler raised,
+or a message must be parked) is it rolled back and applied message by message, each in a savepoint.
+So a handler may run twice for one message (its batch was rolled back in between); its effects in
+the database apply once. A failing handler is
 retried with backoff (the message is re-read by seeking back, so the partition
 keeps its order); after `max_attempts` the message is parked in `parked_events`,
 logged and counted, and the partition moves on. A database outage is retried
@@ -107,16 +111,20 @@ class EventConsumer(BackgroundThread):
         retry_from, delay = None, 0.0
         with self.app.app_context():
             try:
-                for index, message in enumerate(messages):
-                    if message.error():
-                        if message.error().code() != KafkaError._PARTITION_EOF:
-                            log.warning("consumer %s: %s", self.group_id, message.error())
-                        continue
-                    outcome = self._handle_in_transaction(message)
-                    if isinstance(outcome, float):
-                        retry_from, delay = index, outcome
-                        break
-                    handled.append((message, outcome))
+                at_once = self._apply_at_once(messages)
+                if at_once is not None:
+                    handled = at_once
+                else:
+                    for index, message in enumerate(messages):
+                        if message.error():
+                            if message.error().code() != KafkaError._PARTITION_EOF:
+                                log.warning("consumer %s: %s", self.group_id, message.error())
+                            continue
+                        outcome = self._handle_in_transaction(message)
+                        if isinstance(outcome, float):
+                            retry_from, delay = index, outcome
+                            break
+                        handled.append((message, outcome))
                 db.session.commit()
             except (OperationalError, InterfaceError) as exc:
                 db.session.rollback()
@@ -138,6 +146,50 @@ class EventConsumer(BackgroundThread):
             self._record_lag(handled[-1][0])
         if retry_from is not None:
             self._stop.wait(delay)
+
+    def _apply_at_once(self, messages: list[Message]) -> list[tuple[Message, tuple[str, ...]]] | None:
+        """The common case, in two round trips plus the handlers' own: record every event id of the batch in
+        one INSERT, then run the handlers of those not seen before, without savepoints. None (with the session
+        rolled back) when the batch needs the careful path: a message to park, or a handler that failed."""
+        plan: list[tuple[Message, dict[str, Any], Handler | None]] = []
+        for message in messages:
+            if message.error():
+                continue  # the careful path logs it, if there is one; an end of partition is not news
+            envelope = self._decode(message)
+            if envelope is None or envelope["producer"] != self.owners.get(message.topic()):
+                return None
+            plan.append((message, envelope, self.handlers.get(message.topic(), {}).get(envelope["event_type"])))
+        handled: list[tuple[Message, tuple[str, ...]]] = []
+        try:
+            event_ids = list(dict.fromkeys(str(envelope["event_id"]) for _m, envelope, handler in plan if handler))
+            new: set[str] = set()
+            if event_ids:
+                new = set(
+                    db.session.execute(
+                        insert(ProcessedEvent)
+                        .values([{"consumer_group": self.group_id, "event_id": event_id} for event_id in event_ids])
+                        .on_conflict_do_nothing()
+                        .returning(ProcessedEvent.event_id)
+                    ).scalars()
+                )
+            for message, envelope, handler in plan:
+                event_id = str(envelope["event_id"])
+                if handler is None:
+                    outcome = "ignored"
+                elif event_id in new:
+                    new.discard(event_id)  # the same event twice in one batch: the second is a duplicate
+                    handler(envelope)
+                    outcome = "applied"
+                else:
+                    outcome = "duplicate"
+                handled.append((message, (message.topic(), str(envelope["event_type"]), outcome)))
+        except Exception as exc:
+            if _database_away(exc):
+                raise
+            db.session.rollback()
+            log.info("consumer %s: applying the batch at once failed (%s); one by one", self.group_id, exc.__class__.__name__)
+            return None
+        return handled
 
     def _handle_in_transaction(self, message: Message) -> tuple[str, ...] | float:
         """Apply, skip or park one message inside the batch's transaction: its metric labels (or PARKED),

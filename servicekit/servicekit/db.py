@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 
+from flask import has_request_context, request
 from flask_sqlalchemy import SQLAlchemy
-from sqlalchemy import BigInteger, DateTime, Index, Integer, MetaData, String, Text, text
+from flask_sqlalchemy.session import Session as FlaskSession
+from sqlalchemy import BigInteger, DateTime, Index, Integer, MetaData, String, Text, event, text
+from sqlalchemy.engine import Engine
 from sqlalchemy.dialects.postgresql import JSONB, UUID
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -24,6 +28,46 @@ class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
 
+READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+class ReadOnlyRequestWrites(RuntimeError):
+    """A GET (HEAD, OPTIONS) request tried to write: reads run without a transaction, so a write there is a bug."""
+
+
+class ServiceSession(FlaskSession):
+    """The session of a request reads without a transaction when the request is a read (GET, HEAD, OPTIONS).
+
+    Under READ COMMITTED every statement takes its own snapshot anyway, so a read-only request gains nothing from
+    a transaction but pays two round trips for it (BEGIN, and the ROLLBACK at teardown). A read request's
+    statements run on an autocommit view of the same engine (same pool, same guards); a write attempted there
+    (an ORM flush, or an INSERT/UPDATE/DELETE statement) raises `ReadOnlyRequestWrites`. Background work and
+    every other method keep their transactions."""
+
+    def get_bind(self, mapper=None, clause=None, bind=None, **kwargs):
+        engine = super().get_bind(mapper=mapper, clause=clause, bind=bind, **kwargs)
+        if has_request_context() and request.method in READ_METHODS and isinstance(engine, Engine):
+            return _reading_view(engine)
+        return engine
+
+
+_reading_views: weakref.WeakKeyDictionary[Engine, Engine] = weakref.WeakKeyDictionary()
+
+
+def _reading_view(engine: Engine) -> Engine:
+    view = _reading_views.get(engine)
+    if view is None:
+        view = engine.execution_options(isolation_level="AUTOCOMMIT")
+
+        @event.listens_for(view, "before_cursor_execute")
+        def _no_writes(_conn, _cursor, statement, _parameters, context, _executemany):
+            if context is not None and (context.isinsert or context.isupdate or context.isdelete):
+                raise ReadOnlyRequestWrites(f"a {request.method} request must not write: {statement[:80]}")
+
+        _reading_views[engine] = view
+    return view
+
+
 # expire_on_commit=False: an object read or written in a request stays readable after the commit without
 # another SELECT (a request commits, then serialises what it committed).
 # No pool_pre_ping (a round trip on every checkout): servicekit.dbguard pings a connection only after it sat
@@ -31,8 +75,14 @@ class Base(DeclarativeBase):
 db = SQLAlchemy(
     model_class=Base,
     engine_options={"pool_size": 10, "max_overflow": 5, "pool_recycle": 1800},
-    session_options={"expire_on_commit": False},
+    session_options={"expire_on_commit": False, "class_": ServiceSession},
 )
+
+
+@event.listens_for(ServiceSession, "before_flush")
+def _no_flush_in_reads(session, _flush_context, _instances):
+    if has_request_context() and request.method in READ_METHODS and (session.new or session.dirty or session.deleted):
+        raise ReadOnlyRequestWrites(f"a {request.method} request must not write")
 
 
 def flush_or_raise(on_violation: Mapping[str, Callable[[], Exception]]) -> None:
