@@ -1,7 +1,8 @@
 """The bare baseline the platform is measured against: Flask, one PostgreSQL database, no kit.
 
 Same process model as the services (gunicorn with `servicekit.gunicorn_conf`, the same driver and
-pool), and nothing else: `GET /ping`, `POST /insert` (one INSERT), `GET /select` (20 rows).
+pool), and nothing else: `GET /ping`, `POST /insert` (one INSERT), `GET /select` (20 rows), `GET /select-one`
+(one row by primary key: the least any endpoint that reads the database can cost, e.g. `users/me`).
 Run by bench/platform_bench.py: `gunicorn -c python:servicekit.gunicorn_conf "baseline_app:create_app()"`.
 """
 
@@ -47,5 +48,13 @@ def create_app() -> Flask:
         with engine.connect() as conn:
             rows = conn.execute(text("SELECT id, title, created_at FROM items ORDER BY id LIMIT 20")).all()
         return jsonify(items=[{"id": r.id, "title": r.title, "created_at": r.created_at.isoformat()} for r in rows])
+
+    @app.get("/select-one")
+    def select_one():
+        with engine.connect() as conn:
+            row = conn.execute(text("SELECT id, title, created_at FROM items ORDER BY id LIMIT 1")).one_or_none()
+        if row is None:
+            return jsonify(error="no rows"), 404
+        return jsonify(id=row.id, title=row.title, created_at=row.created_at.isoformat())
 
     return app

@@ -68,6 +68,8 @@ TARGETS = {
     "GET /api/reservations?per_page=20": ("baseline GET /select", 0.5),
     "GET /api/users/me": ("baseline GET /ping", 0.7),
 }
+# Not targets: how an endpoint compares with the bare app doing the same database work (users/me reads one row).
+CONTEXT = {"GET /api/users/me": "baseline GET /select-one"}
 # Whose request processes serve each endpoint (and the baseline's): their CPU per request is the figure
 # that other work on a shared box disturbs least.
 SERVED_BY = {
@@ -79,6 +81,7 @@ SERVED_BY = {
     "baseline GET /ping": "baseline",
     "baseline POST /insert": "baseline",
     "baseline GET /select": "baseline",
+    "baseline GET /select-one": "baseline",
 }
 
 
@@ -278,6 +281,7 @@ class Bench:
         self.k6("baseline GET /ping", f"{self.baseline_url}/ping")
         self.k6("baseline POST /insert", f"{self.baseline_url}/insert", method="POST", body='{"title": "Bench"}', expect=(201,))
         self.k6("baseline GET /select", f"{self.baseline_url}/select")
+        self.k6("baseline GET /select-one", f"{self.baseline_url}/select-one")
 
         say("\nplatform (through the NGINX gateway):")
         self.k6("warm-up", f"{self.gateway}/api/users/me", tokens=self.tokens, duration="3s")
@@ -674,6 +678,11 @@ class Bench:
                 )
             self.results["ratios"][name] = entry
             say(line)
+        for name, baseline in CONTEXT.items():
+            if name in endpoints and baseline in endpoints:
+                ratio = round(endpoints[name]["rps"] / endpoints[baseline]["rps"], 3)
+                self.results.setdefault("context_ratios", {})[name] = {"ratio": ratio, "vs": baseline}
+                say(f"  (context, not a target: {name} is {ratio:.3f}x {baseline}, the bare app reading one row)")
         if self.results["lists_ms"]:
             say("\nlist latency, median of 15 single-client requests through the gateway:")
             for name, figures in self.results["lists_ms"].items():

@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 from flask import Flask
+from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
 
 from servicekit.auth import revocation_handlers
@@ -80,9 +81,15 @@ HANDLERS = {
 
 def swap_snapshot(reservation_id: str, data: dict) -> dict | None:
     """Store the state the owner is being told about; return the one they were told before."""
-    row = db.session.get(NotifiedReservation, reservation_id, with_for_update=True)
-    previous = row.snapshot if row else None
-    db.session.merge(NotifiedReservation(reservation_id=reservation_id, snapshot=data))
+    previous = db.session.execute(
+        select(NotifiedReservation.snapshot).where(NotifiedReservation.reservation_id == reservation_id).with_for_update()
+    ).scalar_one_or_none()
+    values = {"reservation_id": reservation_id, "snapshot": data}
+    db.session.execute(
+        insert(NotifiedReservation)
+        .values(**values)
+        .on_conflict_do_update(index_elements=[NotifiedReservation.reservation_id], set_={"snapshot": data})
+    )
     return previous
 
 

@@ -6,12 +6,12 @@ import functools
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import BigInteger, DateTime, TextClause, bindparam, func, or_, select, text
+from sqlalchemy import BigInteger, DateTime, TextClause, bindparam, func, insert, or_, select, text
 from sqlalchemy.orm import defer
 
 from servicekit.auth import Principal
 from servicekit.conditional import etag_for, require_match
-from servicekit.db import db, flush_or_raise, utcnow
+from servicekit.db import db, flush_or_raise, utcnow, violations_raise
 from servicekit.events import record_event
 from servicekit.pagination import paginate
 from servicekit.problems import Conflict, Forbidden, NotFound, ValidationFailed
@@ -279,9 +279,14 @@ def find_conflicts(room_id: int, start: datetime, end: datetime, exclude_id: int
     return list(db.session.execute(stmt).scalars())
 
 
+def _clash_raises(room_id: int, start: datetime, end: datetime, exclude_id: int | None) -> dict:
+    """A clash caught by the exclusion constraint (a race lost at the database) is the same 409 as one found before."""
+    return {"no_overlapping_reservations": lambda: BookingConflict(find_conflicts(room_id, start, end, exclude_id))}
+
+
 def _flush_or_conflict(room_id: int, start: datetime, end: datetime, exclude_id: int | None) -> None:
-    """Flush; a clash caught by the exclusion constraint (a race lost at the database) is the same 409."""
-    flush_or_raise({"no_overlapping_reservations": lambda: BookingConflict(find_conflicts(room_id, start, end, exclude_id))})
+    """Flush; a clash caught by the exclusion constraint is the same 409."""
+    flush_or_raise(_clash_raises(room_id, start, end, exclude_id))
 
 
 def _with_suggestions(
@@ -327,19 +332,21 @@ def create_reservation(
     except BookingConflict as conflict:
         db.session.rollback()  # release the locks before looking around
         raise _with_suggestions(conflict, room, start, end, len(request.attendees), settings, now) from None
-    reservation = Reservation(
-        room_id=request.room_id,
-        user_id=principal.user_id,
-        title=request.title,
-        description=request.description,
-        start_time=start,
-        end_time=end,
-        attendees=request.attendees,
-        status="confirmed",
-    )
-    db.session.add(reservation)
+    values = {
+        "room_id": request.room_id,
+        "user_id": principal.user_id,
+        "title": request.title,
+        "description": request.description,
+        "start_time": start,
+        "end_time": end,
+        "attendees": request.attendees,
+        "status": "confirmed",
+    }
     try:
-        _flush_or_conflict(request.room_id, start, end, None)  # the INSERT returns the server's defaults
+        # One INSERT … RETURNING (the server's defaults come back with the row), without the unit of work's
+        # bookkeeping; a clash the exclusion constraint catches (a race lost at the database) is the same 409.
+        with violations_raise(_clash_raises(request.room_id, start, end, None)):
+            reservation = db.session.scalars(insert(Reservation).returning(Reservation), [values]).one()
     except BookingConflict as conflict:
         raise _with_suggestions(conflict, room, start, end, len(request.attendees), settings, now) from None
     publish("reservation.created", reservation)

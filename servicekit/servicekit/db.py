@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import weakref
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from datetime import UTC, datetime
 
 from flask import has_request_context, request
 from flask_sqlalchemy import SQLAlchemy
 from flask_sqlalchemy.session import Session as FlaskSession
 from sqlalchemy import BigInteger, DateTime, Index, Integer, MetaData, String, Text, event, text
-from sqlalchemy.engine import Engine
 from sqlalchemy.dialects.postgresql import JSONB, UUID
+from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -85,20 +86,27 @@ def _no_flush_in_reads(session, _flush_context, _instances):
         raise ReadOnlyRequestWrites(f"a {request.method} request must not write")
 
 
-def flush_or_raise(on_violation: Mapping[str, Callable[[], Exception]]) -> None:
-    """Flush the unit of work; the violation of a constraint named in `on_violation` raises what it makes
-    (a 409 saying which rule), any other database error propagates unchanged.
+@contextmanager
+def violations_raise(on_violation: Mapping[str, Callable[[], Exception]]) -> Iterator[None]:
+    """The violation of a constraint named in `on_violation`, by a statement run inside, raises what it makes
+    (a 409 saying which rule); any other database error propagates unchanged.
 
     PostgreSQL aborts the transaction at the violation, so the session is rolled back before `make()` runs
     (it may read, e.g. the bookings in the way); the request's unit of work ends with the problem it raises."""
     try:
-        db.session.flush()
+        yield
     except IntegrityError as exc:
         make = on_violation.get(getattr(getattr(exc.orig, "diag", None), "constraint_name", None))
         if make is None:
             raise
         db.session.rollback()
         raise make() from None
+
+
+def flush_or_raise(on_violation: Mapping[str, Callable[[], Exception]]) -> None:
+    """Flush the unit of work, under `violations_raise(on_violation)`."""
+    with violations_raise(on_violation):
+        db.session.flush()
 
 
 def utcnow() -> datetime:

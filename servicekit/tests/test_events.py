@@ -230,7 +230,9 @@ def test_a_clean_batch_is_applied_at_once_without_savepoints(app, topics):
 
     def on_updated(envelope):
         if envelope["data"].get("key") == key:
-            db.session.execute(text("INSERT INTO kit_test_effects (key, n) VALUES (:k, :n)"), {"k": key, "n": envelope["data"]["n"]})
+            db.session.execute(
+                text("INSERT INTO kit_test_effects (key, n) VALUES (:k, :n)"), {"k": key, "n": envelope["data"]["n"]}
+            )
 
     def seen(_conn, _cursor, statement, *_args):
         statements.append(statement)
