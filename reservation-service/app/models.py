@@ -90,23 +90,28 @@ class Reservation(db.Model):
     __mapper_args__ = {"eager_defaults": True}
 
     def to_dict(self) -> dict:
-        return {
-            "id": self.id,
-            "room_id": self.room_id,
-            "user_id": self.user_id,
-            "title": self.title,
-            "description": self.description,
-            "start_time": self.start_time.isoformat(),
-            "end_time": self.end_time.isoformat(),
-            "attendees": list(self.attendees),
-            "status": self.status,
-            "created_at": self.created_at.isoformat(),
-            "updated_at": self.updated_at.isoformat(),
-            "sequence": self.sequence,
-            "checked_in_at": self.checked_in_at.isoformat() if self.checked_in_at else None,
-            "series_id": self.series_id,
-            "recurrence_id": self.recurrence_id.isoformat() if self.recurrence_id else None,
-        }
+        return reservation_dict(self)
+
+
+def reservation_dict(r) -> dict:
+    """A reservation as JSON: from a `Reservation`, or from a row of its columns (the booking's INSERT … RETURNING)."""
+    return {
+        "id": r.id,
+        "room_id": r.room_id,
+        "user_id": r.user_id,
+        "title": r.title,
+        "description": r.description,
+        "start_time": r.start_time.isoformat(),
+        "end_time": r.end_time.isoformat(),
+        "attendees": list(r.attendees),
+        "status": r.status,
+        "created_at": r.created_at.isoformat(),
+        "updated_at": r.updated_at.isoformat(),
+        "sequence": r.sequence,
+        "checked_in_at": r.checked_in_at.isoformat() if r.checked_in_at else None,
+        "series_id": r.series_id,
+        "recurrence_id": r.recurrence_id.isoformat() if r.recurrence_id else None,
+    }
 
 
 class ReservationSeries(db.Model):

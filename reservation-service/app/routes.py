@@ -139,10 +139,9 @@ def create_reservation(principal, body: ReservationCreate, record_answer) -> dic
           "Room 'Aurora' is open 08:00–20:00 Europe/Berlin on Mondays."
       503: {$ref: '#/components/responses/ServiceUnavailable'}
     """
-    on_created = (lambda reservation: record_answer(reservation.to_dict())) if record_answer else None
     return _counting_conflicts(
-        lambda: services.create_reservation(principal, body, bearer_token(), _settings(), on_created=on_created)
-    ).to_dict()
+        lambda: services.create_reservation(principal, body, bearer_token(), _settings(), on_created=record_answer)
+    )
 
 
 @reservations.get("")

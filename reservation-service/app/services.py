@@ -18,7 +18,7 @@ from servicekit.problems import Conflict, Forbidden, NotFound, ValidationFailed
 
 from . import availability, locks
 from .directory import RoomDirectory, RoomInfo, UserDirectory, _room_info
-from .models import Blackout, Reservation, RoomReplica
+from .models import Blackout, Reservation, RoomReplica, reservation_dict
 from .policies import BookingPolicy, iso_weeks, policy_violations
 from .schemas import ReservationCreate, ReservationListQuery, ReservationUpdate
 
@@ -279,6 +279,11 @@ def find_conflicts(room_id: int, start: datetime, end: datetime, exclude_id: int
     return list(db.session.execute(stmt).scalars())
 
 
+_INSERT_RESERVATION = insert(Reservation.__table__).returning(
+    *(column for column in Reservation.__table__.c if column.name != "during")
+)
+
+
 def _clash_raises(room_id: int, start: datetime, end: datetime, exclude_id: int | None) -> dict:
     """A clash caught by the exclusion constraint (a race lost at the database) is the same 409 as one found before."""
     return {"no_overlapping_reservations": lambda: BookingConflict(find_conflicts(room_id, start, end, exclude_id))}
@@ -314,7 +319,7 @@ def _room_and_owner(room_id: int, user_id: int) -> tuple[RoomInfo | None, bool]:
 
 def create_reservation(
     principal: Principal, request: ReservationCreate, bearer: str, settings: BookingSettings, on_created=None
-) -> Reservation:
+) -> dict:
     start, end = request.start_time, request.end_time
     now = utcnow()
     check_times(start, end, now)
@@ -343,17 +348,19 @@ def create_reservation(
         "status": "confirmed",
     }
     try:
-        # One INSERT … RETURNING (the server's defaults come back with the row), without the unit of work's
-        # bookkeeping; a clash the exclusion constraint catches (a race lost at the database) is the same 409.
+        # One INSERT … RETURNING of plain columns (the server's defaults come back with the row): no ORM object
+        # to build, which cost a fifth of the request. A clash the exclusion constraint catches (a race lost at
+        # the database) is the same 409.
         with violations_raise(_clash_raises(request.room_id, start, end, None)):
-            reservation = db.session.scalars(insert(Reservation).returning(Reservation), [values]).one()
+            row = db.session.execute(_INSERT_RESERVATION, values).one()
     except BookingConflict as conflict:
         raise _with_suggestions(conflict, room, start, end, len(request.attendees), settings, now) from None
-    publish("reservation.created", reservation)
+    body = reservation_dict(row)
+    record_event(TOPIC, row.id, "reservation.created", body, PRODUCER)
     if on_created:
-        on_created(reservation)
+        on_created(body)
     db.session.commit()
-    return reservation
+    return body
 
 
 def get_reservation(reservation_id: int, principal: Principal, *, for_update: bool = False) -> Reservation:

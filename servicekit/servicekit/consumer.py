@@ -31,7 +31,7 @@ from psycopg.errors import DeadlockDetected, QueryCanceled
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import InterfaceError, OperationalError
 
-from .db import ParkedEvent, ProcessedEvent, db
+from .db import ParkedEvent, ProcessedEvent, db, discard_pending_events, write_pending_events
 from .events import is_valid_envelope
 from .kafka import consumer_config
 from .metrics import metrics_of
@@ -208,11 +208,13 @@ class EventConsumer(BackgroundThread):
         savepoint = db.session.begin_nested()
         try:
             applied = self._apply(handler, envelope)
+            write_pending_events(db.session())  # the events this message's handler recorded, inside its savepoint
             savepoint.commit()
         except Exception as exc:
             if _database_away(exc):
                 raise  # the whole batch is retried
             savepoint.rollback()
+            discard_pending_events(db.session())
             attempts = self._attempts.get(position, 0) + 1
             self._attempts[position] = attempts
             if attempts >= self.max_attempts:

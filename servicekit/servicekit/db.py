@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from flask import has_request_context, request
 from flask_sqlalchemy import SQLAlchemy
 from flask_sqlalchemy.session import Session as FlaskSession
-from sqlalchemy import BigInteger, DateTime, Index, Integer, MetaData, String, Text, event, text
+from sqlalchemy import BigInteger, DateTime, Index, Integer, MetaData, String, Text, event, insert, text
 from sqlalchemy.dialects.postgresql import JSONB, UUID
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
@@ -78,6 +78,40 @@ db = SQLAlchemy(
     engine_options={"pool_size": 10, "max_overflow": 5, "pool_recycle": 1800},
     session_options={"expire_on_commit": False, "class_": ServiceSession},
 )
+
+
+_PENDING_EVENTS = "servicekit.pending_events"
+
+
+def pending_events(session) -> list[dict]:
+    """The outbox rows `record_event` gave this session's transaction, not yet written."""
+    return session.info.setdefault(_PENDING_EVENTS, [])
+
+
+def write_pending_events(session) -> None:
+    """Write the pending outbox rows in one INSERT (after the session's own pending changes, which the
+    ORM-enabled INSERT flushes first). Before a commit, and before a savepoint is released."""
+    rows = session.info.pop(_PENDING_EVENTS, None)
+    if rows:
+        session.execute(insert(OutboxEvent), rows)
+
+
+def discard_pending_events(session) -> None:
+    """Forget the pending outbox rows: their transaction (or the savepoint they were recorded in) rolled back."""
+    session.info.pop(_PENDING_EVENTS, None)
+
+
+@event.listens_for(ServiceSession, "before_commit")
+def _write_events_before_commit(session):
+    write_pending_events(session)
+
+
+@event.listens_for(ServiceSession, "after_transaction_end")
+def _forget_events_of_an_ended_transaction(session, transaction):
+    # The outermost transaction ended: committed (written just before), rolled back or closed (discarded).
+    # A savepoint's end is its user's business (EventConsumer writes before releasing one, discards on rollback).
+    if transaction.parent is None:
+        discard_pending_events(session)
 
 
 @event.listens_for(ServiceSession, "before_flush")

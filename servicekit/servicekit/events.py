@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from .db import OutboxEvent, db, utcnow
+from .db import db, pending_events, utcnow
 
 ENVELOPE_VERSION = 1
 
@@ -22,14 +22,19 @@ def make_envelope(event_type: str, data: dict[str, Any], producer: str) -> dict[
 
 
 def record_event(topic: str, key: Any, event_type: str, data: dict[str, Any], producer: str) -> dict[str, Any]:
-    """Add the event to the current session; it is published if and only if the session commits.
+    """Add the event to the current session's transaction; it is published if and only if that commits.
 
-    Call it after the entity's own write, so concurrent changes of one entity (which
-    serialise on the entity's row lock) also get outbox ids in commit order.
+    The session keeps the session's events and writes them to the outbox in one INSERT just before it
+    commits (`servicekit.db.write_pending_events`), after every other change of the transaction, so
+    concurrent changes of one entity (which serialise on the entity's row lock) get outbox ids in commit
+    order. A rollback discards them with the rest.
     """
     envelope = make_envelope(event_type, data, producer)
-    db.session.add(
-        OutboxEvent(event_id=envelope["event_id"], topic=topic, key=str(key), event_type=event_type, envelope=envelope)
+    session = db.session()
+    if not session.in_transaction():
+        session.begin()  # so that a rollback before any statement still ends a transaction, discarding the event
+    pending_events(session).append(
+        {"event_id": envelope["event_id"], "topic": topic, "key": str(key), "event_type": event_type, "envelope": envelope}
     )
     return envelope
 

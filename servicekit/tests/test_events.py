@@ -217,6 +217,38 @@ def test_a_failing_message_ends_its_batch_and_every_message_is_applied_once_in_o
     assert _effects(app, key) == list(range(10)) and failures == [4, 4]
 
 
+def test_events_recorded_by_a_failed_handler_are_not_written_and_its_retry_records_them_once(app, topics):
+    """A handler that records an event and then fails: its attempt at once and its first attempt in a savepoint
+    roll back, and with them the event; the retry that succeeds writes it, once."""
+    key = uuid.uuid4().hex
+    attempts: list[int] = []
+
+    def on_updated(envelope):
+        if envelope["data"].get("key") != key:
+            return
+        record_event("room-events", f"echo-{key}", "room.updated", {"echo": True}, "kit-test")
+        attempts.append(1)
+        if len(attempts) <= 2:
+            raise RuntimeError("a passing failure, after recording an event")
+
+    topics.produce("room-events", key, json.dumps(make_envelope("room.updated", {"key": key}, "kit-test")).encode())
+    consumer = EventConsumer(
+        app, f"kit-{uuid.uuid4().hex[:6]}", {"room-events": {"room.updated": on_updated}}, owners={"room-events": "kit-test"}
+    )
+    consumer.start()
+
+    def echoes():
+        with app.app_context():
+            return db.session.execute(select(func.count()).where(OutboxEvent.key == f"echo-{key}")).scalar_one()
+
+    try:
+        wait_until(lambda: len(attempts) >= 3 and echoes() >= 1, message="the third attempt to succeed")
+        time.sleep(0.5)
+    finally:
+        consumer.stop()
+    assert len(attempts) == 3 and echoes() == 1
+
+
 def test_a_clean_batch_is_applied_at_once_without_savepoints(app, topics):
     """The common case costs one INSERT of the batch's event ids plus the handlers' own statements: no
     SAVEPOINT per message (the careful path is for batches that fail)."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from flask import Flask, g
+from sqlalchemy import bindparam, select
 
 from config import UserServiceConfig
 from servicekit.app import create_service_app
@@ -40,10 +41,13 @@ def create_app(config: UserServiceConfig | None = None) -> Flask:
     return app
 
 
+# The caller's public columns by primary key, as a plain row (no ORM object: a third of the cost of `/me`).
+_CALLER = select(*(User.__table__.c[name] for name in User.PUBLIC)).where(User.__table__.c.id == bindparam("id"))
+
+
 def _is_revoked(principal: Principal) -> bool:
     """user-service knows first-hand: a deactivated (or deleted) user's tokens stop at once, and so does
     a token whose role is no longer the user's role (a demoted admin is not an admin here any more)."""
-    # The whole row, by primary key, held on `g` for the request (the session's identity map holds it only
-    # weakly): the request's own read of the caller (`/me`) then finds it in the session, no second query.
-    user = g.caller_row = db.session.get(User, principal.user_id)
+    # Kept on `g` for the request: its own read of the caller (`/me`) uses it, no second query.
+    user = g.caller_row = db.session.execute(_CALLER, {"id": principal.user_id}).first()
     return user is None or not user.is_active or user.role != principal.role

@@ -27,15 +27,24 @@ class User(db.Model):
     # Which of the writable fields (the update schema's allow-list) only an admin may write.
     ADMIN_WRITABLE = frozenset({"role", "is_active"})
 
+    # What a user's JSON shows (never password_hash), in order.
+    PUBLIC = ("id", "email", "full_name", "role", "is_active", "created_at")
+
     def to_dict(self) -> dict:
-        return {
-            "id": self.id,
-            "email": self.email,
-            "full_name": self.full_name,
-            "role": self.role,
-            "is_active": self.is_active,
-            "created_at": self.created_at.isoformat(),
-        }
+        return user_dict(self)
+
+
+def user_dict(user) -> dict:
+    """A user as JSON: from a `User`, or from a row of `User.PUBLIC` columns (the caller's, read by the
+    revocation check without an ORM object)."""
+    return {
+        "id": user.id,
+        "email": user.email,
+        "full_name": user.full_name,
+        "role": user.role,
+        "is_active": user.is_active,
+        "created_at": user.created_at.isoformat(),
+    }
 
 
 class RefreshToken(db.Model):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, current_app, jsonify, request
+from flask import Blueprint, current_app, g, jsonify, request
 
 from servicekit.auth import current_principal, require_admin, require_auth
 from servicekit.validation import with_body, with_query
@@ -126,7 +126,7 @@ def me():
       200: {description: The user., schema: {$ref: '#/components/schemas/UserOut'}}
     """
     principal = current_principal()
-    return jsonify(services.read_user(principal.user_id, principal))
+    return jsonify(services.read_user(principal.user_id, principal, caller_row=g.get("caller_row")))
 
 
 @users.get("/<int:user_id>")
@@ -138,7 +138,7 @@ def get_user(user_id: int):
       200: {description: The user (admins also see booking_stats)., schema: {$ref: '#/components/schemas/UserOut'}}
       403: {$ref: '#/components/responses/Forbidden'}
     """
-    return jsonify(services.read_user(user_id, current_principal()))
+    return jsonify(services.read_user(user_id, current_principal(), caller_row=g.get("caller_row")))
 
 
 @users.put("/<int:user_id>")

@@ -15,7 +15,7 @@ from servicekit.events import record_event
 from servicekit.pagination import paginate
 from servicekit.problems import Conflict, Forbidden, NotFound, TooManyRequests, Unauthorized, ValidationFailed
 
-from .models import AuthThrottle, BookingRecord, RefreshToken, User
+from .models import AuthThrottle, BookingRecord, RefreshToken, User, user_dict
 from .passwords import BoundedHasher
 from .schemas import RegisterRequest, UserListQuery, UserUpdate
 from .tokens import KeyRing, hash_refresh_token, new_refresh_token, token_time
@@ -200,19 +200,22 @@ def logout(token: str) -> None:
     db.session.commit()
 
 
-def user_body(user: User, principal: Principal) -> dict:
-    """The user as `principal` may see it: admins also see its booking statistics."""
-    body = user.to_dict()
+def user_body(user, principal: Principal) -> dict:
+    """The user (a `User`, or a row of its public columns) as `principal` may see it: admins also see its
+    booking statistics."""
+    body = user_dict(user)
     if principal.is_admin:
         body["booking_stats"] = booking_stats([user.id])[user.id]
     return body
 
 
-def read_user(user_id: int, principal: Principal) -> dict:
-    """One user, for themselves or an admin (anyone else: 403)."""
+def read_user(user_id: int, principal: Principal, *, caller_row=None) -> dict:
+    """One user, for themselves or an admin (anyone else: 403). `caller_row`: the caller's own row, if this
+    request already read it (the revocation check did)."""
     if not principal.may_act_for(user_id):
         raise Forbidden("You may only access your own resources.")
-    return user_body(get_user(user_id), principal)
+    known = caller_row is not None and caller_row.id == user_id
+    return user_body(caller_row if known else get_user(user_id), principal)
 
 
 def get_user(user_id: int, *, for_update: bool = False) -> User:
