@@ -53,8 +53,8 @@ def create_app() -> Flask:
     def select_one():
         with engine.connect() as conn:
             row = conn.execute(text("SELECT id, title, created_at FROM items ORDER BY id LIMIT 1")).one_or_none()
-        if row is None:
-            return jsonify(error="no rows"), 404
-        return jsonify(id=row.id, title=row.title, created_at=row.created_at.isoformat())
+        if row is None:  # before the first /insert: the same read, nothing found
+            return jsonify(item=None)
+        return jsonify(item={"id": row.id, "title": row.title, "created_at": row.created_at.isoformat()})
 
     return app

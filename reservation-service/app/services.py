@@ -7,7 +7,6 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import BigInteger, DateTime, TextClause, bindparam, func, insert, or_, select, text
-from sqlalchemy.orm import defer
 
 from servicekit.auth import Principal
 from servicekit.conditional import etag_for, require_match
@@ -279,9 +278,9 @@ def find_conflicts(room_id: int, start: datetime, end: datetime, exclude_id: int
     return list(db.session.execute(stmt).scalars())
 
 
-_INSERT_RESERVATION = insert(Reservation.__table__).returning(
-    *(column for column in Reservation.__table__.c if column.name != "during")
-)
+# Every column a reservation's JSON shows (`reservation_dict`): all but the computed `during`.
+_SHOWN_COLUMNS = tuple(column for column in Reservation.__table__.c if column.name != "during")
+_INSERT_RESERVATION = insert(Reservation.__table__).returning(*_SHOWN_COLUMNS)
 
 
 def _clash_raises(room_id: int, start: datetime, end: datetime, exclude_id: int | None) -> dict:
@@ -487,24 +486,26 @@ def cancel_future_reservations(*, room_id: int | None = None, user_id: int | Non
 
 def list_reservations(principal: Principal, query: ReservationListQuery) -> dict:
     """A page of the reservations `principal` may list (their own; an admin's: everyone's), earliest first."""
-    # `during` (the computed range the constraints and indexes use) is not shown: not loaded either.
-    stmt = select(Reservation).options(defer(Reservation.during)).order_by(Reservation.start_time, Reservation.id)
+    # Plain rows of the shown columns (not `during`, the computed range the constraints and indexes use): no ORM
+    # objects to build, which cost a quarter of the request.
+    c = Reservation.__table__.c  # Core columns: the statement stays Core (no ORM compile step)
+    stmt = select(*_SHOWN_COLUMNS).order_by(c.start_time, c.id)
     if principal.is_admin:
         if query.user_id is not None:
-            stmt = stmt.where(Reservation.user_id == query.user_id)
+            stmt = stmt.where(c.user_id == query.user_id)
     else:
         if query.user_id is not None and query.user_id != principal.user_id:
             raise Forbidden("Only administrators may list other users' reservations.")
-        stmt = stmt.where(Reservation.user_id == principal.user_id)
+        stmt = stmt.where(c.user_id == principal.user_id)
     if query.room_id is not None:
-        stmt = stmt.where(Reservation.room_id == query.room_id)
+        stmt = stmt.where(c.room_id == query.room_id)
     if query.status is not None:
-        stmt = stmt.where(Reservation.status == query.status)
+        stmt = stmt.where(c.status == query.status)
     if query.from_ is not None:
-        stmt = stmt.where(Reservation.end_time > query.from_)
+        stmt = stmt.where(c.end_time > query.from_)
     if query.to is not None:
-        stmt = stmt.where(Reservation.start_time < query.to)
-    return paginate(db.session, stmt, query, Reservation.to_dict)
+        stmt = stmt.where(c.start_time < query.to)
+    return paginate(db.session, stmt, query, reservation_dict, scalars=False)
 
 
 def room_schedule(
