@@ -66,6 +66,12 @@ def _room_info(replica: RoomReplica) -> RoomInfo:
     )
 
 
+def _remember(statement) -> None:
+    """Fill the read model with what a peer told, committed at once in a short transaction of its own."""
+    with db.engine.begin() as connection:
+        connection.execute(statement)
+
+
 class RoomDirectory:
     def __init__(self, client: PeerClient):
         self.client = client
@@ -87,9 +93,9 @@ class RoomDirectory:
         if response.status != 200 or not isinstance(response.body, dict):
             raise ServiceUnavailable(f"room-service answered {response.status}; the room cannot be checked now.")
         values = replica_values(room_id, response.body, deleted=bool(response.body.get("deleted", False)))
-        # Events stay the authority: a replica they already wrote is not overwritten.
-        db.session.execute(insert(RoomReplica).values(**values).on_conflict_do_nothing())
-        db.session.commit()
+        # Events stay the authority: a replica they already wrote is not overwritten. Written in a transaction
+        # of its own: the request may be a read, whose session does not write (servicekit.db.ServiceSession).
+        _remember(insert(RoomReplica).values(**values).on_conflict_do_nothing())
         return RoomInfo(**{**values, "equipment": tuple(values["equipment"])})
 
 
@@ -118,6 +124,5 @@ class UserDirectory:
             "full_name": body["full_name"],
             "is_active": bool(body["is_active"]),
         }
-        db.session.execute(insert(UserReplica).values(**values).on_conflict_do_nothing())
-        db.session.commit()
+        _remember(insert(UserReplica).values(**values).on_conflict_do_nothing())
         return UserInfo(**values)

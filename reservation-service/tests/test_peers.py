@@ -65,3 +65,20 @@ def test_a_room_learnt_over_rest_brings_its_zone_and_policy_and_they_are_enforce
         replica = db.session.get(RoomReplica, room["id"])
         assert replica.timezone == "Asia/Kolkata" and replica.equipment == ["screen"]
         assert replica.booking_policy == room["booking_policy"]
+
+
+def test_a_rooms_schedule_read_before_the_read_model_knows_the_room_asks_room_service_and_remembers_it(
+    app, rest_client, room_service, people
+):
+    """A GET that fills the read model: the request itself runs without a transaction and may not write, the
+    remembered room is written in a transaction of its own."""
+    _, admin = people.admin()
+    _, headers = people.user()
+    room = _room(room_service, admin, tag="f")
+    response = rest_client.get(f"/api/reservations/room/{room['id']}", headers=headers)
+    assert response.status_code == 200, response.get_json()
+    assert response.get_json() == {"room_id": room["id"], "items": []}
+    with app.app_context():
+        assert db.session.get(RoomReplica, room["id"]).name == room["name"]
+    missing = rest_client.get("/api/reservations/room/987654321", headers=headers)
+    assert missing.status_code == 404 and missing.content_type == "application/problem+json"
