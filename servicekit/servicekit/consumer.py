@@ -154,7 +154,9 @@ class EventConsumer(BackgroundThread):
         plan: list[tuple[Message, dict[str, Any], Handler | None]] = []
         for message in messages:
             if message.error():
-                continue  # the careful path logs it, if there is one; an end of partition is not news
+                if message.error().code() != KafkaError._PARTITION_EOF:
+                    log.warning("consumer %s: %s", self.group_id, message.error())
+                continue
             envelope = self._decode(message)
             if envelope is None or envelope["producer"] != self.owners.get(message.topic()):
                 return None

@@ -24,7 +24,7 @@ def make_envelope(event_type: str, data: dict[str, Any], producer: str) -> dict[
 def record_event(topic: str, key: Any, event_type: str, data: dict[str, Any], producer: str) -> dict[str, Any]:
     """Add the event to the current session's transaction; it is published if and only if that commits.
 
-    The session keeps the session's events and writes them to the outbox in one INSERT just before it
+    The session keeps its transaction's events and writes them to the outbox in one INSERT just before it
     commits (`servicekit.db.write_pending_events`), after every other change of the transaction, so
     concurrent changes of one entity (which serialise on the entity's row lock) get outbox ids in commit
     order. A rollback discards them with the rest.
