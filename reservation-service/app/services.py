@@ -6,7 +6,7 @@ import functools
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import BigInteger, DateTime, TextClause, bindparam, func, insert, or_, select, text
+from sqlalchemy import BigInteger, DateTime, TextClause, bindparam, func, insert, or_, select, text, true
 
 from servicekit.auth import Principal
 from servicekit.conditional import etag_for, require_match
@@ -522,28 +522,45 @@ def room_schedule(
         raise ValidationFailed.single("to", "Must be after from.")
     if end - start > timedelta(days=MAX_SCHEDULE_DAYS):
         raise ValidationFailed.single("to", f"The window is at most {MAX_SCHEDULE_DAYS} days.")
-    # Plain rows from statements built once: no ORM objects, no expression building per request.
-    deleted = db.session.execute(_REPLICA_DELETED, {"room_id": room_id}).scalar_one_or_none()
-    if deleted is None:  # not known here yet: the directory asks room-service
+    # Plain rows from statements built once: no ORM objects, no expression building per request. One round
+    # trip tells whether the room is known here (and deleted) and brings its bookings.
+    window = {"room_id": room_id, "start": start, "end": end}
+    rows = db.session.execute(_SCHEDULE_OF_KNOWN_ROOM, window).all()
+    if not rows:  # not known here yet: the directory asks room-service
         room = settings.rooms.lookup(room_id, bearer)
-        deleted = room is None or room.deleted
-    if deleted:
+        if room is None or room.deleted:
+            raise NotFound(f"Room {room_id} does not exist.")
+        rows = db.session.execute(_SCHEDULE, window).all()
+    elif rows[0].room_deleted:
         raise NotFound(f"Room {room_id} does not exist.")
-    rows = db.session.execute(_SCHEDULE, {"room_id": room_id, "start": start, "end": end})
-    return [as_seen_by(principal, row) for row in rows]
+    return [as_seen_by(principal, row) for row in rows if row.id is not None]
 
 
 # `find_conflicts(room_id, start, end)` as plain rows, and whether this service knows a room (deleted or not).
+# Core columns only (no ORM attribute): the statements skip the ORM's compile and loading steps.
+_BOOKINGS = Reservation.__table__.c
 _SCHEDULE = (
-    select(*(column for column in Reservation.__table__.c if column.name != "during"))
+    select(*_SHOWN_COLUMNS)
     .where(
-        Reservation.room_id == bindparam("room_id"),
-        Reservation.status == "confirmed",
-        Reservation.during.op("&&")(func.tstzrange(bindparam("start"), bindparam("end"), "[)")),
+        _BOOKINGS.room_id == bindparam("room_id"),
+        _BOOKINGS.status == "confirmed",
+        _BOOKINGS.during.op("&&")(func.tstzrange(bindparam("start"), bindparam("end"), "[)")),
     )
-    .order_by(Reservation.start_time)
+    .order_by(_BOOKINGS.start_time)
 )
-_REPLICA_DELETED = select(RoomReplica.deleted).where(RoomReplica.room_id == bindparam("room_id"))
+# The same bookings beside the room's `deleted` flag: no row at all when the room is not known here, one row
+# with null booking columns when it has none in the window.
+_KNOWN_ROOM = (
+    select(RoomReplica.__table__.c.deleted.label("room_deleted"))
+    .where(RoomReplica.__table__.c.room_id == bindparam("room_id"))
+    .subquery("room")
+)
+_BOOKED = _SCHEDULE.subquery("booked").lateral()
+_SCHEDULE_OF_KNOWN_ROOM = (
+    select(_KNOWN_ROOM.c.room_deleted, *_BOOKED.c)
+    .select_from(_KNOWN_ROOM.outerjoin(_BOOKED, true()))
+    .order_by(_BOOKED.c.start_time)
+)
 
 
 def as_seen_by(principal: Principal, reservation) -> dict:

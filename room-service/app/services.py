@@ -122,23 +122,24 @@ def delete_room(room_id: int, *, if_match: str | None = None) -> None:
 
 def list_rooms(query: RoomListQuery) -> dict:
     """One page of rooms that exist, by id, with the filters of `query`."""
+    rooms, names = Room.__table__.c, Equipment.__table__.c  # Core columns: no ORM compile or loading step
     stmt = _rooms_that_exist()
     if query.min_capacity is not None:
-        stmt = stmt.where(Room.capacity >= query.min_capacity)
+        stmt = stmt.where(rooms.capacity >= query.min_capacity)
     if query.is_active is not None:
-        stmt = stmt.where(Room.is_active == query.is_active)
+        stmt = stmt.where(rooms.is_active == query.is_active)
     if query.location:
-        stmt = stmt.where(func.lower(Room.location).like(like_substring(query.location)))
+        stmt = stmt.where(func.lower(rooms.location).like(like_substring(query.location)))
     wanted = sorted(set(query.equipment))
     if wanted:
         having_all = (
             select(room_equipment.c.room_id)
-            .join(Equipment, Equipment.id == room_equipment.c.equipment_id)
-            .where(Equipment.name.in_(wanted))
+            .join(Equipment.__table__, names.id == room_equipment.c.equipment_id)
+            .where(names.name.in_(wanted))
             .group_by(room_equipment.c.room_id)
             .having(func.count() == len(wanted))
         )
-        stmt = stmt.where(Room.id.in_(having_all))
+        stmt = stmt.where(rooms.id.in_(having_all))
     return paginate(db.session, stmt, query, lambda row: Room.to_dict(row, row.equipment_names), scalars=False)
 
 
@@ -146,14 +147,16 @@ def list_rooms(query: RoomListQuery) -> dict:
 def _rooms_that_exist() -> Select:
     """Every room that exists, by id, as plain rows with the equipment names aggregated in the same query
     (no ORM objects, one round trip); built once, the filters are added to it per request."""
+    rooms, names = Room.__table__.c, Equipment.__table__.c
     equipment_names = (
-        select(func.coalesce(func.array_agg(Equipment.name), literal_column("'{}'::varchar[]")))
-        .join(room_equipment, room_equipment.c.equipment_id == Equipment.id)
-        .where(room_equipment.c.room_id == Room.id)
+        select(func.coalesce(func.array_agg(names.name), literal_column("'{}'::varchar[]")))
+        .select_from(Equipment.__table__)
+        .join(room_equipment, room_equipment.c.equipment_id == names.id)
+        .where(room_equipment.c.room_id == rooms.id)
         .scalar_subquery()
         .label("equipment_names")
     )
-    return select(*Room.__table__.c, equipment_names).where(Room.deleted_at.is_(None)).order_by(Room.id)
+    return select(*rooms, equipment_names).where(rooms.deleted_at.is_(None)).order_by(rooms.id)
 
 
 def room_counts() -> dict[str, int]:
