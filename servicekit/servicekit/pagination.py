@@ -43,16 +43,29 @@ def paginate(
     session: Session, stmt: Select, query: PageQuery, serialize: Callable[[Any], dict], *, scalars: bool = True
 ) -> dict[str, Any]:
     """Run `stmt` for one page, and total its rows (exactly up to COUNT_CAP, else estimated).
-    `serialize` gets each ORM object (`scalars`), or each row when `stmt` selects columns."""
+    `serialize` gets each ORM object (`scalars`), or each row when `stmt` selects columns.
+
+    One round trip: the capped count rides along with the page as a scalar subquery (PostgreSQL runs it once).
+    Only an empty page past the end, or a total beyond COUNT_CAP (the planner's estimate), needs another."""
     offset = (query.page - 1) * query.per_page
-    result = session.execute(stmt.limit(query.per_page).offset(offset))
-    rows = result.scalars().all() if scalars else result.all()
+    capped = (
+        select(func.count())
+        .select_from(stmt.order_by(None).limit(COUNT_CAP + 1).subquery())
+        .scalar_subquery()
+        .label("capped_total")
+    )
+    result = session.execute(stmt.add_columns(capped).limit(query.per_page).offset(offset)).all()
+    rows = [row[0] for row in result] if scalars else result
     if len(rows) < query.per_page and (rows or offset == 0):
-        total, estimated = offset + len(rows), False  # the last page tells the total without a count
-    else:
+        total, estimated = offset + len(rows), False  # the last page tells the total
+    elif result and result[0].capped_total <= COUNT_CAP:
+        total, estimated = result[0].capped_total, False
+    elif result:
+        total, estimated = max(COUNT_CAP + 1, planner_estimate(session, stmt.order_by(None))), True
+    else:  # a page past the end: count on its own
         total, estimated = count_rows(session, stmt)
-        if estimated:  # never fewer than the rows already served (the planner can guess low)
-            total = max(total, offset + len(rows) + 1)
+    if estimated:  # never fewer than the rows already served (the planner can guess low)
+        total = max(total, offset + len(rows) + 1)
     return {
         "items": [serialize(row) for row in rows],
         "page": query.page,
