@@ -565,7 +565,7 @@ _SCHEDULE_OF_KNOWN_ROOM = (
 
 def as_seen_by(principal: Principal, reservation) -> dict:
     """`reservation`: a Reservation, or a row of its table's columns."""
-    body = Reservation.to_dict(reservation)
+    body = reservation_dict(reservation)
     if not principal.may_act_for(reservation.user_id):
         body.update(description=None, attendees=[])
     return body

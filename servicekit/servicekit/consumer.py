@@ -117,8 +117,7 @@ class EventConsumer(BackgroundThread):
                 else:
                     for index, message in enumerate(messages):
                         if message.error():
-                            if message.error().code() != KafkaError._PARTITION_EOF:
-                                log.warning("consumer %s: %s", self.group_id, message.error())
+                            self._log_broker_error(message)
                             continue
                         outcome = self._handle_in_transaction(message)
                         if isinstance(outcome, float):
@@ -154,8 +153,7 @@ class EventConsumer(BackgroundThread):
         plan: list[tuple[Message, dict[str, Any], Handler | None]] = []
         for message in messages:
             if message.error():
-                if message.error().code() != KafkaError._PARTITION_EOF:
-                    log.warning("consumer %s: %s", self.group_id, message.error())
+                self._log_broker_error(message)
                 continue
             envelope = self._decode(message)
             if envelope is None or envelope["producer"] != self.owners.get(message.topic()):
@@ -192,6 +190,10 @@ class EventConsumer(BackgroundThread):
             log.info("consumer %s: applying the batch at once failed (%s); one by one", self.group_id, exc.__class__.__name__)
             return None
         return handled
+
+    def _log_broker_error(self, message: Message) -> None:
+        if message.error().code() != KafkaError._PARTITION_EOF:  # the end of a partition is not news
+            log.warning("consumer %s: %s", self.group_id, message.error())
 
     def _handle_in_transaction(self, message: Message) -> tuple[str, ...] | float:
         """Apply, skip or park one message inside the batch's transaction: its metric labels (or PARKED),

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import weakref
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -52,7 +51,8 @@ class ServiceSession(FlaskSession):
         return engine
 
 
-_reading_views: weakref.WeakKeyDictionary[Engine, Engine] = weakref.WeakKeyDictionary()
+# One view per engine (a service has one; a test run a few): made once, with its guard listener registered once.
+_reading_views: dict[Engine, Engine] = {}
 
 
 def _reading_view(engine: Engine) -> Engine:
