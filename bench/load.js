@@ -2,13 +2,14 @@
 //   TARGET_URL   the URL; "{room}" becomes this VU's room id, "{start}"/"{end}" a 30-minute slot
 //                of its own (no two iterations of any VU ask for the same slot of the same room)
 //   METHOD       GET or POST;  BODY  a JSON template (same placeholders), for POST
-//   TOKENS       comma-separated bearer tokens, one per VU (round robin)
+//   TOKENS_FILE  a file of bearer tokens, one a line: VU v's iteration i uses token (v-1 + VUS*i) mod their number,
+//                so with VUS tokens each VU keeps its own, with k*VUS each VU takes its own k in turn
 //   ROOMS        comma-separated room ids, one per VU (round robin)
 //   BASE_EPOCH_MS the first slot's start;  EXPECT  comma-separated acceptable statuses
 import http from 'k6/http';
 import { check } from 'k6';
 
-const tokens = (__ENV.TOKENS || '').split(',').filter((t) => t);
+const tokens = (__ENV.TOKENS_FILE ? open(__ENV.TOKENS_FILE) : '').split('\n').filter((t) => t);
 const rooms = (__ENV.ROOMS || '').split(',').filter((r) => r);
 const expected = (__ENV.EXPECT || '200').split(',').map((s) => parseInt(s, 10));
 const base = parseInt(__ENV.BASE_EPOCH_MS || '0', 10);
@@ -27,7 +28,8 @@ function fill(template) {
 export default function () {
   const headers = { 'Content-Type': 'application/json' };
   if (tokens.length) {
-    headers.Authorization = `Bearer ${tokens[(__VU - 1) % tokens.length]}`;
+    const vus = parseInt(__ENV.VUS || '1', 10);
+    headers.Authorization = `Bearer ${tokens[(__VU - 1 + vus * __ITER) % tokens.length]}`;
   }
   const url = fill(__ENV.TARGET_URL);
   const response = __ENV.METHOD === 'POST'

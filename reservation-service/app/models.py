@@ -74,6 +74,14 @@ class Reservation(db.Model):
             postgresql_where=text("status = 'confirmed' AND checked_in_at IS NULL"),
         ),
         Index("ix_reservations_series_start", "series_id", "start_time", postgresql_where=text("series_id IS NOT NULL")),
+        # A user's confirmed bookings by time, for the fair-use check (0009_user_quota_index).
+        Index(
+            "ix_reservations_user_during_confirmed",
+            "user_id",
+            "during",
+            postgresql_using="gist",
+            postgresql_where=text("status = 'confirmed'"),
+        ),
         # Which rooms are busy in a window (availability, suggestions), across rooms (0007): keyed on the time
         # only, room_id included for index-only scans, so per-room questions keep the room-first exclusion
         # index (0008_finding).

@@ -142,30 +142,14 @@ def _hours(seconds: float) -> float:
     return round(seconds / 3600, 2)
 
 
-def _quota_columns(user_id: int, room: RoomInfo, start: datetime, end: datetime, now: datetime, exclude_id) -> tuple:
-    """The user's usage that the fair-use limits look at, as labelled scalar subqueries (to be selected in
-    one statement), and the ISO weeks they cover."""
-    mine = [Reservation.user_id == user_id, Reservation.status == "confirmed"]
-    if exclude_id is not None:
-        mine.append(Reservation.id != exclude_id)
-    columns = []
-    if start > now:
-        upcoming = select(func.count()).select_from(Reservation).where(*mine, Reservation.start_time > now)
-        columns.append(upcoming.scalar_subquery().label("upcoming"))
-    weeks = iso_weeks(room.timezone, start, end)
-    for index, (_week, week_start, week_end) in enumerate(weeks):
-        overlap = func.least(Reservation.end_time, week_end) - func.greatest(Reservation.start_time, week_start)
-        booked = select(func.coalesce(func.sum(func.extract("epoch", overlap)), 0)).where(
-            *mine, Reservation.start_time < week_end, Reservation.end_time > week_start
-        )
-        columns.append(booked.scalar_subquery().label(f"week_{index}"))
-    return columns, weeks
-
-
-def _judge_quotas(usage, weeks, room: RoomInfo, start: datetime, end: datetime, settings: BookingSettings) -> None:
-    """Raise QuotaExceeded if the booking would pass a limit, given `usage` (a row of `_quota_columns`)."""
+def _judge_quotas(
+    usage, weeks, room: RoomInfo, start: datetime, end: datetime, settings: BookingSettings, now: datetime, user_id, exclude_id
+) -> None:
+    """Raise QuotaExceeded if the booking would pass a limit, given `usage` (a row of `_booking_check`)."""
     upcoming = getattr(usage, "upcoming", None)
     if upcoming is not None and upcoming + 1 > settings.max_future_bookings:
+        # The check counted no further than the limit; the refusal says how many there are.
+        upcoming = _count_upcoming(user_id, now, exclude_id)
         raise QuotaExceeded(
             f"You already have {upcoming} upcoming bookings; at most {settings.max_future_bookings} are allowed "
             "(MAX_FUTURE_BOOKINGS).",
@@ -188,37 +172,49 @@ def _judge_quotas(usage, weeks, room: RoomInfo, start: datetime, end: datetime, 
             )
 
 
-def _check_quotas(
-    user_id: int, room: RoomInfo, start: datetime, end: datetime, settings: BookingSettings, now: datetime, exclude_id
-) -> None:
-    """Fair use (call with the user's lock held, so two requests cannot both take the last unit)."""
-    columns, weeks = _quota_columns(user_id, room, start, end, now, exclude_id)
-    if columns:
-        _judge_quotas(db.session.execute(select(*columns)).one(), weeks, room, start, end, settings)
+def _count_upcoming(user_id: int, now: datetime, exclude_id: int | None) -> int:
+    """The user's confirmed bookings that have not started (all of them: only a refusal asks)."""
+    stmt = select(func.count()).where(
+        Reservation.user_id == user_id, Reservation.status == "confirmed", Reservation.start_time > now
+    )
+    if exclude_id is not None:
+        stmt = stmt.where(Reservation.id != exclude_id)
+    return db.session.execute(stmt).scalar_one()
 
 
+# A user's confirmed bookings, read through the (user_id, during) GiST index of confirmed bookings
+# (0009_user_quota_index): the quota columns cost what the limits allow, not what the user has ever booked.
 _MINE = "user_id = :user_id AND status = 'confirmed'"
 
 
 @functools.cache
-def _free_and_quotas_statement(excluding: bool, quota: bool, upcoming: bool, weeks: int) -> TextClause:
-    """The SQL of `_check_free_and_quotas` for one shape of booking (built once per shape: a plain text
-    statement costs SQLAlchemy no expression building, compiling or cache-key work per request)."""
+def _booking_check(free: bool, excluding: bool, quota: bool, upcoming: bool, weeks: int) -> TextClause:
+    """One statement for one shape of booking check (built once per shape: a plain text statement costs
+    SQLAlchemy no expression building, compiling or cache-key work per request). Its columns:
+    - free: `blacked_out`, `taken` (is a blackout or another confirmed booking in the way);
+    - quota and upcoming: `upcoming`, the user's confirmed bookings not yet started, counted up to
+      :upcoming_cap (MAX_FUTURE_BOOKINGS: enough to tell whether one more passes it);
+    - quota: `week_0` .. `week_{weeks-1}`, the seconds the user has booked in each ISO week the booking touches."""
     not_this = " AND id <> :exclude_id" if excluding else ""
-    columns = [
-        "EXISTS (SELECT 1 FROM blackouts WHERE (room_id = :room_id OR room_id IS NULL)"
-        " AND during && tstzrange(:start, :end, '[)')) AS blacked_out",
-        "EXISTS (SELECT 1 FROM reservations WHERE room_id = :room_id AND status = 'confirmed'"
-        f" AND during && tstzrange(:start, :end, '[)'){not_this}) AS taken",
-    ]
+    columns = []
+    if free:
+        columns += [
+            "EXISTS (SELECT 1 FROM blackouts WHERE (room_id = :room_id OR room_id IS NULL)"
+            " AND during && tstzrange(:start, :end, '[)')) AS blacked_out",
+            "EXISTS (SELECT 1 FROM reservations WHERE room_id = :room_id AND status = 'confirmed'"
+            f" AND during && tstzrange(:start, :end, '[)'){not_this}) AS taken",
+        ]
     if quota and upcoming:
-        columns.append(f"(SELECT count(*) FROM reservations WHERE {_MINE}{not_this} AND start_time > :now) AS upcoming")
+        columns.append(
+            f"(SELECT count(*) FROM (SELECT 1 FROM reservations WHERE {_MINE}{not_this}"
+            " AND during && tstzrange(:now, NULL) AND start_time > :now LIMIT :upcoming_cap) AS capped) AS upcoming"
+        )
     for index in range(weeks if quota else 0):
         week_start, week_end = f":week_start_{index}", f":week_end_{index}"
         columns.append(
             "(SELECT coalesce(sum(extract(epoch FROM"
             f" least(end_time, {week_end}) - greatest(start_time, {week_start}))), 0)"
-            f" FROM reservations WHERE {_MINE}{not_this} AND start_time < {week_end} AND end_time > {week_start})"
+            f" FROM reservations WHERE {_MINE}{not_this} AND during && tstzrange({week_start}, {week_end}, '[)'))"
             f" AS week_{index}"
         )
     parameters = [
@@ -228,6 +224,7 @@ def _free_and_quotas_statement(excluding: bool, quota: bool, upcoming: bool, wee
         bindparam("exclude_id", type_=BigInteger),
         bindparam("user_id", type_=BigInteger),
         bindparam("now", type_=DateTime(timezone=True)),
+        bindparam("upcoming_cap", type_=BigInteger),
     ]
     for index in range(weeks if quota else 0):
         parameters += [
@@ -236,6 +233,42 @@ def _free_and_quotas_statement(excluding: bool, quota: bool, upcoming: bool, wee
         ]
     sql = "SELECT " + ", ".join(columns)
     return text(sql).bindparams(*(p for p in parameters if f":{p.key}" in sql))
+
+
+def _run_booking_check(
+    free: bool,
+    room_id: int,
+    start: datetime,
+    end: datetime,
+    exclude_id: int | None,
+    quota_user: int | None,
+    room: RoomInfo,
+    settings: BookingSettings,
+    now: datetime,
+):
+    """Run `_booking_check` for this booking; returns its row and the ISO weeks its week_N columns are."""
+    weeks = iso_weeks(room.timezone, start, end) if quota_user is not None else []
+    statement = _booking_check(free, exclude_id is not None, quota_user is not None, start > now, len(weeks))
+    values = {
+        "room_id": room_id,
+        "start": start,
+        "end": end,
+        "exclude_id": exclude_id,
+        "user_id": quota_user,
+        "now": now,
+        "upcoming_cap": settings.max_future_bookings,
+    }
+    for index, (_week, week_start, week_end) in enumerate(weeks):
+        values[f"week_start_{index}"], values[f"week_end_{index}"] = week_start, week_end
+    return db.session.execute(statement, values).one(), weeks  # values the statement does not name are ignored
+
+
+def _check_quotas(
+    user_id: int, room: RoomInfo, start: datetime, end: datetime, settings: BookingSettings, now: datetime, exclude_id
+) -> None:
+    """Fair use (call with the user's lock held, so two requests cannot both take the last unit)."""
+    row, weeks = _run_booking_check(False, 0, start, end, exclude_id, user_id, room, settings, now)
+    _judge_quotas(row, weeks, room, start, end, settings, now, user_id, exclude_id)
 
 
 def _check_free_and_quotas(
@@ -251,16 +284,11 @@ def _check_free_and_quotas(
     """`_check_free`, then (for `quota_user`) `_check_quotas`, in one round trip when nothing is in the way
     (call with locks.lock_for_booking held, in a later statement than the locks). The same rules and
     answers as those two: they run only to describe a refusal."""
-    weeks = iso_weeks(room.timezone, start, end) if quota_user is not None else []
-    statement = _free_and_quotas_statement(exclude_id is not None, quota_user is not None, start > now, len(weeks))
-    values = {"room_id": room_id, "start": start, "end": end, "exclude_id": exclude_id, "user_id": quota_user, "now": now}
-    for index, (_week, week_start, week_end) in enumerate(weeks):
-        values[f"week_start_{index}"], values[f"week_end_{index}"] = week_start, week_end
-    row = db.session.execute(statement, values).one()  # values the statement does not name are ignored
+    row, weeks = _run_booking_check(True, room_id, start, end, exclude_id, quota_user, room, settings, now)
     if row.blacked_out or row.taken:
         _check_free(room_id, start, end, exclude_id)  # the 409 with the blackouts and bookings in the way
     if quota_user is not None:
-        _judge_quotas(row, weeks, room, start, end, settings)
+        _judge_quotas(row, weeks, room, start, end, settings, now, quota_user, exclude_id)
 
 
 def find_conflicts(room_id: int, start: datetime, end: datetime, exclude_id: int | None = None) -> list[Reservation]:

@@ -55,6 +55,22 @@ def test_the_booking_beyond_max_future_bookings_is_409_saying_which_limit(limite
     assert client.post("/api/reservations", json=booking(room["id"], 24), headers=headers).status_code == 201
 
 
+def test_the_refusal_counts_every_upcoming_booking_though_the_check_stops_at_the_limit(limited, client, people, rooms):
+    """The check counts no further than MAX_FUTURE_BOOKINGS; a user holding more (booked while the limit was
+    higher: here, through the session's app with the default of 50) is told how many they really hold."""
+    limited_client, _ = limited
+    _, headers = people.user()
+    room = rooms.create()
+    held = [client.post("/api/reservations", json=booking(room["id"], n * 2), headers=headers) for n in range(5)]
+    assert [r.status_code for r in held] == [201] * 5
+    client.delete(f"/api/reservations/{held[0].get_json()['id']}", headers=headers)  # cancelled: not counted
+    response = limited_client.post("/api/reservations", json=booking(room["id"], 30), headers=headers)
+    assert response.status_code == 409
+    problem = response.get_json()
+    assert (problem["limit"], problem["maximum"], problem["current"]) == ("MAX_FUTURE_BOOKINGS", 3, 4)
+    assert "4 upcoming bookings" in problem["detail"]
+
+
 def test_admins_are_exempt_from_the_limits(limited, people, rooms):
     client, _ = limited
     _, admin = people.admin()
