@@ -37,23 +37,39 @@ _SHARED = "pg_advisory_xact_lock_shared(CAST(:space{n} AS integer), CAST(:key{n}
 _EXCLUSIVE = "pg_advisory_xact_lock(CAST(:space{n} AS integer), CAST(:key{n} AS integer))"
 
 
-def _take(*locks: tuple[str, int, int]) -> None:
-    """Take `locks` ((function, namespace, id), ...) in one round trip, in the order given: PostgreSQL
-    evaluates a SELECT's target list left to right, and each call returns once its lock is held."""
+def _calls(*locks: tuple[str, int, int]) -> tuple[str, dict]:
+    """The calls that take `locks` ((function, namespace, id), ...), as a SELECT's target list, and their
+    parameters. PostgreSQL evaluates a target list left to right, and each call returns once its lock is held."""
     calls = ", ".join(function.format(n=n) for n, (function, _space, _key) in enumerate(locks))
     parameters = {}
     for n, (_function, space, key) in enumerate(locks):
         parameters[f"space{n}"] = space
         parameters[f"key{n}"] = key % _KEY_SPACE
+    return calls, parameters
+
+
+def _take(*locks: tuple[str, int, int]) -> None:
+    """Take `locks` in one round trip, in the order given."""
+    calls, parameters = _calls(*locks)
     db.session.execute(text(f"SELECT {calls}"), parameters)
+
+
+def _booking_locks(room_id: int, quota_user_id: int | None) -> list[tuple[str, int, int]]:
+    locks = [(_SHARED, EVERY_ROOM, 0), (_SHARED, ROOM, room_id)]
+    if quota_user_id is not None:
+        locks.append((_EXCLUSIVE, USER, quota_user_id))
+    return locks
 
 
 def lock_for_booking(room_id: int, quota_user_id: int | None) -> None:
     """Before a booking reads blackouts, conflicts and usage (in the booking's transaction)."""
-    locks = [(_SHARED, EVERY_ROOM, 0), (_SHARED, ROOM, room_id)]
-    if quota_user_id is not None:
-        locks.append((_EXCLUSIVE, USER, quota_user_id))
-    _take(*locks)
+    _take(*_booking_locks(room_id, quota_user_id))
+
+
+def booking_lock_calls(room_id: int, quota_user_id: int | None) -> tuple[str, dict]:
+    """`lock_for_booking`'s calls and parameters, for a statement that reads something else beside them (its
+    reads see what committed before the statement began, so not blackouts, conflicts or usage)."""
+    return _calls(*_booking_locks(room_id, quota_user_id))
 
 
 def lock_for_series(room_id: int, quota_user_id: int | None) -> None:

@@ -6,7 +6,7 @@ import functools
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import BigInteger, DateTime, TextClause, bindparam, func, insert, or_, select, text, true
+from sqlalchemy import BigInteger, DateTime, TextClause, bindparam, func, or_, select, text, true
 
 from servicekit.auth import Principal
 from servicekit.conditional import etag_for, require_match
@@ -188,9 +188,8 @@ _MINE = "user_id = :user_id AND status = 'confirmed'"
 
 
 @functools.cache
-def _booking_check(free: bool, excluding: bool, quota: bool, upcoming: bool, weeks: int) -> TextClause:
-    """One statement for one shape of booking check (built once per shape: a plain text statement costs
-    SQLAlchemy no expression building, compiling or cache-key work per request). Its columns:
+def _booking_check_sql(free: bool, excluding: bool, quota: bool, upcoming: bool, weeks: int) -> str:
+    """The SELECT that checks one shape of booking. Its columns:
     - free: `blacked_out`, `taken` (is a blackout or another confirmed booking in the way);
     - quota and upcoming: `upcoming`, the user's confirmed bookings not yet started, counted up to
       :upcoming_cap (MAX_FUTURE_BOOKINGS: enough to tell whether one more passes it);
@@ -217,22 +216,71 @@ def _booking_check(free: bool, excluding: bool, quota: bool, upcoming: bool, wee
             f" FROM reservations WHERE {_MINE}{not_this} AND during && tstzrange({week_start}, {week_end}, '[)'))"
             f" AS week_{index}"
         )
-    parameters = [
-        bindparam("room_id", type_=BigInteger),
-        bindparam("start", type_=DateTime(timezone=True)),
-        bindparam("end", type_=DateTime(timezone=True)),
-        bindparam("exclude_id", type_=BigInteger),
-        bindparam("user_id", type_=BigInteger),
-        bindparam("now", type_=DateTime(timezone=True)),
-        bindparam("upcoming_cap", type_=BigInteger),
-    ]
-    for index in range(weeks if quota else 0):
-        parameters += [
-            bindparam(f"week_start_{index}", type_=DateTime(timezone=True)),
-            bindparam(f"week_end_{index}", type_=DateTime(timezone=True)),
-        ]
-    sql = "SELECT " + ", ".join(columns)
-    return text(sql).bindparams(*(p for p in parameters if f":{p.key}" in sql))
+    return "SELECT " + ", ".join(columns)
+
+
+_PARAMETER_TYPES = {
+    "room_id": BigInteger,
+    "start": DateTime(timezone=True),
+    "end": DateTime(timezone=True),
+    "exclude_id": BigInteger,
+    "user_id": BigInteger,
+    "now": DateTime(timezone=True),
+    "upcoming_cap": BigInteger,
+    "owner_id": BigInteger,
+    "title": Reservation.__table__.c.title.type,
+    "description": Reservation.__table__.c.description.type,
+    "attendees": Reservation.__table__.c.attendees.type,
+}
+
+
+def _typed(sql: str, weeks: int = 0) -> TextClause:
+    """`sql` as a text statement, each parameter it names bound with its type (plain text statements cost
+    SQLAlchemy no expression building, compiling or cache-key work per request: build them once)."""
+    types = dict(_PARAMETER_TYPES)
+    for index in range(weeks):
+        types[f"week_start_{index}"] = types[f"week_end_{index}"] = DateTime(timezone=True)
+    return text(sql).bindparams(*(bindparam(name, type_=t) for name, t in types.items() if f":{name}" in sql))
+
+
+@functools.cache
+def _booking_check(free: bool, excluding: bool, quota: bool, upcoming: bool, weeks: int) -> TextClause:
+    """`_booking_check_sql` as a statement, built once per shape."""
+    return _typed(_booking_check_sql(free, excluding, quota, upcoming, weeks), weeks if quota else 0)
+
+
+@functools.cache
+def _check_and_insert(quota: bool, upcoming: bool, weeks: int) -> TextClause:
+    """A new booking's check and INSERT in one statement (run after the locks, in a later statement): the
+    check's columns, and the booking's shown columns when nothing was in the way (all NULL when something
+    was). The quota columns are judged afterwards, in Python; a refusal rolls the INSERT back."""
+    check = _booking_check_sql(True, False, quota, upcoming, weeks)
+    shown = ", ".join(column.name for column in _SHOWN_COLUMNS)
+    sql = (
+        f"WITH c AS MATERIALIZED ({check}),"
+        " ins AS (INSERT INTO reservations (room_id, user_id, title, description, start_time, end_time, attendees, status)"
+        " SELECT :room_id, :owner_id, :title, :description, :start, :end, :attendees, 'confirmed'"
+        f" FROM c WHERE NOT c.blacked_out AND NOT c.taken RETURNING {shown})"
+        " SELECT * FROM c LEFT JOIN ins ON true"
+    )
+    return _typed(sql, weeks if quota else 0)
+
+
+def _check_values(room_id, start, end, exclude_id, quota_user, room: RoomInfo, settings, now) -> tuple[dict, list]:
+    """The values of `_booking_check`'s parameters for this booking, and the ISO weeks of its week_N columns."""
+    weeks = iso_weeks(room.timezone, start, end) if quota_user is not None else []
+    values = {
+        "room_id": room_id,
+        "start": start,
+        "end": end,
+        "exclude_id": exclude_id,
+        "user_id": quota_user,
+        "now": now,
+        "upcoming_cap": settings.max_future_bookings,
+    }
+    for index, (_week, week_start, week_end) in enumerate(weeks):
+        values[f"week_start_{index}"], values[f"week_end_{index}"] = week_start, week_end
+    return values, weeks
 
 
 def _run_booking_check(
@@ -247,19 +295,8 @@ def _run_booking_check(
     now: datetime,
 ):
     """Run `_booking_check` for this booking; returns its row and the ISO weeks its week_N columns are."""
-    weeks = iso_weeks(room.timezone, start, end) if quota_user is not None else []
+    values, weeks = _check_values(room_id, start, end, exclude_id, quota_user, room, settings, now)
     statement = _booking_check(free, exclude_id is not None, quota_user is not None, start > now, len(weeks))
-    values = {
-        "room_id": room_id,
-        "start": start,
-        "end": end,
-        "exclude_id": exclude_id,
-        "user_id": quota_user,
-        "now": now,
-        "upcoming_cap": settings.max_future_bookings,
-    }
-    for index, (_week, week_start, week_end) in enumerate(weeks):
-        values[f"week_start_{index}"], values[f"week_end_{index}"] = week_start, week_end
     return db.session.execute(statement, values).one(), weeks  # values the statement does not name are ignored
 
 
@@ -308,7 +345,6 @@ def find_conflicts(room_id: int, start: datetime, end: datetime, exclude_id: int
 
 # Every column a reservation's JSON shows (`reservation_dict`): all but the computed `during`.
 _SHOWN_COLUMNS = tuple(column for column in Reservation.__table__.c if column.name != "during")
-_INSERT_RESERVATION = insert(Reservation.__table__).returning(*_SHOWN_COLUMNS)
 
 
 def _clash_raises(room_id: int, start: datetime, end: datetime, exclude_id: int | None) -> dict:
@@ -330,58 +366,71 @@ def _with_suggestions(
     return conflict
 
 
-_ROOM_AND_OWNER = text(
+_ROOM_AND_OWNER = (
     "SELECT r.room_id, r.name, r.capacity, r.location, r.is_active, r.deleted, r.timezone, r.booking_policy,"
-    " r.equipment, EXISTS (SELECT 1 FROM user_replicas WHERE user_id = :user_id) AS owner_known"
+    " r.equipment, EXISTS (SELECT 1 FROM user_replicas WHERE user_id = :owner_id) AS owner_known, {locks}"
     " FROM (SELECT 1) AS one LEFT JOIN room_replicas AS r ON r.room_id = :room_id"
-).bindparams(bindparam("room_id", type_=BigInteger), bindparam("user_id", type_=BigInteger))
+)
 
 
-def _room_and_owner(room_id: int, user_id: int) -> tuple[RoomInfo | None, bool]:
-    """What the read models know of the room (None: nothing yet) and whether they know the owner, in one
-    round trip: the directories' first look, which ask the peers only for what is not known here."""
-    row = db.session.execute(_ROOM_AND_OWNER, {"room_id": room_id, "user_id": user_id}).one()
+@functools.cache
+def _room_and_owner_locking(calls: str) -> TextClause:
+    return _typed(_ROOM_AND_OWNER.format(locks=calls))
+
+
+def _room_and_owner_locked(room_id: int, owner_id: int, quota_user: int | None) -> tuple[RoomInfo | None, bool]:
+    """What the read models know of the room (None: nothing yet) and whether they know the owner, and the
+    booking's locks (`locks.lock_for_booking`), in one round trip. These reads need no lock: blackouts,
+    conflicts and usage are read in a later statement."""
+    calls, parameters = locks.booking_lock_calls(room_id, quota_user)
+    row = db.session.execute(_room_and_owner_locking(calls), {"room_id": room_id, "owner_id": owner_id, **parameters}).one()
     return (_room_info(row) if row.room_id is not None else None), row.owner_known
 
 
 def create_reservation(
     principal: Principal, request: ReservationCreate, bearer: str, settings: BookingSettings, on_created=None
 ) -> dict:
+    """Four round trips when the read models know the room and the owner: the room, the owner and the locks;
+    the check and the INSERT; the outbox row; COMMIT."""
     start, end = request.start_time, request.end_time
     now = utcnow()
     check_times(start, end, now)
-    known_room, owner_known = _room_and_owner(request.room_id, principal.user_id)
+    quota_user = None if principal.is_admin else principal.user_id
+    known_room, owner_known = _room_and_owner_locked(request.room_id, principal.user_id, quota_user)
+    locked = known_room is not None and owner_known
+    if not locked:
+        db.session.rollback()  # no lock is held across a call to a peer
     room = known_room or settings.rooms.lookup(request.room_id, bearer)  # not known here: room-service tells
     room = _check_room(room, len(request.attendees), settings)
     _check_policy(room, start, end, settings, now)
     if not owner_known:
         settings.users.lookup(principal.user_id, bearer)  # learn the owner's e-mail for notifications
-    # Network calls are done; now one transaction, serialised against blackouts and the user's other bookings.
-    quota_user = None if principal.is_admin else principal.user_id
-    locks.lock_for_booking(request.room_id, quota_user)
+    if not locked:
+        # Network calls are done; now one transaction, serialised against blackouts and the user's other bookings.
+        locks.lock_for_booking(request.room_id, quota_user)
+    values, weeks = _check_values(request.room_id, start, end, None, quota_user, room, settings, now)
+    values.update(owner_id=principal.user_id, title=request.title, description=request.description, attendees=request.attendees)
+    statement = _check_and_insert(quota_user is not None, start > now, len(weeks))
     try:
-        _check_free_and_quotas(request.room_id, start, end, None, quota_user, room, settings, now)
+        # A clash the exclusion constraint catches (a race lost at the database) is the same 409.
+        with violations_raise(_clash_raises(request.room_id, start, end, None)):
+            for _attempt in range(3):
+                row = db.session.execute(statement, values).one()
+                if row.id is not None:
+                    break
+                # Something was in the way: the 409 says what. (Unless it went in the meantime: try again.)
+                _check_free(request.room_id, start, end, None)
+            else:
+                raise BookingConflict(find_conflicts(request.room_id, start, end))
+        if quota_user is not None:
+            # (a refusal's exact count leaves out the row just inserted, which the check's columns did not see)
+            _judge_quotas(row, weeks, room, start, end, settings, now, quota_user, row.id)
     except BookingConflict as conflict:
         db.session.rollback()  # release the locks before looking around
         raise _with_suggestions(conflict, room, start, end, len(request.attendees), settings, now) from None
-    values = {
-        "room_id": request.room_id,
-        "user_id": principal.user_id,
-        "title": request.title,
-        "description": request.description,
-        "start_time": start,
-        "end_time": end,
-        "attendees": request.attendees,
-        "status": "confirmed",
-    }
-    try:
-        # One INSERT … RETURNING of plain columns (the server's defaults come back with the row): no ORM object
-        # to build, which cost a fifth of the request. A clash the exclusion constraint catches (a race lost at
-        # the database) is the same 409.
-        with violations_raise(_clash_raises(request.room_id, start, end, None)):
-            row = db.session.execute(_INSERT_RESERVATION, values).one()
-    except BookingConflict as conflict:
-        raise _with_suggestions(conflict, room, start, end, len(request.attendees), settings, now) from None
+    except QuotaExceeded:
+        db.session.rollback()  # the INSERT goes with it
+        raise
     body = reservation_dict(row)
     record_event(TOPIC, row.id, "reservation.created", body, PRODUCER)
     if on_created:

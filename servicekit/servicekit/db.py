@@ -89,11 +89,13 @@ def pending_events(session) -> list[dict]:
 
 
 def write_pending_events(session) -> None:
-    """Write the pending outbox rows in one INSERT (after the session's own pending changes, which the
-    ORM-enabled INSERT flushes first). Before a commit, and before a savepoint is released."""
+    """Write the pending outbox rows in one INSERT, after the session's own pending changes (flushed first,
+    so the events' ids follow the changes they describe). Before a commit, and before a savepoint is released.
+    A Core INSERT on the session's connection: the ORM's bulk-insert path cost a fifth of a booking's CPU."""
     rows = session.info.pop(_PENDING_EVENTS, None)
     if rows:
-        session.execute(insert(OutboxEvent), rows)
+        session.flush()
+        session.connection().execute(_INSERT_OUTBOX_EVENT, rows)
 
 
 def discard_pending_events(session) -> None:
@@ -168,6 +170,9 @@ class OutboxEvent(db.Model):
         Index("ix_outbox_events_pending", "topic", "key", "id", postgresql_where=text("published_at IS NULL")),
         Index("ix_outbox_events_published_at", "published_at"),
     )
+
+
+_INSERT_OUTBOX_EVENT = insert(OutboxEvent.__table__)
 
 
 class ProcessedEvent(db.Model):
