@@ -9,8 +9,8 @@
 from __future__ import annotations
 
 from flask import Flask
-from sqlalchemy import select
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import String, bindparam, text
+from sqlalchemy.dialects.postgresql import JSONB, insert
 
 from servicekit.auth import revocation_handlers
 from servicekit.consumer import EventConsumer
@@ -19,7 +19,7 @@ from servicekit.db import db
 from . import series, services
 from .directory import replica_values
 from .mail import queue_notifications
-from .models import NotifiedReservation, RoomReplica, UserReplica
+from .models import RoomReplica, UserReplica
 
 GROUP_ID = "reservation-service"
 MAILER_GROUP_ID = "reservation-service-mailer"
@@ -79,18 +79,19 @@ HANDLERS = {
 }
 
 
+# The snapshot the owner was told about before (locked, read as of the statement's start) and the new one
+# stored over it, in one round trip.
+_SWAP_SNAPSHOT = text(
+    "WITH previous AS (SELECT snapshot FROM notified_reservations WHERE reservation_id = :reservation_id FOR UPDATE),"
+    " stored AS (INSERT INTO notified_reservations (reservation_id, snapshot) VALUES (:reservation_id, :snapshot)"
+    " ON CONFLICT (reservation_id) DO UPDATE SET snapshot = EXCLUDED.snapshot)"
+    " SELECT snapshot FROM previous"
+).bindparams(bindparam("reservation_id", type_=String), bindparam("snapshot", type_=JSONB))
+
+
 def swap_snapshot(reservation_id: str, data: dict) -> dict | None:
     """Store the state the owner is being told about; return the one they were told before."""
-    previous = db.session.execute(
-        select(NotifiedReservation.snapshot).where(NotifiedReservation.reservation_id == reservation_id).with_for_update()
-    ).scalar_one_or_none()
-    values = {"reservation_id": reservation_id, "snapshot": data}
-    db.session.execute(
-        insert(NotifiedReservation)
-        .values(**values)
-        .on_conflict_do_update(index_elements=[NotifiedReservation.reservation_id], set_={"snapshot": data})
-    )
-    return previous
+    return db.session.execute(_SWAP_SNAPSHOT, {"reservation_id": reservation_id, "snapshot": data}).scalar_one_or_none()
 
 
 def notify(envelope: dict) -> None:

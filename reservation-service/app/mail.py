@@ -12,7 +12,7 @@ from email.message import EmailMessage
 from email.utils import make_msgid
 
 from flask import Flask
-from sqlalchemy import func, update
+from sqlalchemy import func, insert, update
 
 from servicekit.db import db
 from servicekit.metrics import metrics_of
@@ -155,9 +155,15 @@ def queue_notifications(event_id: str, event_type: str, data: dict, previous: di
     recipients = list(dict.fromkeys([owner.email, *data.get("attendees", [])]))
     subject, body = message
     calendar = invitation_for_event(event_type, data)
-    for recipient in recipients:
-        db.session.add(OutgoingEmail(event_id=event_id, recipient=recipient, subject=subject, body=body, calendar=calendar))
+    rows = [
+        {"event_id": event_id, "recipient": recipient, "subject": subject, "body": body, "calendar": calendar}
+        for recipient in recipients
+    ]
+    db.session.connection().execute(_INSERT_OUTGOING_EMAIL, rows)  # Core: no unit of work to flush at commit
     return len(recipients)
+
+
+_INSERT_OUTGOING_EMAIL = insert(OutgoingEmail.__table__)
 
 
 def send_email(

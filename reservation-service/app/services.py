@@ -390,8 +390,8 @@ def _room_and_owner_locked(room_id: int, owner_id: int, quota_user: int | None) 
 def create_reservation(
     principal: Principal, request: ReservationCreate, bearer: str, settings: BookingSettings, on_created=None
 ) -> dict:
-    """Four round trips when the read models know the room and the owner: the room, the owner and the locks;
-    the check and the INSERT; the outbox row; COMMIT."""
+    """Five round trips when the read models know the room and the owner: BEGIN (psycopg sends it on its own);
+    the room, the owner and the locks; the check and the INSERT; the outbox row; COMMIT."""
     start, end = request.start_time, request.end_time
     now = utcnow()
     check_times(start, end, now)
