@@ -7,6 +7,8 @@ the same number of virtual users for the same time and reports req/s, p50 and p9
 endpoint is printed with its ratio to the matching baseline and the issue's target. After the write
 load it measures how long the outbox, the consumers and the mail queue take to drain, checks the
 table for overlapping bookings, then seeds 1,000,000 bookings with COPY and measures the lists again.
+The write load books for BOOKERS_PER_VU people per VU in turn, under the default fair-use limits (nobody
+passes them); the read loads use one person per VU holding LEAD_BOOKINGS bookings.
 Everything also goes to a JSON file (BENCH_JSON, default bench/results/last-run.json) for comparing runs.
 
 Each endpoint's CPU per request in the processes that serve it (request processes of its service, or the

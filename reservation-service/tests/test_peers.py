@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import requests
 from conftest import booking
-from sqlalchemy import select
+from sqlalchemy import delete, select
 
-from app.models import RoomReplica
+from app.models import RoomReplica, UserReplica
 from servicekit.db import db
 
 
@@ -82,3 +82,21 @@ def test_a_rooms_schedule_read_before_the_read_model_knows_the_room_asks_room_se
         assert db.session.get(RoomReplica, room["id"]).name == room["name"]
     missing = rest_client.get("/api/reservations/room/987654321", headers=headers)
     assert missing.status_code == 404 and missing.content_type == "application/problem+json"
+
+
+def test_a_booking_by_a_user_the_read_model_does_not_know_asks_user_service_and_books(app, client, people, rooms):
+    """The owner unknown here (their user.registered not consumed yet): the booking's locks are let go, user-service
+    is asked, the user remembered, the locks taken again, and the booking made."""
+    user, headers = people.user()
+    room = rooms.create()
+    with app.app_context():
+        db.session.execute(delete(UserReplica).where(UserReplica.user_id == user["id"]))
+        db.session.commit()
+    response = client.post("/api/reservations", json=booking(room["id"], 5), headers=headers)
+    assert response.status_code == 201, response.get_json()
+    assert response.get_json()["user_id"] == user["id"]
+    with app.app_context():
+        replica = db.session.get(UserReplica, user["id"])
+        assert replica is not None and replica.email == user["email"]
+    # The locks of the first attempt were released: the next booking of the same room and user goes through.
+    assert client.post("/api/reservations", json=booking(room["id"], 7), headers=headers).status_code == 201
