@@ -6,12 +6,13 @@ A page never counts the whole table: rows are counted exactly up to `COUNT_CAP`;
 
 from __future__ import annotations
 
+import functools
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import Select, func, select
+from sqlalchemy import Select, bindparam, func, select
 from sqlalchemy.orm import Session
 
 MAX_PER_PAGE = 100
@@ -40,30 +41,32 @@ class PageQuery(BaseModel):
 
 
 def paginate(
-    session: Session, stmt: Select, query: PageQuery, serialize: Callable[[Any], dict], *, scalars: bool = True
+    session: Session,
+    stmt: Select,
+    query: PageQuery,
+    serialize: Callable[[Any], dict],
+    *,
+    scalars: bool = True,
+    parameters: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Run `stmt` for one page, and total its rows (exactly up to COUNT_CAP, else estimated).
-    `serialize` gets each ORM object (`scalars`), or each row when `stmt` selects columns.
+    `serialize` gets each ORM object (`scalars`), or each row when `stmt` selects columns. `parameters`: the
+    values of `stmt`'s own bound parameters, for a statement built once per filter shape (see `_page_of`).
 
     One round trip: the capped count rides along with the page as a scalar subquery (PostgreSQL runs it once).
     Only an empty page past the end, or a total beyond COUNT_CAP (the planner's estimate), needs another."""
     offset = (query.page - 1) * query.per_page
-    capped = (
-        select(func.count())
-        .select_from(stmt.order_by(None).limit(COUNT_CAP + 1).subquery())
-        .scalar_subquery()
-        .label("capped_total")
-    )
-    result = session.execute(stmt.add_columns(capped).limit(query.per_page).offset(offset)).all()
+    values = {**(parameters or {}), "page_limit": query.per_page, "page_offset": offset}
+    result = session.execute(_page_of(stmt, COUNT_CAP), values).all()
     rows = [row[0] for row in result] if scalars else result
     if len(rows) < query.per_page and (rows or offset == 0):
         total, estimated = offset + len(rows), False  # the last page tells the total
     elif result and result[0].capped_total <= COUNT_CAP:
         total, estimated = result[0].capped_total, False
     elif result:
-        total, estimated = max(COUNT_CAP + 1, planner_estimate(session, stmt.order_by(None))), True
+        total, estimated = max(COUNT_CAP + 1, planner_estimate(session, stmt, parameters)), True
     else:  # a page past the end: count on its own
-        total, estimated = count_rows(session, stmt)
+        total, estimated = count_rows(session, stmt, parameters=parameters)
     if estimated:  # never fewer than the rows already served (the planner can guess low)
         total = max(total, offset + len(rows) + 1)
     return {
@@ -75,20 +78,41 @@ def paginate(
     }
 
 
-def count_rows(session: Session, stmt: Select, cap: int | None = None) -> tuple[int, bool]:
+@functools.lru_cache(maxsize=256)
+def _page_of(stmt: Select, cap: int) -> Select:
+    """`stmt` with its count capped at `cap` beside each row, LIMIT :page_limit OFFSET :page_offset. Kept per statement
+    object: a caller that builds its statement once (per filter shape) gets the same page statement back,
+    whose cache key SQLAlchemy then generates once, not on every request (a tenth of a room list's CPU)."""
+    capped = (
+        select(func.count()).select_from(stmt.order_by(None).limit(cap + 1).subquery()).scalar_subquery().label("capped_total")
+    )
+    return stmt.add_columns(capped).limit(bindparam("page_limit")).offset(bindparam("page_offset"))
+
+
+def count_rows(
+    session: Session, stmt: Select, cap: int | None = None, *, parameters: Mapping[str, Any] | None = None
+) -> tuple[int, bool]:
     """(rows of `stmt`, whether that is an estimate): exact up to `cap` (COUNT_CAP), else the planner's estimate."""
     cap = COUNT_CAP if cap is None else cap
-    unordered = stmt.order_by(None)
-    exact = session.execute(select(func.count()).select_from(unordered.limit(cap + 1).subquery())).scalar_one()
+    counted = select(func.count()).select_from(stmt.order_by(None).limit(cap + 1).subquery())
+    exact = session.execute(counted, dict(parameters or {})).scalar_one()
     if exact <= cap:
         return exact, False
-    return max(cap + 1, planner_estimate(session, unordered)), True
+    return max(cap + 1, planner_estimate(session, stmt, parameters)), True
 
 
-def planner_estimate(session: Session, stmt: Select) -> int:
-    """PostgreSQL's estimate of the rows `stmt` returns (EXPLAIN: planned, not run)."""
-    compiled = stmt.compile(dialect=session.get_bind().dialect, compile_kwargs={"render_postcompile": True})
-    plan = session.connection().exec_driver_sql(f"EXPLAIN (FORMAT JSON) {compiled}", compiled.params).scalar_one()
+def planner_estimate(session: Session, stmt: Select, parameters: Mapping[str, Any] | None = None) -> int:
+    """PostgreSQL's estimate of the rows `stmt` (its order aside) returns (EXPLAIN: planned, not run)."""
+    sql, defaults = _explain(stmt, session.get_bind().dialect)
+    plan = session.connection().exec_driver_sql(sql, {**defaults, **(parameters or {})}).scalar_one()
     if isinstance(plan, str):
         plan = json.loads(plan)
     return int(plan[0]["Plan"]["Plan Rows"])
+
+
+@functools.lru_cache(maxsize=256)
+def _explain(stmt: Select, dialect) -> tuple[str, dict]:
+    """The EXPLAIN of `stmt` without its ORDER BY, compiled once per statement object (a list beyond COUNT_CAP
+    asks for it on every page), and its bound parameters' own values."""
+    compiled = stmt.order_by(None).compile(dialect=dialect, compile_kwargs={"render_postcompile": True})
+    return f"EXPLAIN (FORMAT JSON) {compiled}", dict(compiled.params)
