@@ -15,7 +15,8 @@ Each endpoint's CPU per request in the processes that serve it (request processe
 baseline's) is printed too: on a box shared with other work it moves less than req/s.
 
 Environment: BENCH_DURATION (k6 duration per endpoint, default 15s), BENCH_VUS (default 16),
-BENCH_SEED_ROWS (default 1000000; 0 skips the seeded check), BENCH_PROFILE=1 (py-spy stacks, collapsed for flamegraph tools, of
+BENCH_SEED_ROWS (default 1000000; 0 skips the seeded check), BENCH_KEEP_STATE=1 (keep the run's databases and logs,
+removed otherwise), BENCH_PROFILE=1 (py-spy stacks, collapsed for flamegraph tools, of
 reservation-service's request processes during the write load and during the single-client finding-a-room probes, saved
 beside the JSON).
 
@@ -767,6 +768,12 @@ class Bench:
             self.report()
         finally:
             self.stack.stop()
+            # Its databases (1.7 GB with the seeded bookings), logs and k6 summaries: every run would leave
+            # one behind. BENCH_KEEP_STATE=1 keeps it (the path is printed) for a look at the services' logs.
+            if os.environ.get("BENCH_KEEP_STATE", "") in ("", "0", "false"):
+                shutil.rmtree(self.state, ignore_errors=True)
+            else:
+                say(f"state kept in {self.state}")
 
 
 if __name__ == "__main__":
