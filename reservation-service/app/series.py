@@ -33,7 +33,7 @@ SUPPORTED_FREQUENCIES = frozenset({"DAILY", "WEEKLY", "MONTHLY", "YEARLY"})
 OPEN_HOURS_RULE = "booking_policy.open_hours"
 # A skip-mode series that lost a race at the constraint looks again; the rival has committed by then.
 RACE_ATTEMPTS = 3
-DEADLOCK_DETECTED = "40P01"
+DEADLOCK_DETECTED = services.DEADLOCK_DETECTED
 # Series cancelled with DELETE /series/{id} are told in one mail (see `told_in_series_mail`).
 SERIES_CANCELLATION = "series"
 

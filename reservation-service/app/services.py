@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import BigInteger, DateTime, Select, TextClause, bindparam, func, or_, select, text, true
+from sqlalchemy.exc import OperationalError
 
 from servicekit.auth import Principal
 from servicekit.conditional import etag_for, require_match
@@ -22,6 +23,7 @@ from .policies import BookingPolicy, iso_weeks, policy_violations
 from .schemas import ReservationCreate, ReservationListQuery, ReservationUpdate
 
 TOPIC = "reservation-events"
+DEADLOCK_DETECTED = "40P01"  # SQLSTATE
 PRODUCER = "reservation-service"
 MAX_SCHEDULE_DAYS = 92
 
@@ -415,7 +417,17 @@ def create_reservation(
         # A clash the exclusion constraint catches (a race lost at the database) is the same 409.
         with violations_raise(_clash_raises(request.room_id, start, end, None)):
             for _attempt in range(3):
-                row = db.session.execute(statement, values).one()
+                try:
+                    row = db.session.execute(statement, values).one()
+                except OperationalError as exc:
+                    if getattr(exc.orig, "sqlstate", None) != DEADLOCK_DETECTED:
+                        raise
+                    # Two bookings of the same time inserted at the same moment, each waiting on the other's row
+                    # under the exclusion constraint: PostgreSQL aborted this one, the other goes on. Again,
+                    # under fresh locks: the next look finds the other booking (409) once it has committed.
+                    db.session.rollback()
+                    locks.lock_for_booking(request.room_id, quota_user)
+                    continue
                 if row.id is not None:
                     break
                 # Something was in the way: the 409 says what. (Unless it went in the meantime: try again.)
