@@ -19,7 +19,7 @@ from sqlalchemy import DateTime, Integer, and_, column, func, or_, select, value
 from sqlalchemy.exc import OperationalError
 
 from servicekit.auth import Principal
-from servicekit.db import db, flush_or_raise, utcnow
+from servicekit.db import db, flush_or_raise, is_deadlock, utcnow
 from servicekit.events import record_event
 from servicekit.problems import Conflict, Forbidden, NotFound, ValidationFailed
 
@@ -33,7 +33,6 @@ SUPPORTED_FREQUENCIES = frozenset({"DAILY", "WEEKLY", "MONTHLY", "YEARLY"})
 OPEN_HOURS_RULE = "booking_policy.open_hours"
 # A skip-mode series that lost a race at the constraint looks again; the rival has committed by then.
 RACE_ATTEMPTS = 3
-DEADLOCK_DETECTED = services.DEADLOCK_DETECTED
 # Series cancelled with DELETE /series/{id} are told in one mail (see `told_in_series_mail`).
 SERIES_CANCELLATION = "series"
 
@@ -297,7 +296,7 @@ def _flush_or_lost_race() -> None:
         flush_or_raise({"no_overlapping_reservations": _LostRace})
     except OperationalError as exc:
         # Waiting on the uncommitted rows of a booking that ignores our locks can still deadlock: retry too.
-        if getattr(exc.orig, "sqlstate", None) != DEADLOCK_DETECTED:
+        if not is_deadlock(exc):
             raise
         db.session.rollback()
         raise _LostRace from None

@@ -11,7 +11,7 @@ from sqlalchemy.exc import OperationalError
 
 from servicekit.auth import Principal
 from servicekit.conditional import etag_for, require_match
-from servicekit.db import db, flush_or_raise, utcnow, violations_raise
+from servicekit.db import db, flush_or_raise, is_deadlock, utcnow, violations_raise
 from servicekit.events import record_event
 from servicekit.pagination import paginate
 from servicekit.problems import Conflict, Forbidden, NotFound, ValidationFailed
@@ -23,7 +23,6 @@ from .policies import BookingPolicy, iso_weeks, policy_violations
 from .schemas import ReservationCreate, ReservationListQuery, ReservationUpdate
 
 TOPIC = "reservation-events"
-DEADLOCK_DETECTED = "40P01"  # SQLSTATE
 PRODUCER = "reservation-service"
 MAX_SCHEDULE_DAYS = 92
 
@@ -420,7 +419,7 @@ def create_reservation(
                 try:
                     row = db.session.execute(statement, values).one()
                 except OperationalError as exc:
-                    if getattr(exc.orig, "sqlstate", None) != DEADLOCK_DETECTED:
+                    if not is_deadlock(exc):
                         raise
                     # Two bookings of the same time inserted at the same moment, each waiting on the other's row
                     # under the exclusion constraint: PostgreSQL aborted this one, the other goes on. Again,

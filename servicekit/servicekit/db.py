@@ -145,6 +145,15 @@ def flush_or_raise(on_violation: Mapping[str, Callable[[], Exception]]) -> None:
         db.session.flush()
 
 
+DEADLOCK_DETECTED = "40P01"  # SQLSTATE
+
+
+def is_deadlock(exc: BaseException) -> bool:
+    """Whether `exc` (a SQLAlchemy DBAPIError) is PostgreSQL aborting this transaction to break a deadlock: the
+    other transaction goes on, so looking again after a rollback is the answer."""
+    return getattr(getattr(exc, "orig", None), "sqlstate", None) == DEADLOCK_DETECTED
+
+
 def utcnow() -> datetime:
     return datetime.now(UTC)
 
