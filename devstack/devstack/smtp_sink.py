@@ -31,7 +31,8 @@ def main() -> None:
     parser.add_argument("--dir", type=Path, required=True)
     args = parser.parse_args()
     args.dir.mkdir(parents=True, exist_ok=True)
-    controller = Controller(KeepAsEml(args.dir), hostname="127.0.0.1", port=args.port)
+    # SMTPUTF8 (RFC 6531), as real mail servers offer it: mail to an internationalised address arrives.
+    controller = Controller(KeepAsEml(args.dir), hostname="127.0.0.1", port=args.port, enable_SMTPUTF8=True)
     controller.start()
     print(f"SMTP sink on 127.0.0.1:{args.port}, keeping mail in {args.dir}", flush=True)
     stop = asyncio.Event()

@@ -207,31 +207,23 @@ def room_feed(room_id: int, viewer_id: int, window: FeedWindow) -> bytes:
     return ical.feed_calendar(_location(room, room_id), events)
 
 
-def invitation_for_event(event_type: str, data: dict) -> str | None:
+def invitation_for_event(event_type: str, data: dict, *, location: str, organizer: ical.Person | None) -> str | None:
     """The text/calendar part of a notification mail (REQUEST, or CANCEL for a cancellation), with the
-    UID and SEQUENCE the feeds show; None for events that send no mail."""
+    UID and SEQUENCE the feeds show; None for events that send no mail. `location` and `organizer` are
+    the booking's room and owner as the mail consumer read them (`mail.Replicas`)."""
     if event_type in SERIES_EVENTS:
-        return _series_invitation(event_type, data)
+        return _series_invitation(event_type, data, location=location, organizer=organizer)
     if event_type not in NOTIFIED_EVENTS:
         return None
-    room_id = int(data["room_id"])
-    return ical.invitation(
-        data,
-        location=_location(db.session.get(RoomReplica, room_id), room_id),
-        organizer=_person(int(data["user_id"])),
-        stamp=utcnow(),
-    )
+    return ical.invitation(data, location=location, organizer=organizer, stamp=utcnow())
 
 
-def _series_invitation(event_type: str, data: dict) -> str | None:
+def _series_invitation(event_type: str, data: dict, *, location: str, organizer: ical.Person | None) -> str | None:
     """The text/calendar part of the one mail of a series: REQUEST with the series' VEVENT when it is booked,
     CANCEL with each cancelled occurrence (RECURRENCE-ID) when it is cancelled from a date."""
     occurrences = data["occurrences"]
     if not occurrences:
         return None
-    room_id = int(data["room_id"])
-    location = _location(db.session.get(RoomReplica, room_id), room_id)
-    organizer = _person(int(data["user_id"]))
     stamp = utcnow()
     if event_type == "reservation.series_cancelled":
         events = [ical.booking_event(o, location=location, stamp=stamp, organizer=organizer) for o in occurrences]

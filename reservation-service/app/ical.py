@@ -13,7 +13,8 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from email.message import EmailMessage
+from email.charset import Charset
+from email.mime.text import MIMEText
 from zoneinfo import ZoneInfo
 
 from icalendar import Calendar, Event, vCalAddress, vRecur
@@ -186,14 +187,18 @@ def series_invitation(events: Iterable[Event], *, method: str) -> str:
     return calendar.to_ical().decode()
 
 
+_UTF8_AS_IS = Charset("utf-8")
+_UTF8_AS_IS.body_encoding = None  # 7bit or 8bit, no transfer encoding
 _METHOD_LINE = re.compile(r"^METHOD:([A-Z-]+)\r?$", re.MULTILINE)
 
 
-def attach_invitation(message: EmailMessage, calendar: str) -> None:
-    """Add `calendar` (from `invitation`) to a plain-text message as its text/calendar alternative,
-    with the `method` parameter calendar apps look for."""
+def invitation_part(calendar: str) -> MIMEText:
+    """`calendar` (from `invitation`) as the text/calendar alternative of a notification mail, with
+    the `method` parameter calendar apps look for. Sent as it is (8bit): RFC 5545 folds its lines at
+    75 octets."""
     # The calendar's own top-level METHOD line (short, never folded; VEVENTs have no METHOD property): read
     # without parsing the whole calendar, which cost as much as composing the mail.
     found = _METHOD_LINE.search(calendar)
-    method = found.group(1) if found else "PUBLISH"
-    message.add_alternative(calendar, subtype="calendar", params={"method": method})
+    part = MIMEText(calendar, "calendar", _UTF8_AS_IS)
+    part.set_param("method", found.group(1) if found else "PUBLISH")
+    return part

@@ -222,3 +222,18 @@ def test_the_scheduler_purges_expired_idempotency_keys(app):
     for job in scheduler.jobs:
         job.next_run = 0  # due now, instead of within five minutes
     wait_until(lambda: keys() == {"current"}, message="the expired key to be purged")
+
+
+def test_an_attendee_with_an_internationalised_address_gets_the_mail_and_its_invitation(client, people, rooms, infrastructure):
+    """Sent with SMTPUTF8 (RFC 6531): the address is not ASCII, so its header is written as UTF-8."""
+    user, headers = people.user()
+    room = rooms.create()
+    guest = f"josé.{user['id']}@例え.jp"
+    created = client.post("/api/reservations", json=booking(room["id"], attendees=[guest]), headers=headers)
+    assert created.status_code == 201, created.get_json()
+    messages = wait_until(lambda: mails_to(infrastructure.mail_dir, guest), message="the attendee's mail")
+    assert messages[0]["Subject"].startswith(f"Booked: Planning — {room['name']}")
+    body = messages[0].get_body(preferencelist=("plain",)).get_content()
+    assert f"#{created.get_json()['id']}" in body
+    invitation = messages[0].get_body(preferencelist=("calendar",))
+    assert invitation.get_param("method") == "REQUEST" and guest in invitation.get_content().replace("\r\n ", "")
