@@ -13,13 +13,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
+from typing import NoReturn
 
 from dateutil.rrule import rrule, rrulestr
 from sqlalchemy import DateTime, Integer, and_, column, func, or_, select, values
-from sqlalchemy.exc import OperationalError
 
 from servicekit.auth import Principal
-from servicekit.db import db, flush_or_raise, is_deadlock, utcnow
+from servicekit.db import LookAgain, db, flush_or_raise, retried, utcnow
 from servicekit.events import record_event
 from servicekit.problems import Conflict, Forbidden, NotFound, ValidationFailed
 
@@ -40,10 +40,6 @@ SERIES_CANCELLATION = "series"
 class SeriesConflict(Conflict):
     type = "/problems/series-conflict"
     title = "Series Conflict"
-
-
-class _LostRace(Exception):
-    """An insert met the exclusion constraint: a rival booking committed after our check."""
 
 
 @dataclass(frozen=True)
@@ -292,14 +288,9 @@ def _occurrence(series: ReservationSeries, request: SeriesCreate, occurrence: Oc
 
 
 def _flush_or_lost_race() -> None:
-    try:
-        flush_or_raise({"no_overlapping_reservations": _LostRace})
-    except OperationalError as exc:
-        # Waiting on the uncommitted rows of a booking that ignores our locks can still deadlock: retry too.
-        if not is_deadlock(exc):
-            raise
-        db.session.rollback()
-        raise _LostRace from None
+    """An insert that met the exclusion constraint lost a race (a rival booking committed after our look):
+    `create_series` looks again (`retried`, which also retries after a deadlock)."""
+    flush_or_raise({"no_overlapping_reservations": LookAgain})
 
 
 def _book(principal: Principal, request: SeriesCreate, room, occurrences, closed, settings, now, on_created):
@@ -372,12 +363,16 @@ def create_series(principal: Principal, request: SeriesCreate, bearer: str, sett
     )
     closed = _closed_or_invalid(room, policy, occurrences, now)
     settings.users.lookup(principal.user_id, bearer)  # learn the owner's e-mail for the notification
-    # Network calls are done: from here one transaction per attempt.
-    for _attempt in range(RACE_ATTEMPTS):
-        try:
-            return _book(principal, request, room, occurrences, closed, settings, now, on_created)
-        except _LostRace:
-            continue  # a rival committed meanwhile: look again (fail: its 409; skip: around it)
+    # Network calls are done: from here one transaction per attempt. A rival that committed meanwhile is seen by
+    # the next look (fail: its 409; skip: around it).
+    return retried(
+        lambda: _book(principal, request, room, occurrences, closed, settings, now, on_created),
+        attempts=RACE_ATTEMPTS,
+        exhausted=_busy,
+    )
+
+
+def _busy() -> NoReturn:
     raise Conflict("The room is being booked by others right now; retry shortly.")
 
 

@@ -5,13 +5,13 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import NoReturn
 
-from sqlalchemy import BigInteger, DateTime, Select, TextClause, bindparam, func, or_, select, text, true
-from sqlalchemy.exc import OperationalError
+from sqlalchemy import BigInteger, DateTime, Row, Select, TextClause, bindparam, func, or_, select, text, true
 
 from servicekit.auth import Principal
 from servicekit.conditional import etag_for, require_match
-from servicekit.db import db, flush_or_raise, is_deadlock, utcnow, violations_raise
+from servicekit.db import LookAgain, db, flush_or_raise, retried, utcnow, violations_raise
 from servicekit.events import record_event
 from servicekit.pagination import paginate
 from servicekit.problems import Conflict, Forbidden, NotFound, ValidationFailed
@@ -412,27 +412,28 @@ def create_reservation(
     values, weeks = _check_values(request.room_id, start, end, None, quota_user, room, settings, now)
     values.update(owner_id=principal.user_id, title=request.title, description=request.description, attendees=request.attendees)
     statement = _check_and_insert(quota_user is not None, start > now, len(weeks))
+
+    def check_and_insert() -> Row:
+        row = db.session.execute(statement, values).one()
+        if row.id is None:
+            _check_free(request.room_id, start, end, None)  # something was in the way: the 409 says what
+            raise LookAgain  # it went in the meantime
+        return row
+
+    def still_taken() -> NoReturn:
+        raise BookingConflict(find_conflicts(request.room_id, start, end))
+
     try:
-        # A clash the exclusion constraint catches (a race lost at the database) is the same 409.
+        # A clash the exclusion constraint catches (a race lost at the database) is the same 409. Two bookings of
+        # the same time inserted at the same moment, each waiting on the other's row under that constraint, are a
+        # deadlock PostgreSQL breaks by aborting one: it looks again under fresh locks and finds the other (409).
         with violations_raise(_clash_raises(request.room_id, start, end, None)):
-            for _attempt in range(3):
-                try:
-                    row = db.session.execute(statement, values).one()
-                except OperationalError as exc:
-                    if not is_deadlock(exc):
-                        raise
-                    # Two bookings of the same time inserted at the same moment, each waiting on the other's row
-                    # under the exclusion constraint: PostgreSQL aborted this one, the other goes on. Again,
-                    # under fresh locks: the next look finds the other booking (409) once it has committed.
-                    db.session.rollback()
-                    locks.lock_for_booking(request.room_id, quota_user)
-                    continue
-                if row.id is not None:
-                    break
-                # Something was in the way: the 409 says what. (Unless it went in the meantime: try again.)
-                _check_free(request.room_id, start, end, None)
-            else:
-                raise BookingConflict(find_conflicts(request.room_id, start, end))
+            row = retried(
+                check_and_insert,
+                attempts=3,
+                exhausted=still_taken,
+                before_retry=lambda: locks.lock_for_booking(request.room_id, quota_user),
+            )
         if quota_user is not None:
             # (a refusal's exact count leaves out the row just inserted, which the check's columns did not see)
             _judge_quotas(row, weeks, room, start, end, settings, now, quota_user, row.id)

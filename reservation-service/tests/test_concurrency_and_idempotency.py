@@ -4,14 +4,20 @@ from __future__ import annotations
 
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
+from datetime import datetime
 
+import psycopg
 import requests
 from conftest import against_a_rival_booking, booking
+from flask_migrate import upgrade
+from psycopg import sql
 from sqlalchemy import text
 
-from app.models import Reservation
+from app import create_app
+from app.models import Reservation, RoomReplica, UserReplica
 from servicekit.db import db
-from servicekit.testing import count_rows
+from servicekit.testing import count_rows, libpq_url, send_blocked_by, wait_until
 
 THREADS = 32
 
@@ -53,6 +59,50 @@ def test_a_race_lost_at_the_database_is_the_same_409_with_its_conflict(config, c
     )
     assert response.status_code == 409
     assert [c["reservation_id"] for c in response.get_json()["conflicts"]] == [rival_id]
+
+
+def test_a_booking_aborted_to_break_a_deadlock_looks_again_and_ends_in_the_409(config, fresh_database, people):
+    """The request's row waits on a rival's first row; the rival then inserts a second row that overlaps the
+    request's row, and waits on it: a deadlock. PostgreSQL aborts the request (its deadlock check runs first: the
+    rival waits with a longer deadlock_timeout). The request looks again under fresh locks and answers the 409
+    with both rival bookings, not a 503. On its own database, whose deadlock_timeout leaves the test time to close
+    the cycle before the request's one check runs."""
+    user, headers = people.user()
+    url = fresh_database("deadlock")
+    with psycopg.connect(libpq_url(url), autocommit=True) as admin:  # (below the service's statement timeout)
+        admin.execute(sql.SQL("ALTER DATABASE {} SET deadlock_timeout = '2s'").format(sql.Identifier(url.rsplit("/", 1)[1])))
+    own_app = create_app(replace(config, database_url=url))
+    with own_app.app_context():
+        upgrade()
+        db.session.add(RoomReplica(room_id=9, name="Hopper", capacity=4, location="Floor 2", is_active=True))
+        db.session.add(UserReplica(user_id=user["id"], email=user["email"], full_name="Booker", is_active=True))
+        db.session.commit()
+    body = booking(9, minutes=60)
+    start, end = datetime.fromisoformat(body["start_time"]), datetime.fromisoformat(body["end_time"])
+    insert = (
+        "INSERT INTO reservations (room_id, user_id, title, start_time, end_time) VALUES (9, %s, 'Rival', %s, %s) RETURNING id"
+    )
+    with psycopg.connect(libpq_url(url)) as rival, psycopg.connect(libpq_url(url), autocommit=True) as probe:
+
+        def deadlocks() -> int:
+            return probe.execute("SELECT deadlocks FROM pg_stat_database WHERE datname = current_database()").fetchone()[0]
+
+        before = deadlocks()
+        rival.execute("SET deadlock_timeout = '60s'")
+        first = rival.execute(insert, (user["id"], start, start + (end - start) / 2)).fetchone()[0]
+        request = send_blocked_by(
+            url,
+            rival,
+            lambda: own_app.test_client().post("/api/reservations", json=body, headers=headers),
+            "the request to wait on the rival's first row",
+        )
+        # Waits on the request's row until PostgreSQL aborts the request; then the rival commits.
+        second = rival.execute(insert, (user["id"], start + (end - start) / 2, end)).fetchone()[0]
+        rival.commit()
+        response = request.response(30)
+        assert response.status_code == 409, response.get_json()
+        assert sorted(c["reservation_id"] for c in response.get_json()["conflicts"]) == sorted([first, second])
+        wait_until(lambda: deadlocks() > before, message="PostgreSQL to count the deadlock it broke")
 
 
 def test_a_retry_with_the_same_key_and_body_replays_the_first_answer_and_books_nothing_new(client, app, people, rooms):

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from typing import NoReturn, TypeVar
 
 from flask import has_request_context, request
 from flask_sqlalchemy import SQLAlchemy
@@ -12,7 +13,7 @@ from flask_sqlalchemy.session import Session as FlaskSession
 from sqlalchemy import BigInteger, DateTime, Index, Integer, MetaData, String, Text, event, insert, text
 from sqlalchemy.dialects.postgresql import JSONB, UUID
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 NAMING_CONVENTION = {
@@ -146,12 +147,45 @@ def flush_or_raise(on_violation: Mapping[str, Callable[[], Exception]]) -> None:
 
 
 DEADLOCK_DETECTED = "40P01"  # SQLSTATE
+T = TypeVar("T")
 
 
 def is_deadlock(exc: BaseException) -> bool:
     """Whether `exc` (a SQLAlchemy DBAPIError) is PostgreSQL aborting this transaction to break a deadlock: the
     other transaction goes on, so looking again after a rollback is the answer."""
     return getattr(getattr(exc, "orig", None), "sqlstate", None) == DEADLOCK_DETECTED
+
+
+class LookAgain(Exception):  # noqa: N818 (an instruction to `retried`, not an error)
+    """Raised inside a unit of work run by `retried`: what it found says roll back and look again (a rival
+    committed, or went, between the look and the write)."""
+
+
+def retried(
+    work: Callable[[], T],
+    *,
+    attempts: int,
+    exhausted: Callable[[], NoReturn],
+    before_retry: Callable[[], None] | None = None,
+) -> T:
+    """Run `work`, one whole transaction (its locks, its look, its writes), until it completes: again, after a
+    rollback, when PostgreSQL aborted it to break a deadlock (the other transaction goes on, so the next look
+    sees it) or when it raised `LookAgain`. `before_retry` runs after each rollback (to take the locks again);
+    after `attempts` tries, `exhausted()` raises the answer. Any other error propagates unchanged."""
+    for attempt in range(attempts):
+        if attempt:
+            db.session.rollback()
+            if before_retry is not None:
+                before_retry()
+        try:
+            return work()
+        except LookAgain:
+            continue
+        except OperationalError as exc:
+            if not is_deadlock(exc):
+                raise
+    db.session.rollback()
+    exhausted()
 
 
 def utcnow() -> datetime:
