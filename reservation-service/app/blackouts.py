@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from sqlalchemy import or_, select
+from sqlalchemy import bindparam, or_, select
 
 from servicekit.auth import Principal
 from servicekit.db import db, utcnow
-from servicekit.pagination import paginate
+from servicekit.pagination import FilteredList
 from servicekit.problems import NotFound, ValidationFailed
 
 from . import locks, services
@@ -40,16 +40,18 @@ def create_blackout(principal: Principal, request: BlackoutCreate, bearer: str, 
 
 def list_blackouts(query: BlackoutListQuery) -> dict:
     """A page of blackouts, earliest first."""
-    stmt = select(Blackout).order_by(Blackout.start_time, Blackout.id)
-    if query.room_id is not None:
-        stmt = stmt.where(or_(Blackout.room_id == query.room_id, Blackout.room_id.is_(None)))
-    if query.from_ is not None:
-        stmt = stmt.where(Blackout.end_time > query.from_)
-    if query.to is not None:
-        stmt = stmt.where(Blackout.start_time < query.to)
-    return paginate(
-        db.session, stmt, query, lambda b: BlackoutOut.model_validate(b, from_attributes=True).model_dump(mode="json")
+    values = {"room_id": query.room_id, "from_": query.from_, "to": query.to}
+    return _LIST.page(
+        db.session, query, values, lambda b: BlackoutOut.model_validate(b, from_attributes=True).model_dump(mode="json")
     )
+
+
+_LIST = FilteredList(
+    lambda: select(Blackout).order_by(Blackout.start_time, Blackout.id),
+    room_id=lambda: or_(Blackout.room_id == bindparam("room_id"), Blackout.room_id.is_(None)),  # the room's, and global ones
+    from_=lambda: Blackout.end_time > bindparam("from_"),
+    to=lambda: Blackout.start_time < bindparam("to"),
+)
 
 
 def delete_blackout(blackout_id: int) -> None:

@@ -7,13 +7,13 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import NoReturn
 
-from sqlalchemy import BigInteger, DateTime, Row, Select, TextClause, bindparam, func, or_, select, text, true
+from sqlalchemy import BigInteger, DateTime, Row, TextClause, bindparam, func, or_, select, text, true
 
 from servicekit.auth import Principal
 from servicekit.conditional import etag_for, require_match
 from servicekit.db import LookAgain, db, flush_or_raise, retried, utcnow, violations_raise
 from servicekit.events import record_event
-from servicekit.pagination import paginate
+from servicekit.pagination import FilteredList
 from servicekit.problems import Conflict, Forbidden, NotFound, ValidationFailed
 
 from . import availability, locks
@@ -580,35 +580,21 @@ def list_reservations(principal: Principal, query: ReservationListQuery) -> dict
         if user_id is not None and user_id != principal.user_id:
             raise Forbidden("Only administrators may list other users' reservations.")
         user_id = principal.user_id
-    values = {"user_id": user_id, "room_id": query.room_id, "status": query.status, "from": query.from_, "to": query.to}
-    filters = tuple(name for name, value in values.items() if value is not None)
-    return paginate(
-        db.session,
-        _list_statement(filters),
-        query,
-        reservation_dict,
-        scalars=False,
-        parameters={name: values[name] for name in filters},
-    )
+    values = {"user_id": user_id, "room_id": query.room_id, "status": query.status, "from_": query.from_, "to": query.to}
+    return _LIST.page(db.session, query, values, reservation_dict, scalars=False)
 
 
-_LIST_FILTERS = {
-    "user_id": lambda c: c.user_id == bindparam("user_id"),
-    "room_id": lambda c: c.room_id == bindparam("room_id"),
-    "status": lambda c: c.status == bindparam("status"),
-    "from": lambda c: c.end_time > bindparam("from"),
-    "to": lambda c: c.start_time < bindparam("to"),
-}
-
-
-@functools.cache
-def _list_statement(filters: tuple[str, ...]) -> Select:
-    """The reservation list for one combination of filters, built once (the values are bound per request):
-    plain rows of the shown columns (not `during`, the computed range the constraints and indexes use), Core
-    columns, so no ORM compile or loading step, and one statement object, whose page statement and cache key
-    are made once (`servicekit.pagination`)."""
-    c = Reservation.__table__.c
-    return select(*_SHOWN_COLUMNS).where(*(_LIST_FILTERS[name](c) for name in filters)).order_by(c.start_time, c.id)
+_C = Reservation.__table__.c
+# The reservation list: plain rows of the shown columns (not `during`, the computed range the constraints and
+# indexes use), Core columns, so no ORM compile or loading step; one statement per combination of filters.
+_LIST = FilteredList(
+    lambda: select(*_SHOWN_COLUMNS).order_by(_C.start_time, _C.id),
+    user_id=lambda: _C.user_id == bindparam("user_id"),
+    room_id=lambda: _C.room_id == bindparam("room_id"),
+    status=lambda: _C.status == bindparam("status"),
+    from_=lambda: _C.end_time > bindparam("from_"),
+    to=lambda: _C.start_time < bindparam("to"),
+)
 
 
 def room_schedule(

@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import logging
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 
 from servicekit.auth import Principal
 from servicekit.db import db, utcnow
 from servicekit.events import record_event
-from servicekit.pagination import paginate
+from servicekit.pagination import FilteredList
 from servicekit.problems import Conflict, NotFound, ValidationFailed
 
 from . import locks, services
@@ -80,10 +80,14 @@ def entry_body(entry: WaitlistEntry) -> dict:
 
 def list_entries(principal: Principal, query: WaitlistListQuery) -> dict:
     """A page of the caller's own entries, latest first."""
-    stmt = select(WaitlistEntry).where(WaitlistEntry.user_id == principal.user_id).order_by(WaitlistEntry.id.desc())
-    if query.status is not None:
-        stmt = stmt.where(WaitlistEntry.status == query.status)
-    return paginate(db.session, stmt, query, entry_body)
+    return _OWN_ENTRIES.page(db.session, query, {"user_id": principal.user_id, "status": query.status}, entry_body)
+
+
+_OWN_ENTRIES = FilteredList(
+    lambda: select(WaitlistEntry).order_by(WaitlistEntry.id.desc()),
+    user_id=lambda: WaitlistEntry.user_id == bindparam("user_id"),  # always given: only the caller's own
+    status=lambda: WaitlistEntry.status == bindparam("status"),
+)
 
 
 def leave(entry_id: int, principal: Principal) -> None:

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import functools
-
 from pydantic import ValidationError
-from sqlalchemy import Select, case, func, literal_column, select
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import Select, String, any_, bindparam, case, func, literal_column, select
+from sqlalchemy.dialects.postgresql import ARRAY, insert
 
 from servicekit.conditional import etag_for, require_match
 from servicekit.db import db, flush_or_raise, like_substring, utcnow
 from servicekit.events import record_event
-from servicekit.pagination import paginate
+from servicekit.pagination import FilteredList
 from servicekit.problems import Conflict, NotFound, ValidationFailed
 
 from .models import Equipment, Room, room_equipment
@@ -122,31 +120,20 @@ def delete_room(room_id: int, *, if_match: str | None = None) -> None:
 
 def list_rooms(query: RoomListQuery) -> dict:
     """One page of rooms that exist, by id, with the filters of `query`."""
-    rooms, names = Room.__table__.c, Equipment.__table__.c  # Core columns: no ORM compile or loading step
-    stmt = _rooms_that_exist()
-    if query.min_capacity is not None:
-        stmt = stmt.where(rooms.capacity >= query.min_capacity)
-    if query.is_active is not None:
-        stmt = stmt.where(rooms.is_active == query.is_active)
-    if query.location:
-        stmt = stmt.where(func.lower(rooms.location).like(like_substring(query.location)))
     wanted = sorted(set(query.equipment))
-    if wanted:
-        having_all = (
-            select(room_equipment.c.room_id)
-            .join(Equipment.__table__, names.id == room_equipment.c.equipment_id)
-            .where(names.name.in_(wanted))
-            .group_by(room_equipment.c.room_id)
-            .having(func.count() == len(wanted))
-        )
-        stmt = stmt.where(rooms.id.in_(having_all))
-    return paginate(db.session, stmt, query, lambda row: Room.to_dict(row, row.equipment_names), scalars=False)
+    values = {
+        "min_capacity": query.min_capacity,
+        "is_active": query.is_active,
+        "location": like_substring(query.location) if query.location else None,
+        "equipment": wanted or None,
+        "equipment_count": len(wanted) or None,
+    }
+    return _ROOMS.page(db.session, query, values, lambda row: Room.to_dict(row, row.equipment_names), scalars=False)
 
 
-@functools.cache
 def _rooms_that_exist() -> Select:
     """Every room that exists, by id, as plain rows with the equipment names aggregated in the same query
-    (no ORM objects, one round trip); built once, the filters are added to it per request."""
+    (no ORM objects, one round trip); the base of `_ROOMS`."""
     rooms, names = Room.__table__.c, Equipment.__table__.c
     equipment_names = (
         select(func.coalesce(func.array_agg(names.name), literal_column("'{}'::varchar[]")))
@@ -157,6 +144,29 @@ def _rooms_that_exist() -> Select:
         .label("equipment_names")
     )
     return select(*rooms, equipment_names).where(rooms.deleted_at.is_(None)).order_by(rooms.id)
+
+
+def _having_all_equipment():
+    """Rooms that have every one of :equipment (names; :equipment_count of them)."""
+    names = Equipment.__table__.c
+    having_all = (
+        select(room_equipment.c.room_id)
+        .join(Equipment.__table__, names.id == room_equipment.c.equipment_id)
+        .where(names.name == any_(bindparam("equipment", type_=ARRAY(String))))  # one array: EXPLAIN can compile it
+        .group_by(room_equipment.c.room_id)
+        .having(func.count() == bindparam("equipment_count"))
+    )
+    return Room.__table__.c.id.in_(having_all)
+
+
+_R = Room.__table__.c  # Core columns: no ORM compile or loading step
+_ROOMS = FilteredList(
+    _rooms_that_exist,
+    min_capacity=lambda: _R.capacity >= bindparam("min_capacity"),
+    is_active=lambda: _R.is_active == bindparam("is_active"),
+    location=lambda: func.lower(_R.location).like(bindparam("location")),  # a LIKE pattern
+    equipment=_having_all_equipment,
+)
 
 
 def room_counts() -> dict[str, int]:

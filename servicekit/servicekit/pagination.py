@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import functools
 import json
+import threading
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import Select, bindparam, func, select
+from sqlalchemy import ColumnElement, Select, bindparam, func, select
 from sqlalchemy.orm import Session
 
 MAX_PER_PAGE = 100
@@ -38,6 +39,47 @@ class PageQuery(BaseModel):
 
     page: int = Field(1, ge=1, le=1_000_000)
     per_page: int = Field(20, ge=1, le=MAX_PER_PAGE)
+
+
+class FilteredList:
+    """A list endpoint's statement per combination of the filters a request gives, built once and kept, with
+    the filters' values bound per request: the page statement and SQLAlchemy's cache key of each shape are then
+    made once too (`_page_of`), instead of for every request.
+
+    `base()` builds the unfiltered statement (its ORDER BY included). Each filter builds its condition with
+    `bindparam(<its name>)` (and may use other bound names, given among the values); a filter applies when its
+    value is not None."""
+
+    def __init__(self, base: Callable[[], Select], **filters: Callable[[], ColumnElement[bool]]):
+        self._base = base
+        self._filters = filters
+        self._shapes: dict[tuple[str, ...], Select] = {}  # at most 2 ** len(filters)
+        self._lock = threading.Lock()
+
+    def statement(self, values: Mapping[str, Any]) -> tuple[Select, dict[str, Any]]:
+        """The statement for the filters whose value is given, and the values to bind."""
+        given = {name: value for name, value in values.items() if value is not None}
+        shape = tuple(name for name in self._filters if name in given)
+        stmt = self._shapes.get(shape)
+        if stmt is None:
+            with self._lock:
+                stmt = self._shapes.get(shape)
+                if stmt is None:
+                    stmt = self._shapes[shape] = self._base().where(*(self._filters[name]() for name in shape))
+        return stmt, given
+
+    def page(
+        self,
+        session: Session,
+        query: PageQuery,
+        values: Mapping[str, Any],
+        serialize: Callable[[Any], dict],
+        *,
+        scalars: bool = True,
+    ) -> dict[str, Any]:
+        """One page (`paginate`) of the rows that pass the filters given in `values`."""
+        stmt, parameters = self.statement(values)
+        return paginate(session, stmt, query, serialize, scalars=scalars, parameters=parameters)
 
 
 def paginate(

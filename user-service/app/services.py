@@ -6,13 +6,13 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, func, or_, select, update
+from sqlalchemy import bindparam, delete, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert
 
 from servicekit.auth import Principal
 from servicekit.db import db, flush_or_raise, like_substring, utcnow
 from servicekit.events import record_event
-from servicekit.pagination import paginate
+from servicekit.pagination import FilteredList
 from servicekit.problems import Conflict, Forbidden, NotFound, TooManyRequests, Unauthorized, ValidationFailed
 
 from .models import AuthThrottle, BookingRecord, RefreshToken, User, user_dict
@@ -275,17 +275,18 @@ def update_user(user_id: int, changes: UserUpdate, principal: Principal, setting
     return user
 
 
+_USERS = FilteredList(
+    lambda: select(User).order_by(User.id),
+    role=lambda: User.role == bindparam("role"),
+    is_active=lambda: User.is_active == bindparam("is_active"),
+    q=lambda: or_(User.email.like(bindparam("q")), func.lower(User.full_name).like(bindparam("q"))),  # a LIKE pattern
+)
+
+
 def list_users(query: UserListQuery) -> dict:
     """A page of users by id, each with its booking statistics (one query for the page)."""
-    stmt = select(User).order_by(User.id)
-    if query.role is not None:
-        stmt = stmt.where(User.role == query.role)
-    if query.is_active is not None:
-        stmt = stmt.where(User.is_active == query.is_active)
-    if query.q:
-        pattern = like_substring(query.q)
-        stmt = stmt.where(or_(User.email.like(pattern), func.lower(User.full_name).like(pattern)))
-    page = paginate(db.session, stmt, query, lambda user: user)
+    values = {"role": query.role, "is_active": query.is_active, "q": like_substring(query.q) if query.q else None}
+    page = _USERS.page(db.session, query, values, lambda user: user)
     stats = booking_stats([user.id for user in page["items"]])
     page["items"] = [{**user.to_dict(), "booking_stats": stats[user.id]} for user in page["items"]]
     return page
