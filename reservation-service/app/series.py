@@ -314,7 +314,9 @@ def _book(principal: Principal, request: SeriesCreate, room, occurrences, closed
         if quota_user is not None:
             # Quotas count per occurrence: the ones booked just before are flushed, so they count too.
             try:
-                services._check_quotas(quota_user, room, occurrence.start, occurrence.end, settings, now, None)
+                services._check_quotas(
+                    services.Candidate(request.room_id, occurrence.start, occurrence.end, None, quota_user, room, settings, now)
+                )
             except services.QuotaExceeded as exc:
                 refusals[n] = Refusal(occurrence, "quota", exc.detail, [], [])
                 continue

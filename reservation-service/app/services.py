@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import NoReturn
 
@@ -143,14 +143,28 @@ def _hours(seconds: float) -> float:
     return round(seconds / 3600, 2)
 
 
-def _judge_quotas(
-    usage, weeks, room: RoomInfo, start: datetime, end: datetime, settings: BookingSettings, now: datetime, user_id, exclude_id
-) -> None:
+@dataclass(frozen=True)
+class Candidate:
+    """A booking being checked: its room and time, whose fair-use limits apply (`quota_user`; None for an
+    admin's booking), the booking it would replace (`exclude_id`: a move), the room's rules and the time."""
+
+    room_id: int
+    start: datetime
+    end: datetime
+    exclude_id: int | None
+    quota_user: int | None
+    room: RoomInfo
+    settings: BookingSettings
+    now: datetime
+
+
+def _judge_quotas(usage, weeks, candidate: Candidate) -> None:
     """Raise QuotaExceeded if the booking would pass a limit, given `usage` (a row of `_booking_check`)."""
+    start, end, settings, now = candidate.start, candidate.end, candidate.settings, candidate.now
     upcoming = getattr(usage, "upcoming", None)
     if upcoming is not None and upcoming + 1 > settings.max_future_bookings:
         # The check counted no further than the limit; the refusal says how many there are.
-        upcoming = _count_upcoming(user_id, now, exclude_id)
+        upcoming = _count_upcoming(candidate.quota_user, now, candidate.exclude_id)
         raise QuotaExceeded(
             f"You already have {upcoming} upcoming bookings; at most {settings.max_future_bookings} are allowed "
             "(MAX_FUTURE_BOOKINGS).",
@@ -163,7 +177,7 @@ def _judge_quotas(
         adding = (min(end, week_end) - max(start, week_start)).total_seconds()
         if booked + adding > settings.max_hours_per_week * 3600:
             raise QuotaExceeded(
-                f"You have {_hours(booked):g} hours booked in week {week} ({room.timezone}); this booking adds "
+                f"You have {_hours(booked):g} hours booked in week {week} ({candidate.room.timezone}); this booking adds "
                 f"{_hours(adding):g} and at most {settings.max_hours_per_week} are allowed (MAX_HOURS_PER_WEEK).",
                 limit="MAX_HOURS_PER_WEEK",
                 maximum=settings.max_hours_per_week,
@@ -267,66 +281,46 @@ def _check_and_insert(quota: bool, upcoming: bool, weeks: int) -> TextClause:
     return _typed(sql, weeks if quota else 0)
 
 
-def _check_values(room_id, start, end, exclude_id, quota_user, room: RoomInfo, settings, now) -> tuple[dict, list]:
+def _check_values(c: Candidate) -> tuple[dict, list]:
     """The values of `_booking_check`'s parameters for this booking, and the ISO weeks of its week_N columns."""
-    weeks = iso_weeks(room.timezone, start, end) if quota_user is not None else []
+    weeks = iso_weeks(c.room.timezone, c.start, c.end) if c.quota_user is not None else []
     values = {
-        "room_id": room_id,
-        "start": start,
-        "end": end,
-        "exclude_id": exclude_id,
-        "user_id": quota_user,
-        "now": now,
-        "upcoming_cap": settings.max_future_bookings,
+        "room_id": c.room_id,
+        "start": c.start,
+        "end": c.end,
+        "exclude_id": c.exclude_id,
+        "user_id": c.quota_user,
+        "now": c.now,
+        "upcoming_cap": c.settings.max_future_bookings,
     }
     for index, (_week, week_start, week_end) in enumerate(weeks):
         values[f"week_start_{index}"], values[f"week_end_{index}"] = week_start, week_end
     return values, weeks
 
 
-def _run_booking_check(
-    free: bool,
-    room_id: int,
-    start: datetime,
-    end: datetime,
-    exclude_id: int | None,
-    quota_user: int | None,
-    room: RoomInfo,
-    settings: BookingSettings,
-    now: datetime,
-):
+def _run_booking_check(free: bool, c: Candidate):
     """Run `_booking_check` for this booking; returns its row and the ISO weeks its week_N columns are."""
-    values, weeks = _check_values(room_id, start, end, exclude_id, quota_user, room, settings, now)
-    statement = _booking_check(free, exclude_id is not None, quota_user is not None, start > now, len(weeks))
+    values, weeks = _check_values(c)
+    statement = _booking_check(free, c.exclude_id is not None, c.quota_user is not None, c.start > c.now, len(weeks))
     return db.session.execute(statement, values).one(), weeks  # values the statement does not name are ignored
 
 
-def _check_quotas(
-    user_id: int, room: RoomInfo, start: datetime, end: datetime, settings: BookingSettings, now: datetime, exclude_id
-) -> None:
-    """Fair use (call with the user's lock held, so two requests cannot both take the last unit)."""
-    row, weeks = _run_booking_check(False, 0, start, end, exclude_id, user_id, room, settings, now)
-    _judge_quotas(row, weeks, room, start, end, settings, now, user_id, exclude_id)
+def _check_quotas(candidate: Candidate) -> None:
+    """Fair use of `candidate.quota_user` (call with the user's lock held, so two requests cannot both take the
+    last unit)."""
+    row, weeks = _run_booking_check(False, candidate)
+    _judge_quotas(row, weeks, candidate)
 
 
-def _check_free_and_quotas(
-    room_id: int,
-    start: datetime,
-    end: datetime,
-    exclude_id: int | None,
-    quota_user: int | None,
-    room: RoomInfo,
-    settings: BookingSettings,
-    now: datetime,
-) -> None:
+def _check_free_and_quotas(c: Candidate) -> None:
     """`_check_free`, then (for `quota_user`) `_check_quotas`, in one round trip when nothing is in the way
     (call with locks.lock_for_booking held, in a later statement than the locks). The same rules and
     answers as those two: they run only to describe a refusal."""
-    row, weeks = _run_booking_check(True, room_id, start, end, exclude_id, quota_user, room, settings, now)
+    row, weeks = _run_booking_check(True, c)
     if row.blacked_out or row.taken:
-        _check_free(room_id, start, end, exclude_id)  # the 409 with the blackouts and bookings in the way
-    if quota_user is not None:
-        _judge_quotas(row, weeks, room, start, end, settings, now, quota_user, exclude_id)
+        _check_free(c.room_id, c.start, c.end, c.exclude_id)  # the 409 with the blackouts and bookings in the way
+    if c.quota_user is not None:
+        _judge_quotas(row, weeks, c)
 
 
 def find_conflicts(room_id: int, start: datetime, end: datetime, exclude_id: int | None = None) -> list[Reservation]:
@@ -409,7 +403,8 @@ def create_reservation(
     if not locked:
         # Network calls are done; now one transaction, serialised against blackouts and the user's other bookings.
         locks.lock_for_booking(request.room_id, quota_user)
-    values, weeks = _check_values(request.room_id, start, end, None, quota_user, room, settings, now)
+    candidate = Candidate(request.room_id, start, end, None, quota_user, room, settings, now)
+    values, weeks = _check_values(candidate)
     values.update(owner_id=principal.user_id, title=request.title, description=request.description, attendees=request.attendees)
     statement = _check_and_insert(quota_user is not None, start > now, len(weeks))
 
@@ -436,7 +431,7 @@ def create_reservation(
             )
         if quota_user is not None:
             # (a refusal's exact count leaves out the row just inserted, which the check's columns did not see)
-            _judge_quotas(row, weeks, room, start, end, settings, now, quota_user, row.id)
+            _judge_quotas(row, weeks, replace(candidate, exclude_id=row.id))
     except BookingConflict as conflict:
         db.session.rollback()  # release the locks before looking around
         raise _with_suggestions(conflict, room, start, end, len(request.attendees), settings, now) from None
@@ -512,7 +507,7 @@ def update_reservation(
         db.session.commit()
         return reservation
     if moved:
-        _check_free_and_quotas(room_id, start, end, reservation.id, quota_user, room, settings, now)
+        _check_free_and_quotas(Candidate(room_id, start, end, reservation.id, quota_user, room, settings, now))
     for name, value in changed.items():
         setattr(reservation, name, value)
     reservation.updated_at = utcnow()

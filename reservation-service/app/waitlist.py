@@ -165,7 +165,9 @@ def _book_entry(entry_id: int, settings: services.BookingSettings) -> bool:
         db.session.commit()
         return False
     # The booking path's own check: blackouts, clashes and the owner's quotas in one round trip.
-    services._check_free_and_quotas(entry.room_id, entry.start_time, entry.end_time, None, entry.user_id, room, settings, now)
+    services._check_free_and_quotas(
+        services.Candidate(entry.room_id, entry.start_time, entry.end_time, None, entry.user_id, room, settings, now)
+    )
     reservation = Reservation(
         room_id=entry.room_id,
         user_id=entry.user_id,
