@@ -14,7 +14,7 @@ from email.header import Header
 from email.message import Message
 from email.mime.multipart import MIMEMultipart
 from email.mime.text import MIMEText
-from email.utils import make_msgid
+from email.utils import formataddr, make_msgid, parseaddr
 
 from flask import Flask
 from sqlalchemy import Row, bindparam, func, insert, select, update
@@ -212,7 +212,8 @@ def build_message(config, recipient: str, subject: str, body: str, calendar: str
         raise ValueError("a line break in a mail header")
     text = MIMEText(body, "plain", _UTF8_QUOTED)
     message = MIMEMultipart("alternative", _subparts=[text, invitation_part(calendar)]) if calendar else text
-    message["From"] = config.smtp_from
+    # A display name that is not ASCII becomes an encoded word; the address itself stays as it is.
+    message["From"] = formataddr(parseaddr(config.smtp_from), charset="utf-8")
     message["To"] = recipient
     message["Message-ID"] = make_msgid(domain="meeting-rooms.local")
     if recipient.isascii():

@@ -195,6 +195,23 @@ def test_a_mail_that_cannot_be_sent_fails_alone_and_the_others_of_its_batch_arri
     assert mails_to(infrastructure.mail_dir, "poison@example.com") == []
 
 
+def test_a_sender_name_that_is_not_ascii_is_encoded_and_its_address_kept(config, fresh_database, infrastructure):
+    """SMTP_FROM with a display name in French: the name arrives whole, and so does the address (in the
+    header and as the envelope sender), not folded into one encoded word."""
+    own_app = create_app(
+        replace(config, database_url=fresh_database("mail_from"), smtp_from="Salle de réunion <salles@example.com>")
+    )
+    with own_app.app_context():
+        upgrade()
+        db.session.add(OutgoingEmail(event_id="evt-from", recipient="from-test@example.com", subject="Réservée", body="Oui."))
+        db.session.commit()
+        assert MailSender(own_app).send_due() == 1
+    delivered = wait_until(lambda: mails_to(infrastructure.mail_dir, "from-test@example.com"), message="the mail")
+    sender = delivered[0]["From"]
+    assert (sender.addresses[0].display_name, sender.addresses[0].addr_spec) == ("Salle de réunion", "salles@example.com")
+    assert delivered[0]["Subject"] == "Réservée" and delivered[0].get_content().strip() == "Oui."
+
+
 def test_the_scheduler_purges_expired_idempotency_keys(app):
     from datetime import UTC, timedelta
 
