@@ -84,13 +84,8 @@ def _rooms(room_ids: set[int]) -> dict[int, RoomReplica]:
     }
 
 
-def _location(room: RoomReplica | None, room_id: int) -> str:
-    return ical.room_label(room.name if room else None, room.location if room else None, room_id)
-
-
 def _person(user_id: int) -> ical.Person | None:
-    user = db.session.get(UserReplica, user_id)
-    return ical.Person(user.email, user.full_name) if user else None
+    return ical.person(db.session.get(UserReplica, user_id))
 
 
 def _series_events(bookings: list[Reservation], viewer_id: int, location_of, only_room: int | None = None) -> list:
@@ -176,11 +171,11 @@ def my_feed(user_id: int, window: FeedWindow) -> bytes:
     )
     rooms, organizer = _rooms({b.room_id for b in bookings}), _person(user_id)
     events = [
-        ical.booking_event(b.to_dict(), location=_location(rooms.get(b.room_id), b.room_id), organizer=organizer)
+        ical.booking_event(b.to_dict(), location=ical.room_label(rooms.get(b.room_id), b.room_id), organizer=organizer)
         for b in bookings
         if not b.series_id
     ]
-    events += _series_events(bookings, user_id, lambda room_id: _location(rooms.get(room_id), room_id))
+    events += _series_events(bookings, user_id, lambda room_id: ical.room_label(rooms.get(room_id), room_id))
     return ical.feed_calendar("My room bookings", events)
 
 
@@ -194,7 +189,7 @@ def room_feed(room_id: int, viewer_id: int, window: FeedWindow) -> bytes:
             _in_window(window).where(Reservation.room_id == room_id).order_by(Reservation.start_time, Reservation.id)
         ).scalars()
     )
-    location, organizer = _location(room, room_id), _person(viewer_id)
+    location, organizer = ical.room_label(room, room_id), _person(viewer_id)
     events = [
         ical.booking_event(b.to_dict(), location=location, organizer=organizer)
         if b.user_id == viewer_id
@@ -203,8 +198,8 @@ def room_feed(room_id: int, viewer_id: int, window: FeedWindow) -> bytes:
         if not b.series_id
     ]
     rooms = _rooms({b.room_id for b in bookings} | {room_id})
-    events += _series_events(bookings, viewer_id, lambda rid: _location(rooms.get(rid), rid), only_room=room_id)
-    return ical.feed_calendar(_location(room, room_id), events)
+    events += _series_events(bookings, viewer_id, lambda rid: ical.room_label(rooms.get(rid), rid), only_room=room_id)
+    return ical.feed_calendar(ical.room_label(room, room_id), events)
 
 
 def invitation_for_event(event_type: str, data: dict, *, location: str, organizer: ical.Person | None) -> str | None:

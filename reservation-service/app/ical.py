@@ -41,10 +41,19 @@ def series_uid(series_id: int) -> str:
     return f"series-{series_id}@{UID_DOMAIN}"
 
 
-def room_label(name: str | None, location: str | None, room_id: int) -> str:
-    """LOCATION of a booking: the room's name and where it is."""
-    label = name or f"Room #{room_id}"
-    return f"{label} ({location})" if location else label
+def room_label(room, room_id: int) -> str:
+    """LOCATION of a booking: the room's name and where it is. `room`: its replica (an ORM object or a row with
+    `name` and `location`), or None when the room is not known here."""
+    if room is None:
+        return f"Room #{room_id}"
+    label = room.name or f"Room #{room_id}"
+    return f"{label} ({room.location})" if room.location else label
+
+
+def person(user) -> Person | None:
+    """The organiser as calendars show them, from a user replica (an ORM object or a row with `email` and
+    `full_name`), or None when the user is not known here."""
+    return Person(user.email, user.full_name) if user is not None else None
 
 
 def _utc(value: str | datetime) -> datetime:

@@ -25,6 +25,7 @@ from servicekit.worker import LeasedQueue, PollingWorker
 
 from .calendars import SERIES_EVENTS, invitation_for_event
 from .ical import Person, invitation_part, room_label
+from .ical import person as person_of
 from .models import OutgoingEmail, RoomReplica, UserReplica
 from .policies import zone_of
 
@@ -63,12 +64,10 @@ class Replicas:
         return self._users[user_id]
 
     def room_line(self, room_id: int) -> str:
-        room = self.room(room_id)
-        return room_label(room.name if room else None, room.location if room else None, room_id)
+        return room_label(self.room(room_id), room_id)
 
     def person(self, user_id: int) -> Person | None:
-        user = self.user(user_id)
-        return Person(user.email, user.full_name) if user else None
+        return person_of(self.user(user_id))
 
 
 FIELD_LABELS = {
