@@ -40,6 +40,9 @@ class ReservationServiceConfig(BaseConfig):
     smtp_username: str = env_field("SMTP_USERNAME", "", doc="SMTP login (optional)")
     smtp_password: str = env_field("SMTP_PASSWORD", "", doc="SMTP password (optional)")
     smtp_starttls: bool = env_field("SMTP_STARTTLS", False, parse_bool, doc="use STARTTLS")
+    mail_retention_days: int = env_field(
+        "MAIL_RETENTION_DAYS", 30, parse_positive_int, doc="how long a mail sent or given up is kept (for an operator)"
+    )
     mail_max_attempts: int = env_field(
         "MAIL_MAX_ATTEMPTS", 10, parse_positive_int, doc="sending attempts before a mail is given up (logged, counted)"
     )

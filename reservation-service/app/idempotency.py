@@ -13,7 +13,7 @@ from datetime import timedelta
 from sqlalchemy import delete, update
 from sqlalchemy.dialects.postgresql import insert
 
-from servicekit.db import db, utcnow
+from servicekit.db import db, delete_in_batches, utcnow
 from servicekit.problems import Conflict, Problem, ValidationFailed
 
 from .models import IdempotencyKey
@@ -125,6 +125,4 @@ def release(user_id: int, key: str) -> None:
 
 def purge_expired() -> int:
     """Delete the keys past their expiry (run periodically by the worker process's scheduler)."""
-    result = db.session.execute(delete(IdempotencyKey).where(IdempotencyKey.expires_at <= utcnow()))
-    db.session.commit()
-    return result.rowcount
+    return delete_in_batches(IdempotencyKey, IdempotencyKey.expires_at <= utcnow())

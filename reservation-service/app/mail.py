@@ -8,7 +8,7 @@ from __future__ import annotations
 import email.policy
 import logging
 import smtplib
-from datetime import datetime
+from datetime import datetime, timedelta
 from email.charset import QP, Charset
 from email.header import Header
 from email.message import Message
@@ -19,7 +19,7 @@ from email.utils import formataddr, make_msgid, parseaddr
 from flask import Flask
 from sqlalchemy import Row, bindparam, func, insert, select, update
 
-from servicekit.db import db
+from servicekit.db import db, delete_in_batches, utcnow
 from servicekit.metrics import metrics_of
 from servicekit.worker import LeasedQueue, PollingWorker
 
@@ -260,6 +260,13 @@ LEASE_SECONDS = 60
 MAX_BACKOFF_SECONDS = 900
 # Errors that no retry can cure (a header that cannot be encoded, ...): the mail is given up at once.
 PERMANENT_ERRORS = (ValueError, TypeError, UnicodeError)
+
+
+def forget_settled_mail(retention: timedelta) -> int:
+    """Worker job: delete the mails sent or given up more than `retention` ago (MAIL_RETENTION_DAYS); returns
+    how many. A mail still to send is never deleted, however old."""
+    cutoff = utcnow() - retention
+    return delete_in_batches(OutgoingEmail, (OutgoingEmail.sent_at < cutoff) | (OutgoingEmail.failed_at < cutoff))
 
 
 class MailSender(PollingWorker):

@@ -225,6 +225,9 @@ class OutgoingEmail(db.Model):
 
     __table_args__ = (
         Index("ix_outgoing_emails_due", "next_attempt_at", postgresql_where=text("sent_at IS NULL AND failed_at IS NULL")),
+        # What the worker forgets settled mails by (mail.forget_settled_mail).
+        Index("ix_outgoing_emails_sent_at", "sent_at", postgresql_where=text("sent_at IS NOT NULL")),
+        Index("ix_outgoing_emails_failed_at", "failed_at", postgresql_where=text("failed_at IS NOT NULL")),
     )
 
 

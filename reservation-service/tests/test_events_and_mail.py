@@ -254,3 +254,38 @@ def test_an_attendee_with_an_internationalised_address_gets_the_mail_and_its_inv
     assert f"#{created.get_json()['id']}" in body
     invitation = messages[0].get_body(preferencelist=("calendar",))
     assert invitation.get_param("method") == "REQUEST" and guest in invitation.get_content().replace("\r\n ", "")
+
+
+def test_the_worker_forgets_mail_settled_past_the_retention_and_never_a_mail_still_to_send(app):
+    """MAIL_RETENTION_DAYS (30 by default): a mail sent or given up 31 days ago goes; one sent yesterday stays,
+    and so does a mail still waiting for its next attempt, however old."""
+    from datetime import UTC, timedelta
+
+    now = datetime.now(UTC)
+    long_ago, yesterday = now - timedelta(days=31), now - timedelta(days=1)
+    settled = {
+        "sent-long-ago": {"sent_at": long_ago},
+        "given-up-long-ago": {"failed_at": long_ago},
+        "sent-yesterday": {"sent_at": yesterday},
+        "given-up-yesterday": {"failed_at": yesterday},
+        "still-to-send": {"next_attempt_at": now + timedelta(minutes=5)},
+        "still-to-send-since-long-ago": {"next_attempt_at": long_ago, "attempts": 9},
+    }
+    with app.app_context():
+        assert app.config["SERVICE"].mail_retention_days == 30
+        db.session.add_all(
+            OutgoingEmail(event_id=f"retention-{name}", recipient="r@example.com", subject="s", body="b", **state)
+            for name, state in settled.items()
+        )
+        db.session.commit()
+    job = next(j for j in app.extensions["servicekit.background"].jobs if j.name == "forget-settled-mail")
+    from servicekit.worker import Scheduler
+
+    assert Scheduler(app, [job]).run_due() == 1
+    with app.app_context():
+        kept = set(db.session.execute(select(OutgoingEmail.event_id).where(OutgoingEmail.event_id.like("retention-%"))).scalars())
+        db.session.execute(text("DELETE FROM outgoing_emails WHERE event_id LIKE 'retention-%'"))
+        db.session.commit()
+    assert kept == {f"retention-{name}" for name in ("sent-yesterday", "given-up-yesterday", "still-to-send")} | {
+        "retention-still-to-send-since-long-ago"
+    }

@@ -143,6 +143,12 @@ class BaseConfig:
     db_statement_timeout_ms: int = env_field(
         "DB_STATEMENT_TIMEOUT_MS", 5000, parse_positive_int, doc="PostgreSQL statement_timeout of the service's sessions"
     )
+    processed_events_retention_hours: int = env_field(
+        "PROCESSED_EVENTS_RETENTION_HOURS",
+        336,
+        parse_positive_int,
+        doc="how long a consumed event's id is remembered against redelivery; longer than the broker keeps the topics",
+    )
     db_pool_timeout: int = env_field(
         "DB_POOL_TIMEOUT_SECONDS", 3, parse_positive_int, doc="wait at most this long for a free pooled connection"
     )

@@ -15,6 +15,10 @@ for as long as it lasts: nothing is parked because the database is away.
 Each topic has one owner: `owners` maps a topic to the only `producer` whose envelopes
 are believed on it; an envelope from anyone else (a forged `user.updated`, say) is parked
 unapplied. Every consumed topic must have an owner.
+
+The records are kept for PROCESSED_EVENTS_RETENTION_HOURS (`forget_processed_events`, a periodic job of
+every service's worker): longer than the broker keeps the topics, so no event it can still deliver is
+forgotten.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ import json
 import logging
 import threading
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
@@ -32,7 +37,15 @@ from sqlalchemy import String, bindparam, func, select
 from sqlalchemy.dialects.postgresql import ARRAY, insert
 from sqlalchemy.exc import InterfaceError, OperationalError
 
-from .db import ParkedEvent, ProcessedEvent, db, discard_pending_events, write_pending_events
+from .db import (
+    ParkedEvent,
+    ProcessedEvent,
+    db,
+    delete_in_batches,
+    discard_pending_events,
+    utcnow,
+    write_pending_events,
+)
 from .events import is_valid_envelope
 from .kafka import consumer_config
 from .metrics import metrics_of
@@ -67,6 +80,17 @@ _RECORD_NEW_EVENTS = (
     .on_conflict_do_nothing()
     .returning(_PROCESSED.c.event_id)
 )
+
+
+def forget_processed_events(retention: timedelta) -> int:
+    """Delete the records of events processed more than `retention` ago; returns how many went.
+
+    A record must outlive every chance of its event being delivered again. A consumer group whose committed
+    offsets are gone (reset by an operator, or expired while the group was down: Kafka's
+    `offsets.retention.minutes`, 7 days by default) reads its topics again from the earliest message kept
+    (`auto.offset.reset=earliest`), and those are as old as the topics' retention (`retention.ms`, 7 days by
+    default). So `retention` must exceed that."""
+    return delete_in_batches(ProcessedEvent, ProcessedEvent.processed_at < utcnow() - retention)
 
 
 class EventConsumer(BackgroundThread):

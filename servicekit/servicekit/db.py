@@ -10,7 +10,22 @@ from typing import NoReturn, TypeVar
 from flask import has_request_context, request
 from flask_sqlalchemy import SQLAlchemy
 from flask_sqlalchemy.session import Session as FlaskSession
-from sqlalchemy import BigInteger, DateTime, Index, Integer, MetaData, String, Text, event, insert, text
+from sqlalchemy import (
+    BigInteger,
+    DateTime,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    delete,
+    event,
+    insert,
+    select,
+    text,
+    tuple_,
+)
 from sqlalchemy.dialects.postgresql import JSONB, UUID
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError, OperationalError
@@ -192,6 +207,24 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+def delete_in_batches(table, condition, *, batch_size: int = 5000) -> int:
+    """Delete the rows of `table` (a model or a Table) that meet `condition`, `batch_size` at a time, each batch
+    committed in its own short transaction; returns how many went. For retention jobs (in an app context): a
+    large backlog, e.g. on the first run after an upgrade, never becomes one long transaction holding its row
+    locks and holding back vacuum. Index the condition's column, or each batch reads the table."""
+    table: Table = getattr(table, "__table__", table)
+    key = list(table.primary_key.columns)
+    chosen = select(*key).where(condition).limit(batch_size)
+    statement = delete(table).where((key[0] if len(key) == 1 else tuple_(*key)).in_(chosen))
+    deleted = 0
+    while True:
+        went = db.session.execute(statement).rowcount
+        db.session.commit()
+        deleted += went
+        if went < batch_size:
+            return deleted
+
+
 class OutboxEvent(db.Model):
     """An event written in the same transaction as the change it describes."""
 
@@ -226,6 +259,9 @@ class ProcessedEvent(db.Model):
     consumer_group: Mapped[str] = mapped_column(String(200), primary_key=True)
     event_id: Mapped[str] = mapped_column(String(100), primary_key=True)
     processed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False, server_default=text("now()"))
+
+    # What the retention job (servicekit.consumer.forget_processed_events) deletes by.
+    __table_args__ = (Index("ix_processed_events_processed_at", "processed_at"),)
 
 
 class ParkedEvent(db.Model):
@@ -308,6 +344,18 @@ def create_kit_tables(op) -> None:
         sa.Column("revoked_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.text("now()")),
         sa.PrimaryKeyConstraint("user_id", name="pk_revoked_users"),
     )
+
+
+def create_processed_events_index(op) -> None:
+    """Alembic migration step (each service's `*_retention` migration calls it): the index the retention of
+    `processed_events` deletes by. Built CONCURRENTLY, outside the migration's transaction, so consumers keep
+    recording events while it builds on a large table."""
+    with op.get_context().autocommit_block():
+        op.create_index("ix_processed_events_processed_at", "processed_events", ["processed_at"], postgresql_concurrently=True)
+
+
+def drop_processed_events_index(op) -> None:
+    op.drop_index("ix_processed_events_processed_at", table_name="processed_events")
 
 
 def drop_kit_tables(op) -> None:

@@ -13,12 +13,13 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import dataclass
+from datetime import timedelta
 
 from confluent_kafka import Producer
 from flask import Flask
-from sqlalchemy import delete, func, select, text, update
+from sqlalchemy import func, select, update
 
-from .db import OutboxEvent, db
+from .db import OutboxEvent, db, delete_in_batches, utcnow
 from .kafka import producer_config
 from .metrics import metrics_of
 from .worker import Job, LeasedQueue, PollingWorker
@@ -129,7 +130,5 @@ class OutboxRelay(PollingWorker):
         """Refresh the pending gauge and delete events published more than RETENTION_DAYS ago."""
         pending = db.session.execute(select(func.count()).where(OutboxEvent.published_at.is_(None))).scalar_one()
         metrics_of(self.app).outbox_pending.set(pending)
-        db.session.execute(
-            delete(OutboxEvent).where(OutboxEvent.published_at < func.now() - text(f"interval '{RETENTION_DAYS} days'"))
-        )
         db.session.commit()
+        delete_in_batches(OutboxEvent, OutboxEvent.published_at < utcnow() - timedelta(days=RETENTION_DAYS))

@@ -18,6 +18,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any, Protocol
 
 from flask import Flask
@@ -208,9 +209,18 @@ class Background:
     def __init__(self, app: Flask):
         self.app = app
         self.factories: list[Callable[[Flask], Worker]] = []
-        self.jobs: list[Job] = []
+        self.jobs: list[Job] = [Job("forget-processed-events", 3600, self._forget_processed_events, exclusive=True)]
         self.workers: list[Worker] = []
         self.relay = None
+
+    def _forget_processed_events(self) -> int:
+        from .consumer import forget_processed_events
+
+        retention = timedelta(hours=self.app.config["SERVICE"].processed_events_retention_hours)
+        forgotten = forget_processed_events(retention)
+        if forgotten:
+            log.info("forgot %d processed-event records older than %s", forgotten, retention)
+        return forgotten
 
     def add_worker(self, factory: Callable[[Flask], Worker]) -> None:
         """A consumer, or any object with start() and stop() built from the app (e.g. a mail sender)."""

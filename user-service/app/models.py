@@ -61,6 +61,9 @@ class RefreshToken(db.Model):
     used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
+    # What the worker forgets tokens by (services.purge_expired_refresh_tokens).
+    __table_args__ = (Index("ix_refresh_tokens_expires_at", "expires_at"),)
+
 
 class AuthThrottle(db.Model):
     """Consecutive failed password checks per account and client address, for growing delays.

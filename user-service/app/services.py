@@ -10,7 +10,7 @@ from sqlalchemy import bindparam, delete, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert
 
 from servicekit.auth import Principal
-from servicekit.db import db, flush_or_raise, like_substring, utcnow
+from servicekit.db import db, delete_in_batches, flush_or_raise, like_substring, utcnow
 from servicekit.events import record_event
 from servicekit.pagination import FilteredList
 from servicekit.problems import Conflict, Forbidden, NotFound, TooManyRequests, Unauthorized, ValidationFailed
@@ -109,9 +109,15 @@ def _record_failure(scope: str, account: str, client: str, now: datetime, settin
 
 def purge_old_throttles() -> int:
     """Worker job: forget throttle rows a day after their last failure (their delay is long over)."""
-    purged = db.session.execute(delete(AuthThrottle).where(AuthThrottle.updated_at < utcnow() - timedelta(days=1))).rowcount
-    db.session.commit()
-    return purged
+    return delete_in_batches(AuthThrottle, AuthThrottle.updated_at < utcnow() - timedelta(days=1))
+
+
+def purge_expired_refresh_tokens() -> int:
+    """Worker job: forget refresh tokens a day after they expired (every login and every refresh adds one).
+
+    Such a token is refused as invalid instead of as expired. Reusing it no longer revokes its family, but
+    it opens nothing either: every token rotated from it expires later and still is detected on reuse."""
+    return delete_in_batches(RefreshToken, RefreshToken.expires_at < utcnow() - timedelta(days=1))
 
 
 def _forget_failures(scope: str, account: str, client: str) -> None:

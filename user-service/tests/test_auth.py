@@ -147,3 +147,37 @@ def test_jwks_publishes_only_public_signing_keys(client):
     keys = response.get_json()["keys"]
     assert keys and all(k["kty"] == "OKP" and k["alg"] == "EdDSA" and k["use"] == "sig" and k["kid"] for k in keys)
     assert all("d" not in k for k in keys)  # never the private part
+
+
+def test_the_worker_forgets_refresh_tokens_a_day_after_they_expired(client, accounts, app):
+    """Every login and refresh adds a token row; a day past its expiry the row is deleted, and the token
+    is then simply invalid. A live token, and one expired only an hour ago, stay."""
+    from datetime import timedelta
+
+    from sqlalchemy import select, update
+
+    from app.models import RefreshToken
+    from app.tokens import hash_refresh_token
+    from servicekit.db import db, utcnow
+    from servicekit.worker import Scheduler
+
+    user = accounts.register()
+    gone, recent, live = (accounts.login(user["email"])["refresh_token"] for _ in range(3))
+    with app.app_context():
+        for token, expired_ago in ((gone, timedelta(days=2)), (recent, timedelta(hours=1))):
+            db.session.execute(
+                update(RefreshToken)
+                .where(RefreshToken.token_hash == hash_refresh_token(token))
+                .values(expires_at=utcnow() - expired_ago)
+            )
+        db.session.commit()
+    job = next(j for j in app.extensions["servicekit.background"].jobs if j.name == "purge-expired-refresh-tokens")
+    assert Scheduler(app, [job]).run_due() == 1
+    with app.app_context():
+        kept = set(db.session.execute(select(RefreshToken.token_hash).where(RefreshToken.user_id == user["id"])).scalars())
+    assert kept == {hash_refresh_token(recent), hash_refresh_token(live)}
+    refused = client.post("/api/auth/refresh", json={"refresh_token": gone})
+    assert refused.status_code == 401 and refused.get_json()["detail"] == "The refresh token is invalid."
+    expired = client.post("/api/auth/refresh", json={"refresh_token": recent})
+    assert expired.status_code == 401 and expired.get_json()["detail"] == "The refresh token has expired."
+    assert client.post("/api/auth/refresh", json={"refresh_token": live}).status_code == 200
