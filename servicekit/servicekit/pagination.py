@@ -6,7 +6,6 @@ A page never counts the whole table: rows are counted exactly up to `COUNT_CAP`;
 
 from __future__ import annotations
 
-import functools
 import json
 import threading
 from collections.abc import Callable, Mapping
@@ -42,9 +41,9 @@ class PageQuery(BaseModel):
 
 
 class FilteredList:
-    """A list endpoint's statement per combination of the filters a request gives, built once and kept, with
-    the filters' values bound per request: the page statement and SQLAlchemy's cache key of each shape are then
-    made once too (`_page_of`), instead of for every request.
+    """A list endpoint's statements per combination of the filters a request gives, built once and kept, with
+    the filters' values bound per request: the page statement, its EXPLAIN (for an estimated total) and
+    SQLAlchemy's cache key of each are then made once per shape too, instead of for every request.
 
     `base()` builds the unfiltered statement (its ORDER BY included). Each filter builds its condition with
     `bindparam(<its name>)` (and may use other bound names, given among the values); a filter applies when its
@@ -53,20 +52,19 @@ class FilteredList:
     def __init__(self, base: Callable[[], Select], **filters: Callable[[], ColumnElement[bool]]):
         self._base = base
         self._filters = filters
-        self._shapes: dict[tuple[str, ...], Select] = {}  # at most 2 ** len(filters)
+        self._shapes: dict[tuple[str, ...], _Shape] = {}  # at most 2 ** len(filters)
         self._lock = threading.Lock()
 
-    def statement(self, values: Mapping[str, Any]) -> tuple[Select, dict[str, Any]]:
-        """The statement for the filters whose value is given, and the values to bind."""
+    def _shape(self, values: Mapping[str, Any]) -> tuple[_Shape, dict[str, Any]]:
         given = {name: value for name, value in values.items() if value is not None}
-        shape = tuple(name for name in self._filters if name in given)
-        stmt = self._shapes.get(shape)
-        if stmt is None:
+        key = tuple(name for name in self._filters if name in given)
+        shape = self._shapes.get(key)
+        if shape is None:
             with self._lock:
-                stmt = self._shapes.get(shape)
-                if stmt is None:
-                    stmt = self._shapes[shape] = self._base().where(*(self._filters[name]() for name in shape))
-        return stmt, given
+                shape = self._shapes.get(key)
+                if shape is None:
+                    shape = self._shapes[key] = _Shape(self._base().where(*(self._filters[name]() for name in key)))
+        return shape, given
 
     def page(
         self,
@@ -77,58 +75,70 @@ class FilteredList:
         *,
         scalars: bool = True,
     ) -> dict[str, Any]:
-        """One page (`paginate`) of the rows that pass the filters given in `values`."""
-        stmt, parameters = self.statement(values)
-        return paginate(session, stmt, query, serialize, scalars=scalars, parameters=parameters)
+        """One page of the rows that pass the filters given in `values`, and their total (exactly up to
+        COUNT_CAP, else estimated). `serialize` gets each ORM object (`scalars`), or each row when the statement
+        selects columns.
+
+        One round trip: the capped count rides along with the page as a scalar subquery (PostgreSQL runs it
+        once). Only an empty page past the end, or a total beyond COUNT_CAP (the planner's estimate), needs
+        another."""
+        shape, parameters = self._shape(values)
+        offset = (query.page - 1) * query.per_page
+        cap = COUNT_CAP
+        result = session.execute(
+            shape.page_statement(cap), {**parameters, "page_limit": query.per_page, "page_offset": offset}
+        ).all()
+        rows = [row[0] for row in result] if scalars else result
+        if len(rows) < query.per_page and (rows or offset == 0):
+            total, estimated = offset + len(rows), False  # the last page tells the total
+        elif result and result[0].capped_total <= cap:
+            total, estimated = result[0].capped_total, False
+        elif result:
+            total, estimated = max(cap + 1, shape.estimate(session, parameters)), True
+        else:  # a page past the end: count on its own
+            total, estimated = count_rows(session, shape.stmt, cap, parameters=parameters)
+        if estimated:  # never fewer than the rows already served (the planner can guess low)
+            total = max(total, offset + len(rows) + 1)
+        return {
+            "items": [serialize(row) for row in rows],
+            "page": query.page,
+            "per_page": query.per_page,
+            "total": total,
+            "total_is_estimate": estimated,
+        }
 
 
-def paginate(
-    session: Session,
-    stmt: Select,
-    query: PageQuery,
-    serialize: Callable[[Any], dict],
-    *,
-    scalars: bool = True,
-    parameters: Mapping[str, Any] | None = None,
-) -> dict[str, Any]:
-    """Run `stmt` for one page, and total its rows (exactly up to COUNT_CAP, else estimated).
-    `serialize` gets each ORM object (`scalars`), or each row when `stmt` selects columns. `parameters`: the
-    values of `stmt`'s own bound parameters, for a statement built once per filter shape (see `_page_of`).
+class _Shape:
+    """One filter shape of a `FilteredList`: its statement, and what is derived from it, each made once (a race
+    between two first requests builds one twice; either result is right)."""
 
-    One round trip: the capped count rides along with the page as a scalar subquery (PostgreSQL runs it once).
-    Only an empty page past the end, or a total beyond COUNT_CAP (the planner's estimate), needs another."""
-    offset = (query.page - 1) * query.per_page
-    values = {**(parameters or {}), "page_limit": query.per_page, "page_offset": offset}
-    result = session.execute(_page_of(stmt, COUNT_CAP), values).all()
-    rows = [row[0] for row in result] if scalars else result
-    if len(rows) < query.per_page and (rows or offset == 0):
-        total, estimated = offset + len(rows), False  # the last page tells the total
-    elif result and result[0].capped_total <= COUNT_CAP:
-        total, estimated = result[0].capped_total, False
-    elif result:
-        total, estimated = max(COUNT_CAP + 1, planner_estimate(session, stmt, parameters)), True
-    else:  # a page past the end: count on its own
-        total, estimated = count_rows(session, stmt, parameters=parameters)
-    if estimated:  # never fewer than the rows already served (the planner can guess low)
-        total = max(total, offset + len(rows) + 1)
-    return {
-        "items": [serialize(row) for row in rows],
-        "page": query.page,
-        "per_page": query.per_page,
-        "total": total,
-        "total_is_estimate": estimated,
-    }
+    def __init__(self, stmt: Select):
+        self.stmt = stmt
+        self._pages: dict[int, Select] = {}
+        self._explain: tuple[Any, str, dict] | None = None  # (dialect, SQL, its parameters' own values)
 
+    def page_statement(self, cap: int) -> Select:
+        """The statement with its count capped at `cap` beside each row, LIMIT :page_limit OFFSET :page_offset."""
+        page = self._pages.get(cap)
+        if page is None:
+            capped = (
+                select(func.count())
+                .select_from(self.stmt.order_by(None).limit(cap + 1).subquery())
+                .scalar_subquery()
+                .label("capped_total")
+            )
+            page = self._pages[cap] = (
+                self.stmt.add_columns(capped).limit(bindparam("page_limit")).offset(bindparam("page_offset"))
+            )
+        return page
 
-@functools.lru_cache(maxsize=256)
-def _page_of(stmt: Select, cap: int) -> Select:
-    """`stmt` with its count capped at `cap` beside each row, LIMIT :page_limit OFFSET :page_offset. Kept per statement
-    object: a caller that builds its statement once (per filter shape) gets the same page statement back,
-    whose cache key SQLAlchemy then generates once, not on every request (a tenth of a room list's CPU)."""
-    capped = (
-        select(func.count()).select_from(stmt.order_by(None).limit(cap + 1).subquery()).scalar_subquery().label("capped_total")
-    )
-    return stmt.add_columns(capped).limit(bindparam("page_limit")).offset(bindparam("page_offset"))
+    def estimate(self, session: Session, parameters: Mapping[str, Any]) -> int:
+        """`planner_estimate`, its EXPLAIN compiled once (a list beyond COUNT_CAP asks on every page)."""
+        dialect = session.get_bind().dialect
+        if self._explain is None or self._explain[0] is not dialect:
+            self._explain = (dialect, *_explain(self.stmt, dialect))
+        _dialect, sql, defaults = self._explain
+        return _estimated_rows(session, sql, {**defaults, **parameters})
 
 
 def count_rows(
@@ -146,15 +156,17 @@ def count_rows(
 def planner_estimate(session: Session, stmt: Select, parameters: Mapping[str, Any] | None = None) -> int:
     """PostgreSQL's estimate of the rows `stmt` (its order aside) returns (EXPLAIN: planned, not run)."""
     sql, defaults = _explain(stmt, session.get_bind().dialect)
-    plan = session.connection().exec_driver_sql(sql, {**defaults, **(parameters or {})}).scalar_one()
+    return _estimated_rows(session, sql, {**defaults, **(parameters or {})})
+
+
+def _explain(stmt: Select, dialect) -> tuple[str, dict]:
+    """The EXPLAIN of `stmt` without its ORDER BY, and its bound parameters' own values."""
+    compiled = stmt.order_by(None).compile(dialect=dialect, compile_kwargs={"render_postcompile": True})
+    return f"EXPLAIN (FORMAT JSON) {compiled}", dict(compiled.params)
+
+
+def _estimated_rows(session: Session, explain_sql: str, values: Mapping[str, Any]) -> int:
+    plan = session.connection().exec_driver_sql(explain_sql, dict(values)).scalar_one()
     if isinstance(plan, str):
         plan = json.loads(plan)
     return int(plan[0]["Plan"]["Plan Rows"])
-
-
-@functools.lru_cache(maxsize=256)
-def _explain(stmt: Select, dialect) -> tuple[str, dict]:
-    """The EXPLAIN of `stmt` without its ORDER BY, compiled once per statement object (a list beyond COUNT_CAP
-    asks for it on every page), and its bound parameters' own values."""
-    compiled = stmt.order_by(None).compile(dialect=dialect, compile_kwargs={"render_postcompile": True})
-    return f"EXPLAIN (FORMAT JSON) {compiled}", dict(compiled.params)
