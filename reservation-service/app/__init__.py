@@ -68,7 +68,7 @@ def create_app(config: ReservationServiceConfig | None = None) -> Flask:
     background.add_job("purge-expired-idempotency-keys", 300, idempotency.purge_expired)
     # Mails sent or given up are kept MAIL_RETENTION_DAYS for an operator; older ones are deleted here.
     mail_retention = timedelta(days=config.mail_retention_days)
-    background.add_job("forget-settled-mail", 3600, lambda: forget_settled_mail(mail_retention))
+    background.add_job("forget-settled-mail", 600, lambda: forget_settled_mail(mail_retention))
     add_checkin_and_waitlist(app, config)
     return app
 

@@ -207,22 +207,24 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-def delete_in_batches(table, condition, *, batch_size: int = 5000) -> int:
+def delete_in_batches(table, condition, *, batch_size: int = 5000, max_batches: int = 20) -> int:
     """Delete the rows of `table` (a model or a Table) that meet `condition`, `batch_size` at a time, each batch
-    committed in its own short transaction; returns how many went. For retention jobs (in an app context): a
-    large backlog, e.g. on the first run after an upgrade, never becomes one long transaction holding its row
-    locks and holding back vacuum. Index the condition's column, or each batch reads the table."""
+    committed in its own short transaction, at most `max_batches` of them; returns how many went. For retention
+    jobs (in an app context): a large backlog, e.g. on the first run after an upgrade, never becomes one long
+    transaction holding its row locks and holding back vacuum, nor holds up the scheduler's other jobs for long
+    (the next run goes on with it). Index the condition's column, or each batch reads the table."""
     table: Table = getattr(table, "__table__", table)
     key = list(table.primary_key.columns)
     chosen = select(*key).where(condition).limit(batch_size)
     statement = delete(table).where((key[0] if len(key) == 1 else tuple_(*key)).in_(chosen))
     deleted = 0
-    while True:
+    for _batch in range(max_batches):
         went = db.session.execute(statement).rowcount
         db.session.commit()
         deleted += went
         if went < batch_size:
-            return deleted
+            break
+    return deleted
 
 
 class OutboxEvent(db.Model):

@@ -209,7 +209,7 @@ class Background:
     def __init__(self, app: Flask):
         self.app = app
         self.factories: list[Callable[[Flask], Worker]] = []
-        self.jobs: list[Job] = [Job("forget-processed-events", 3600, self._forget_processed_events, exclusive=True)]
+        self.jobs: list[Job] = [Job("forget-processed-events", 600, self._forget_processed_events, exclusive=True)]
         self.workers: list[Worker] = []
         self.relay = None
 

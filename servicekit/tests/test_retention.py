@@ -45,6 +45,18 @@ def test_delete_in_batches_deletes_only_the_matching_rows_one_short_transaction_
         assert _remembered() == {("g", f"new-{n}") for n in range(3)}
 
 
+def test_delete_in_batches_stops_after_max_batches_and_the_next_run_goes_on(app):
+    with app.app_context():
+        for n in range(5):
+            _record("g", f"old-{n}", timedelta(days=30))
+        db.session.commit()
+        old = ProcessedEvent.processed_at < utcnow() - timedelta(days=1)
+        assert delete_in_batches(ProcessedEvent, old, batch_size=2, max_batches=2) == 4
+        assert len(_remembered()) == 1
+        assert delete_in_batches(ProcessedEvent, old, batch_size=2, max_batches=2) == 1
+        assert _remembered() == set()
+
+
 def test_the_worker_forgets_processed_events_past_the_retention_and_remembers_the_rest(app):
     """PROCESSED_EVENTS_RETENTION_HOURS (336 by default): a record 15 days old goes, of every consumer
     group; one 13 days old stays, so a redelivery of its event is still recognised."""

@@ -38,7 +38,7 @@ def create_app(config: UserServiceConfig | None = None) -> Flask:
     app.register_blueprint(routes.users)
     app.extensions["servicekit.background"].add_worker(kafka_consumer.make_consumer)
     app.extensions["servicekit.background"].add_job("purge-old-throttles", 3600, services.purge_old_throttles)
-    app.extensions["servicekit.background"].add_job("purge-expired-refresh-tokens", 3600, services.purge_expired_refresh_tokens)
+    app.extensions["servicekit.background"].add_job("purge-expired-refresh-tokens", 600, services.purge_expired_refresh_tokens)
     return app
 
 
