@@ -11,6 +11,7 @@ No Flask here.
 
 from __future__ import annotations
 
+import bisect
 import json
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -35,7 +36,9 @@ from .policies import (
 MAX_AVAILABILITY_DAYS = 7
 MAX_FREE_BUSY_DAYS = 31
 MAX_FREE_BUSY_ROOMS = 50
-SUGGESTION_SEARCH_DAYS = 14  # how far after the requested start the same room is searched
+SUGGESTION_SEARCH_DAYS = 14  # how far before and after the requested start the same room is searched
+# An earlier time is suggested only if it starts at least this long from now: time to read the 409 and book it.
+SUGGESTION_LEAD = timedelta(minutes=5)
 MAX_SUGGESTIONS = 3
 
 
@@ -287,29 +290,51 @@ def _busy_of_room(room_id: int, start: datetime, end: datetime) -> list[tuple[da
     return sorted((a, b) for a, b in rows)
 
 
-def _next_free_slot(
+def _nearest_free_slot(
     room: RoomInfo, start: datetime, end: datetime, policy: BookingPolicy, now: datetime
 ) -> tuple[datetime, datetime] | None:
-    """The nearest start after `start` at which the room is free and open for the same length."""
+    """The start nearest to `start`, before or after it (of two as near, the later), at which the room is free
+    and open for the same length. A free slot begins where something ends (a booking, a blackout, closed
+    hours) or ends where something begins, so those are the only starts to try."""
     length = end - start
+    first_start = min(start, max(start - timedelta(days=SUGGESTION_SEARCH_DAYS), now + SUGGESTION_LEAD))
     last_start = min(start + timedelta(days=SUGGESTION_SEARCH_DAYS), now + timedelta(days=policy.horizon_days))
-    busy = _busy_of_room(room.room_id, start, last_start + length)
-    candidates = {b for _, b in busy if b > start}
+    busy = _busy_of_room(room.room_id, first_start, last_start + length)
+    candidates = {start - length, start + length} | {b for _, b in busy} | {a - length for a, _ in busy}
     if policy.open_hours is not None:
         zone = zone_of(room.timezone)
         opened = open_intervals(
-            policy.open_hours, zone, start.astimezone(zone).date(), last_start.astimezone(zone).date() + timedelta(days=1)
+            policy.open_hours,
+            zone,
+            first_start.astimezone(zone).date(),
+            last_start.astimezone(zone).date() + timedelta(days=1),
         )
-        candidates |= {opens for opens, _ in opened if opens > start}
-    else:
-        candidates.add(start + length)  # at worst, right after the requested slot
-    for candidate in sorted(c for c in candidates if c <= last_start):
+        candidates |= {opens for opens, _ in opened} | {closes - length for _, closes in opened}
+    nearest_first = sorted(
+        (c for c in candidates if first_start <= c < start or start < c <= last_start),
+        key=lambda c: (abs(c - start), c < start),
+    )
+    merged = _merged(busy)
+    starts = [a for a, _ in merged]
+    for candidate in nearest_first:
         finish = candidate + length
-        if any(a < finish and candidate < b for a, b in busy):
+        before = bisect.bisect_left(starts, finish) - 1  # the last busy interval starting before the finish
+        if before >= 0 and merged[before][1] > candidate:
             continue
         if not policy_violations(room.name, room.timezone, policy, candidate, finish, now):
             return candidate, finish
     return None
+
+
+def _merged(intervals: list[tuple[datetime, datetime]]) -> list[tuple[datetime, datetime]]:
+    """Sorted intervals, those that overlap or touch joined: disjoint, so one bisect finds a clash."""
+    merged: list[tuple[datetime, datetime]] = []
+    for a, b in sorted(intervals):
+        if merged and a <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], b))
+        else:
+            merged.append((a, b))
+    return merged
 
 
 def _other_rooms(
@@ -332,10 +357,10 @@ def _other_rooms(
 def suggestions(
     room: RoomInfo, start: datetime, end: datetime, attendees: int, fallback: BookingPolicy, now: datetime
 ) -> list[dict]:
-    """Up to three bookings that would succeed now: this room at its nearest free time of the same length,
-    then other fitting rooms at the requested time (smallest first)."""
+    """Up to three bookings that would succeed now: this room at its nearest free time of the same length
+    (before or after the requested one), then other fitting rooms at the requested time (smallest first)."""
     found = []
-    same = _next_free_slot(room, start, end, BookingPolicy.of_room(room.booking_policy, fallback), now)
+    same = _nearest_free_slot(room, start, end, BookingPolicy.of_room(room.booking_policy, fallback), now)
     if same:
         found.append({"room_id": room.room_id, "start_time": same[0].isoformat(), "end_time": same[1].isoformat()})
     for other in _other_rooms(room, start, end, attendees, fallback, now, MAX_SUGGESTIONS - len(found)):

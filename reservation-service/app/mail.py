@@ -101,6 +101,9 @@ def describe_changes(previous: dict | None, current: dict, replicas: Replicas) -
 
 
 def _cancellation_reason(data: dict, replicas: Replicas) -> str:
+    if data.get("reason") == "blackout":
+        why = data.get("blackout_reason")
+        return "The room is not available at that time" + (f": {why}." if why else ".")
     room = replicas.room(data["room_id"])
     if room is not None and room.deleted:
         return "The room was removed from the booking system."

@@ -242,7 +242,7 @@ def room_schedule(room_id: int, query: ScheduleQuery):
 def create_blackout(body: BlackoutCreate):
     """Black out a room, or every room (`room_id` null), for a time (admins).
     Confirmed reservations overlapping it are cancelled, each with its `reservation.cancelled`
-    event (`reason: blackout`, `blackout_id`) and e-mail; bookings into it are refused (409 with `blackouts`).
+    event (`reason: blackout`, `blackout_id`, `blackout_reason`) and e-mail; bookings into it are refused (409 with `blackouts`).
     ---
     responses:
       201: {description: The blackout., schema: {$ref: '#/components/schemas/BlackoutOut'}}

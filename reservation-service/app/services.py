@@ -551,7 +551,7 @@ def cancel_reservations_in_blackout(blackout: Blackout) -> int:
         stmt = stmt.where(Reservation.room_id == blackout.room_id)
     reservations = list(db.session.execute(stmt.order_by(Reservation.id).with_for_update()).scalars())
     for reservation in reservations:
-        _cancel(reservation, reason="blackout", blackout_id=blackout.id)
+        _cancel(reservation, reason="blackout", blackout_id=blackout.id, blackout_reason=blackout.reason)
     return len(reservations)
 
 

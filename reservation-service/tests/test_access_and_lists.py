@@ -65,7 +65,7 @@ def test_list_filters_room_status_and_time_window(client, people, rooms):
     assert ids(f"to={start}") == sorted([early["id"], other_room["id"]])  # an unencoded "+" still means an offset
 
 
-@pytest.mark.parametrize("query", ["per_page=101", "status=maybe", "from=2030-01-01T10:00:00", "room_id=abc", "colour=red"])
+@pytest.mark.parametrize("query", ["per_page=-1", "status=maybe", "from=2030-01-01T10:00:00", "room_id=abc", "colour=red"])
 def test_bad_list_parameters_are_422(client, people, query):
     _, headers = people.user()
     assert client.get(f"/api/reservations?{query}", headers=headers).status_code == 422

@@ -218,6 +218,38 @@ def test_a_409_suggests_the_same_room_later_and_other_fitting_rooms_and_they_suc
         assert client.post("/api/reservations", json=retry, headers=bob).status_code == 201, suggestion
 
 
+def test_the_same_room_suggestion_is_the_nearest_free_time_before_or_after(client, people, rooms):
+    """Booked 10-11 and 11-13 (hours from now on): asked for 10-11, the nearest free hour of the room is 9-10,
+    one hour earlier, not 13-14, three hours later. With 9-10 booked too, it is 8-9; with 8-9 booked as well,
+    7-8 and 13-14 are as near, and of two as near the later is suggested."""
+    _, alice = people.user()
+    _, bob = people.user()
+    room = rooms.create(capacity=4, equipment=[f"pad-{uuid.uuid4().hex[:6]}"])
+    assert client.post("/api/reservations", json=booking(room["id"], 10, 60), headers=alice).status_code == 201
+    assert client.post("/api/reservations", json=booking(room["id"], 11, 120), headers=alice).status_code == 201
+
+    def same_room_suggestion() -> dict:
+        response = client.post("/api/reservations", json=booking(room["id"], 10, 60), headers=bob)
+        assert response.status_code == 409
+        return response.get_json()["suggestions"][0]
+
+    def hour(hours_ahead: float) -> dict:
+        start, end = slot(hours_ahead, 60)
+        as_utc = {
+            name: datetime.fromisoformat(value).astimezone(UTC).isoformat()
+            for name, value in (("start_time", start), ("end_time", end))
+        }
+        return {"room_id": room["id"], **as_utc}
+
+    assert same_room_suggestion() == hour(9)
+    assert client.post("/api/reservations", json=booking(room["id"], 9, 60), headers=alice).status_code == 201
+    assert same_room_suggestion() == hour(8)
+    assert client.post("/api/reservations", json=booking(room["id"], 8, 60), headers=alice).status_code == 201
+    assert same_room_suggestion() == hour(13)
+    retry = {**booking(room["id"], 10, 60), **hour(13)}
+    assert client.post("/api/reservations", json=retry, headers=bob).status_code == 201
+
+
 def test_the_same_room_suggestion_respects_opening_hours_and_blackouts(client, people, rooms):
     _, alice = people.user()
     _, admin = people.admin()
@@ -230,7 +262,8 @@ def test_the_same_room_suggestion_respects_opening_hours_and_blackouts(client, p
     def at(day: date, hours: float) -> str:
         return local(day, hours, "Europe/Berlin").isoformat()
 
-    taken = {"room_id": room["id"], "title": "Long", "start_time": at(monday, 10), "end_time": at(monday, 12)}
+    # The whole Monday morning: no earlier time that day either (the nearest open hour before it is days back).
+    taken = {"room_id": room["id"], "title": "Long", "start_time": at(monday, 8), "end_time": at(monday, 12)}
     assert client.post("/api/reservations", json=taken, headers=alice).status_code == 201
     drill = {"room_id": room["id"], "reason": "Drill", "start_time": at(tuesday, 8), "end_time": at(tuesday, 9.5)}
     assert client.post("/api/blackouts", json=drill, headers=admin).status_code == 201

@@ -197,7 +197,10 @@ def test_a_blackout_cancels_overlapping_bookings_with_events_and_mail(client, ap
         ],
         message="the cancellation e-mail",
     )
-    assert room["name"] in cancelled[0].get_body(preferencelist=("plain",)).get_content()
+    text = cancelled[0].get_body(preferencelist=("plain",)).get_content()
+    assert room["name"] in text
+    assert "The room is not available at that time: Burst pipe." in text and "organiser" not in text
+    assert all(e["data"]["blackout_reason"] == "Burst pipe" for e in events)
     assert overlaps_in_tables(app) == 0
 
 

@@ -177,7 +177,7 @@ def test_pages(client, user, make_room):
 
 
 @pytest.mark.parametrize(
-    "query", ["per_page=101", "page=0", "min_capacity=abc", "min_capacity=0", "is_active=maybe", "colour=blue"]
+    "query", ["per_page=0", "page=0", "min_capacity=abc", "min_capacity=0", "is_active=maybe", "colour=blue"]
 )
 def test_bad_list_parameters_are_422(client, user, query):
     assert client.get(f"/api/rooms?{query}", headers=user).status_code == 422

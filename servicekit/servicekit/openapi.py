@@ -111,9 +111,14 @@ STANDARD_PARAMETERS = {
 }
 
 
+# The OpenAPI 3.0 spelling of JSON Schema's {"type": "null"}.
+NULL_ONLY = {"type": "object", "nullable": True, "enum": [None]}
+
+
 def to_openapi30(schema):
     """pydantic emits JSON Schema 2020-12; OpenAPI 3.0 (what the bundled Swagger UI renders) says
-    `nullable: true` instead of a null type, and `enum` instead of `const`."""
+    `nullable: true` beside a type instead of a null type (`NULL_ONLY` in a union), and `enum` instead of
+    `const`."""
     if isinstance(schema, list):
         return [to_openapi30(item) for item in schema]
     if not isinstance(schema, dict):
@@ -123,13 +128,13 @@ def to_openapi30(schema):
     if options and {"type": "null"} in options:
         rest = [option for option in options if option != {"type": "null"}]
         del schema["anyOf"]
-        if len(rest) == 1 and "$ref" not in rest[0]:
+        if len(rest) == 1 and "type" in rest[0] and "$ref" not in rest[0]:
             schema.update(rest[0])
-        elif len(rest) == 1:
-            schema["allOf"] = rest
+            schema["nullable"] = True
         else:
-            schema["anyOf"] = rest
-        schema["nullable"] = True
+            # `nullable` counts only beside a `type` in the same schema (OpenAPI 3.0.3), so a reference (or a
+            # union) that may be null is an anyOf with a schema that is null alone.
+            schema["anyOf"] = [*rest, NULL_ONLY]
     if "const" in schema:
         schema["enum"] = [schema.pop("const")]
     return schema
@@ -203,6 +208,10 @@ def query_parameters(model: type[BaseModel]) -> tuple[list[dict], dict[str, dict
         if field.get("default", 0) is None:  # an absent parameter; a query string cannot say null
             del field["default"]
             field.pop("nullable", None)
+            if NULL_ONLY in field.get("anyOf", ()):
+                field["anyOf"] = [option for option in field["anyOf"] if option != NULL_ONLY]
+                if len(field["anyOf"]) == 1:
+                    field.update(field.pop("anyOf")[0])
         parameter = {"name": name, "in": "query", "required": name in required}
         description = field.pop("description", None)
         if description:

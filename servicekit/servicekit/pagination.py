@@ -11,7 +11,7 @@ import threading
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from sqlalchemy import ColumnElement, Select, bindparam, func, select
 from sqlalchemy.orm import Session
 
@@ -37,7 +37,15 @@ class PageQuery(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     page: int = Field(1, ge=1, le=1_000_000)
-    per_page: int = Field(20, ge=1, le=MAX_PER_PAGE)
+    per_page: int = Field(
+        20, ge=1, description=f"rows per page, capped at {MAX_PER_PAGE}: a larger value is taken as {MAX_PER_PAGE}"
+    )
+
+    @field_validator("per_page")
+    @classmethod
+    def _capped(cls, per_page: int) -> int:
+        """API.md: "per_page capped at 100": asked for more, a client gets a page of 100 (and `per_page`: 100)."""
+        return min(per_page, MAX_PER_PAGE)
 
 
 class FilteredList:

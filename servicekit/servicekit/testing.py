@@ -181,6 +181,18 @@ def assert_documented_and_valid(app) -> dict:
     return spec
 
 
+def assert_fits_schema(spec: dict, name: str, instance) -> None:
+    """`instance` (an answer's body) is valid against the component schema `name` of `spec`, read as strictly
+    as OpenAPI 3.0.3 says (e.g. `nullable` counts only beside a `type`), as a client's generated code would."""
+    from openapi_schema_validator import OAS30Validator
+
+    schema = {"$ref": f"#/components/schemas/{name}", "components": spec["components"]}
+    errors = [
+        f"{'/'.join(map(str, error.absolute_path))}: {error.message}" for error in OAS30Validator(schema).iter_errors(instance)
+    ]
+    assert not errors, f"not a valid {name}: {errors}"
+
+
 def _b64url(raw: bytes) -> str:
     import base64
 

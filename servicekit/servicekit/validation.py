@@ -158,23 +158,40 @@ def errors_from_pydantic(exc: ValidationError) -> list[dict[str, str]]:
     return errors
 
 
-def _nul_characters(value: Any, path: str = "") -> list[dict[str, str]]:
-    """Fields holding U+0000, which PostgreSQL text cannot store (refused up front, not a 500)."""
-    if isinstance(value, str):
-        return [{"field": path or "body", "message": "Must not contain NUL characters."}] if "\x00" in value else []
-    if isinstance(value, dict):
-        found = []
-        for key, item in value.items():
-            found += _nul_characters(key, path) if isinstance(key, str) and "\x00" in key else []
-            found += _nul_characters(item, f"{path}.{key}" if path else str(key))
-        return found
-    if isinstance(value, list):
-        return [
-            error
-            for index, item in enumerate(value)
-            for error in _nul_characters(item, f"{path}.{index}" if path else str(index))
-        ]
-    return []
+# Deeper than any body of ours (a room's booking_policy.open_hours.mon[0][0] is five levels) and well within
+# what Python's json and pydantic's parser read (about 1,000 and 200 levels): a deeper body is refused as
+# unreadable (400) before either is asked, instead of failing in them (a RecursionError was a 500).
+MAX_JSON_DEPTH = 64
+
+
+class _TooDeep(Exception):
+    pass
+
+
+def _nul_characters(body: Any) -> list[dict[str, str]]:
+    """Fields holding U+0000, which PostgreSQL text cannot store (refused up front, not a 500). Walks the body
+    without recursion, and raises _TooDeep beyond MAX_JSON_DEPTH levels."""
+    found = []
+    pending: list[tuple[Any, str, int]] = [(body, "", 1)]
+    while pending:
+        value, path, depth = pending.pop()
+        if isinstance(value, str):
+            if "\x00" in value:
+                found.append({"field": path or "body", "message": "Must not contain NUL characters."})
+            continue
+        if not isinstance(value, dict | list):
+            continue
+        if depth > MAX_JSON_DEPTH:
+            raise _TooDeep
+        if isinstance(value, dict):
+            for key, item in value.items():
+                if "\x00" in key:
+                    found.append({"field": path or "body", "message": "Must not contain NUL characters."})
+                pending.append((item, f"{path}.{key}" if path else str(key), depth + 1))
+        else:
+            for index, item in enumerate(value):
+                pending.append((item, f"{path}.{index}" if path else str(index), depth + 1))
+    return sorted(found, key=lambda error: error["field"])
 
 
 def json_object_body() -> dict[str, Any]:
@@ -182,13 +199,19 @@ def json_object_body() -> dict[str, Any]:
     raw = request.get_data(cache=True)
     if not raw:
         raise BadRequest("A JSON object body is required.")
+    too_deep = BadRequest(f"The body nests more than {MAX_JSON_DEPTH} levels of arrays and objects.")
     try:
         body = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
         raise BadRequest(f"The body is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise too_deep from None
     if not isinstance(body, dict):
         raise BadRequest("The body must be a JSON object.")
-    nul = _nul_characters(body)
+    try:
+        nul = _nul_characters(body)
+    except _TooDeep:
+        raise too_deep from None
     if nul:
         raise ValidationFailed(nul)
     return body

@@ -55,10 +55,17 @@ def test_bodies_are_validated_strictly(client, body, status, field):
 
 @pytest.mark.parametrize(
     ("query", "status"),
-    [("", 200), ("per_page=100", 200), ("per_page=101", 422), ("page=0", 422), ("page=x", 422), ("what=1", 422)],
+    [("", 200), ("per_page=100", 200), ("per_page=0", 422), ("page=0", 422), ("page=x", 422), ("what=1", 422)],
 )
 def test_pagination_parameters_are_validated(client, query, status):
     assert client.get(f"/widgets?{query}").status_code == status
+
+
+@pytest.mark.parametrize("asked", [101, 1000, 10**30])
+def test_per_page_above_100_is_capped_at_100(client, asked):
+    response = client.get(f"/widgets?per_page={asked}")
+    assert response.status_code == 200
+    assert response.get_json()["per_page"] == 100
 
 
 def test_request_ids_are_generated_or_echoed(client):
@@ -113,6 +120,29 @@ def test_config_reports_every_missing_or_bad_variable_at_once():
         BaseConfig.from_env({"PORT": "zero", "JWT_ALGORITHMS": "HS256"})
     message = str(error.value)
     assert "DATABASE_URL is required" in message and "PORT" in message and "HS256" in message
+
+
+@pytest.mark.parametrize("depth", [65, 490, 1000, 100_000])
+def test_a_body_nested_too_deep_is_400_problem_json_not_a_500(client, depth):
+    """Deeper than MAX_JSON_DEPTH (64) is refused as unreadable, at any depth: 490 levels made the NUL check
+    recurse past Python's limit, 1,000 made json.loads do so (both were 500)."""
+    nested_field = '{"name": "ok", "size": 1, "extra": ' + "[" * depth + "]" * depth + "}"
+    response = client.post("/widgets", data=nested_field, content_type="application/json")
+    assert response.status_code == 400 and response.content_type == PROBLEM, (depth, response.get_json())
+    assert response.get_json()["detail"] == "The body nests more than 64 levels of arrays and objects."
+    not_an_object = client.post("/widgets", data="[" * depth + "]" * depth, content_type="application/json")
+    assert not_an_object.status_code == 400 and not_an_object.content_type == PROBLEM
+
+
+def test_a_body_nested_within_the_limit_is_validated_as_usual(client):
+    nested = {"name": "ok", "size": 1, "extra": [[[["\x00"]]]]}
+    response = client.post("/widgets", json=nested)
+    assert response.status_code == 422
+    assert response.get_json()["errors"] == [{"field": "extra.0.0.0.0", "message": "Must not contain NUL characters."}]
+    body = '{"name": "ok", "size": 1, "extra": ' + "[" * 63 + "]" * 63 + "}"
+    response = client.post("/widgets", data=body, content_type="application/json")
+    assert response.status_code == 422
+    assert [e["field"] for e in response.get_json()["errors"]] == ["extra"]
 
 
 def test_nul_characters_are_422_not_a_database_error(client):

@@ -42,7 +42,8 @@ def test_query_parameters_come_from_the_query_model(client):
     operation = _spec(client)["paths"]["/api/gadgets"]["get"]
     parameters = {parameter["name"]: parameter for parameter in operation["parameters"]}
     assert set(parameters) == {"page", "per_page", "colour"}
-    assert parameters["per_page"]["schema"]["maximum"] == 100 and parameters["per_page"]["required"] is False
+    assert parameters["per_page"]["schema"]["minimum"] == 1 and parameters["per_page"]["required"] is False
+    assert "capped at 100" in parameters["per_page"]["description"]  # more is not refused: it is taken as 100
     colour = parameters["colour"]
     assert colour["style"] == "form" and colour["explode"] is True and colour["schema"]["maxItems"] == 3
     assert colour["description"] == "repeatable; any of them"

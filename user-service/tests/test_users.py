@@ -64,7 +64,15 @@ def test_admin_filters_users_by_role(client, accounts):
     assert [u["id"] for u in admins["items"]] == [admin["id"]]
 
 
-@pytest.mark.parametrize("query", ["per_page=101", "page=0", "per_page=abc", "role=owner", "unknown=1"])
+def test_a_page_of_more_than_100_is_capped_at_100(client, accounts):
+    _, headers = accounts.admin_with_token()
+    while client.get("/api/users?per_page=1", headers=headers).get_json()["total"] <= 100:
+        accounts.register()
+    page = client.get("/api/users?per_page=1000", headers=headers).get_json()
+    assert page["per_page"] == 100 and len(page["items"]) == 100 and page["total"] > 100
+
+
+@pytest.mark.parametrize("query", ["per_page=0", "page=0", "per_page=abc", "role=owner", "unknown=1"])
 def test_bad_list_parameters_are_422(client, accounts, query):
     _, headers = accounts.admin_with_token()
     response = client.get(f"/api/users?{query}", headers=headers)
