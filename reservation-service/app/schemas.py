@@ -160,7 +160,7 @@ class BookingConflict(ProblemDocument):
     suggestions: list[Suggestion] | None = Field(
         None,
         description="on a create: up to 3 bookings that would succeed now (the same room at its nearest free time "
-        "of the same length, then other fitting rooms at the requested time)",
+        "of the same length, before or after the requested one, then other fitting rooms at the requested time)",
     )
 
 
