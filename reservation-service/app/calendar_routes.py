@@ -3,6 +3,9 @@
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
+
 from flasgger import swag_from
 from flask import Blueprint, current_app, jsonify, request
 
@@ -17,26 +20,55 @@ from .schemas import FeedQuery
 calendar = Blueprint("calendar", __name__, url_prefix="/api/calendar")
 
 ICALENDAR = "text/calendar"
+PROBLEM_CONTENT = {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}
 # Revalidate every time (cheap with If-None-Match), so a revoked token stops a cached feed at once.
 FEED_HEADERS = {"Cache-Control": "private, no-cache"}
 # The answer of both feeds (`#/components/responses/CalendarFeed`).
 FEED_RESPONSE = {
-    "description": "iCalendar (RFC 5545), one VEVENT per booking from 30 days ago to the booking horizon ahead: stable UID, "
-    "SEQUENCE growing with each change, DTSTART/DTEND in UTC, STATUS:CANCELLED for cancellations, LOCATION from the room.",
+    "description": "iCalendar (RFC 5545), one VEVENT per booking from 30 days ago to the booking horizon ahead, each "
+    "occurrence of a series included: stable UID, SEQUENCE growing with each change, DTSTART/DTEND in UTC, "
+    "STATUS:CANCELLED for cancellations, LOCATION from the room.",
     "headers": {"ETag": {"description": "The entity tag of the feed (for If-None-Match).", "schema": {"type": "string"}}},
     "content": {ICALENDAR: {"schema": {"type": "string"}}},
 }
-# Both feeds: authenticated by their token (no bearer header), revalidated with If-None-Match.
-FEED_OPERATION = {
-    "tags": ["calendar"],
-    "security": [],
-    "parameters": [{"$ref": "#/components/parameters/IfNoneMatch"}],
-    "responses": {"200": {"$ref": "#/components/responses/CalendarFeed"}, "404": {"$ref": "#/components/responses/FeedNotFound"}},
+# The room feed's 404 (`#/components/responses/FeedNotFound`): the token is answered first, with a 401.
+FEED_NOT_FOUND = {"description": "No such room (or a deleted one).", "content": PROBLEM_CONTENT}
+FEED_UNAUTHORIZED = {
+    "description": "The feed token is missing, unknown or revoked, or its holder is deactivated (one answer for all).",
+    "content": PROBLEM_CONTENT,
 }
-FEED_NOT_FOUND = {
-    "description": "Unknown or revoked token, a deactivated user's token, or (room feeds) no such room.",
-    "content": {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}},
-}
+
+
+def _feed_operation(**responses: dict) -> dict:
+    """A feed's OpenAPI operation: authenticated by its token (no bearer header), revalidated with If-None-Match.
+    The kit adds 304 (If-None-Match) and 422 (the query model: here only a parameter other than `token`)."""
+    return {
+        "tags": ["calendar"],
+        "security": [],
+        "parameters": [{"$ref": "#/components/parameters/IfNoneMatch"}],
+        "responses": {
+            "200": {"$ref": "#/components/responses/CalendarFeed"},
+            "401": FEED_UNAUTHORIZED,
+            "422": {
+                "description": "A query parameter other than `token` (asked only once the token is accepted).",
+                "content": PROBLEM_CONTENT,
+            },
+            **responses,
+        },
+    }
+
+
+def feed_token_required(view: Callable) -> Callable:
+    """Authenticate a feed request by its `token` before anything else, as `@require_auth` does for a bearer
+    token (put it above `@with_query`): missing, unknown or revoked, or a deactivated user's, it is a 401 that
+    does not say which, never a 422 naming the parameter. The view gets the token's holder as `holder`."""
+
+    @functools.wraps(view)
+    def authenticated(*args, **kwargs):
+        tokens = request.args.getlist("token")  # the last one when repeated, as `parse_query` reads it
+        return view(*args, holder=calendars.feed_holder(tokens[-1] if tokens else None), **kwargs)
+
+    return authenticated
 
 
 def _window() -> calendars.FeedWindow:
@@ -63,7 +95,7 @@ def create_token():
 @calendar.delete("/tokens/<int:token_id>")
 @require_auth
 def revoke_token(token_id: int):
-    """Revoke one of your feed tokens: its feed URLs answer 404 from now on.
+    """Revoke one of your feed tokens: its feed URLs answer 401 from now on.
     ---
     responses:
       204: {description: Revoked (also when it already was).}
@@ -73,18 +105,18 @@ def revoke_token(token_id: int):
 
 
 @calendar.get("/me.ics")
+@feed_token_required
 @with_query(FeedQuery)
-@swag_from(FEED_OPERATION)
-def my_feed(query: FeedQuery):
+@swag_from(_feed_operation())
+def my_feed(holder: int, query: FeedQuery):
     """Your own bookings as an iCalendar feed (the feed token authenticates: no bearer header)."""
-    holder = calendars.feed_holder(query.token)
     return body_with_etag(calendars.my_feed(holder, _window()), ICALENDAR, headers=FEED_HEADERS)
 
 
 @calendar.get("/rooms/<int:room_id>.ics")
+@feed_token_required
 @with_query(FeedQuery)
-@swag_from(FEED_OPERATION)
-def room_feed(room_id: int, query: FeedQuery):
+@swag_from(_feed_operation(**{"404": {"$ref": "#/components/responses/FeedNotFound"}}))
+def room_feed(room_id: int, holder: int, query: FeedQuery):
     """A room's bookings as an iCalendar feed; other people's show time and title only."""
-    holder = calendars.feed_holder(query.token)
     return body_with_etag(calendars.room_feed(room_id, holder, _window()), ICALENDAR, headers=FEED_HEADERS)

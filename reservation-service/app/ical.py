@@ -2,9 +2,11 @@
 
 The feeds and the invitations mailed with confirmations, changes and cancellations are built from
 the same VEVENT (`booking_event`), so a calendar app sees one UID and one SEQUENCE per booking from
-both and updates its entry instead of adding a second one. No database access here: callers pass
-the booking in its API shape (`Reservation.to_dict()`, or the `data` of a reservation event) and
-what they know of its room and owner.
+both and updates its entry instead of adding a second one. A recurring series is mailed as one VEVENT
+with RRULE (`series_event`), and its occurrences' mails address instances of it (RECURRENCE-ID); in the
+feeds every occurrence is its own VEVENT with its own UID, like any booking. No database access here:
+callers pass the booking in its API shape (`Reservation.to_dict()`, or the `data` of a reservation
+event) and what they know of its room and owner.
 """
 
 from __future__ import annotations
@@ -77,17 +79,20 @@ def booking_event(
     stamp: datetime | None = None,
     organizer: Person | None = None,
     detailed: bool = True,
+    as_series_instance: bool = True,
 ) -> Event:
     """One VEVENT for one booking.
 
     `detailed=False` is someone else's booking seen in a room feed: time and title only, as in the
     room's schedule. `stamp` is DTSTAMP; without it (feeds, which have no METHOD) it is the time the
     booking was last changed (RFC 5545 §3.8.7.2), so an unchanged feed renders byte for byte the same
-    and keeps its ETag. An occurrence of a series carries the series' UID and its RECURRENCE-ID.
+    and keeps its ETag. In mails an occurrence of a series carries the series' UID and its RECURRENCE-ID
+    (the instance of the series' event the series mail created); `as_series_instance=False` (the feeds:
+    one VEVENT per reservation) gives it its own UID, like any booking.
     """
     updated = _utc(booking["updated_at"])
     event = Event()
-    if booking.get("series_id") and booking.get("recurrence_id"):
+    if as_series_instance and booking.get("series_id") and booking.get("recurrence_id"):
         # An occurrence of a series: the instance of the series' event it replaces (RFC 5545 §3.8.4.4).
         event.add("uid", series_uid(booking["series_id"]))
         event.add("recurrence-id", _utc(booking["recurrence_id"]))
@@ -131,11 +136,10 @@ def series_event(
     stamp: datetime,
     location: str,
     organizer: Person | None = None,
-    detailed: bool = True,
 ) -> Event:
-    """The VEVENT of a whole series: DTSTART in the room's zone (TZID, with its VTIMEZONE in the calendar),
-    the RRULE, EXDATE for the occurrences not held (cancelled or skipped). Occurrences that were changed
-    are separate VEVENTs with the same UID and a RECURRENCE-ID (`booking_event`)."""
+    """The VEVENT of a whole series in its mail: DTSTART in the room's zone (TZID, with its VTIMEZONE in the
+    calendar), the RRULE, EXDATE for the occurrences not held (skipped). The mails of an occurrence address
+    it with the same UID and its RECURRENCE-ID (`booking_event`); the feeds show each occurrence as a booking."""
     zone = ZoneInfo(series["timezone"])
     event = Event()
     event.add("uid", series_uid(series["id"]))
@@ -151,8 +155,7 @@ def series_event(
     event.add("location", location)
     event.add("status", "CONFIRMED")
     event.add("transp", "OPAQUE")
-    if detailed:
-        _add_details(event, series, stamp, organizer)
+    _add_details(event, series, stamp, organizer)
     return event
 
 
@@ -170,11 +173,10 @@ def _calendar(method: str | None = None, name: str | None = None) -> Calendar:
 
 
 def feed_calendar(name: str, events: Iterable[Event]) -> bytes:
-    """A subscribable feed (no METHOD): one VEVENT per booking in the window."""
+    """A subscribable feed (no METHOD): one VEVENT per booking in the window, times in UTC (no VTIMEZONE)."""
     calendar = _calendar(name=name)
     for event in events:
         calendar.add_component(event)
-    calendar.add_missing_timezones()  # a VTIMEZONE for each TZID a series' DTSTART uses
     return calendar.to_ical()
 
 

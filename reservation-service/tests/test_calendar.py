@@ -5,17 +5,20 @@ from __future__ import annotations
 
 import hashlib
 from datetime import UTC, datetime, timedelta
+from urllib.parse import quote
 
 from conftest import booking
 from icalendar import Calendar
 from sqlalchemy import select
 from test_events_and_mail import mails_to
+from test_series import at, created, last_sunday, series_body, today
 
 from app.models import CalendarToken, Reservation
 from servicekit.db import db
 from servicekit.testing import wait_until
 
 PROBLEM = "application/problem+json"
+SERIES = "/api/reservations/series"
 
 
 def new_token(client, headers) -> dict:
@@ -147,6 +150,108 @@ def test_the_feed_window_is_30_days_back_to_the_horizon_ahead_with_cancellations
         assert str(event["STATUS"]) == "CANCELLED"
 
 
+def feed_text(response) -> str:
+    assert response.status_code == 200, response.get_data(as_text=True)
+    return response.get_data(as_text=True)
+
+
+def test_a_series_occurrence_is_its_own_vevent_in_utc_in_the_feed(client, people, rooms):
+    """Across a DST change in the room's zone: each occurrence a VEVENT of its own (its own UID and SEQUENCE,
+    DTSTART/DTEND in UTC), in both feeds and for someone else's series too; no RRULE, EXDATE, RECURRENCE-ID or
+    VTIMEZONE; an unchanged feed renders the same (same ETag)."""
+    _, headers = people.user()
+    _, viewer = people.user()
+    room = rooms.create(timezone="Europe/Berlin")
+    monday = last_sunday(3, today() + timedelta(days=14)) - timedelta(days=13)  # two Mondays before, two after
+    series = created(client.post(SERIES, json=series_body(room, monday, "FREQ=WEEKLY;COUNT=4"), headers=headers))
+    moved = series["occurrences"][1]
+    new_start = at(monday + timedelta(days=8), "14:00", "Europe/Berlin")
+    response = client.put(
+        f"/api/reservations/{moved['id']}",
+        json={"start_time": new_start.isoformat(), "end_time": (new_start + timedelta(hours=1)).isoformat()},
+        headers=headers,
+    )
+    assert response.status_code == 200, response.get_json()
+    now = client.get(f"{SERIES}/{series['id']}", headers=headers).get_json()["occurrences"]
+    assert len(now) == 4 and {utc(o["start_time"]).hour for o in now} == {
+        8,
+        7,
+        13,
+    }  # 09:00 CET, 09:00 CEST, the moved one at 14:00 CET
+    expected = {f"reservation-{o['id']}@meeting-rooms.local": o for o in now}
+    token, theirs = new_token(client, headers)["feeds"], new_token(client, viewer)["feeds"]
+    for url in (
+        token["me"],
+        token["rooms"].replace("{room_id}", str(room["id"])),
+        theirs["rooms"].replace("{room_id}", str(room["id"])),
+    ):
+        text = feed_text(get_feed(client, url))
+        for forbidden in ("RRULE", "EXDATE", "RECURRENCE-ID", "TZID", "VTIMEZONE", f"series-{series['id']}@"):
+            assert forbidden not in text, (forbidden, url)
+        events = events_of(get_feed(client, url))
+        assert set(events) == set(expected), url
+        for uid, occurrence in expected.items():
+            event = events[uid]
+            assert event.decoded("DTSTART") == utc(occurrence["start_time"]) and event.decoded("DTEND") == utc(
+                occurrence["end_time"]
+            )
+            raw = event.to_ical().decode()
+            assert f"DTSTART:{utc(occurrence['start_time']):%Y%m%dT%H%M%S}Z" in raw
+            assert f"DTEND:{utc(occurrence['end_time']):%Y%m%dT%H%M%S}Z" in raw
+            assert int(event["SEQUENCE"]) == occurrence["sequence"] and str(event["STATUS"]) == "CONFIRMED"
+            assert str(event["SUMMARY"]) == "Stand-up"
+        assert int(events[f"reservation-{moved['id']}@meeting-rooms.local"]["SEQUENCE"]) == 1
+        assert get_feed(client, url).headers["ETag"] == get_feed(client, url).headers["ETag"]
+
+
+def test_a_cancelled_occurrence_shows_as_cancelled_in_the_feed(client, people, rooms):
+    """Two of four occurrences cancelled (one alone, one by cancelling the series from its date): four VEVENTs,
+    the two cancelled ones STATUS:CANCELLED with the SEQUENCE the cancellation raised, in both feeds."""
+    _, headers = people.user()
+    room = rooms.create()
+    day = today() + timedelta(days=2)
+    series = created(client.post(SERIES, json=series_body(room, day, "FREQ=DAILY;COUNT=4"), headers=headers))
+    first, second, third, last = series["occurrences"]
+    assert client.delete(f"/api/reservations/{second['id']}", headers=headers).status_code == 204
+    cancelled_from = client.delete(f"{SERIES}/{series['id']}?from={quote(last['start_time'])}", headers=headers)
+    assert cancelled_from.status_code == 204, cancelled_from.get_data(as_text=True)
+    token = new_token(client, headers)["feeds"]
+    for url in (token["me"], token["rooms"].replace("{room_id}", str(room["id"]))):
+        events = events_of(get_feed(client, url))
+        assert set(events) == {f"reservation-{o['id']}@meeting-rooms.local" for o in series["occurrences"]}, url
+        status = {o["id"]: str(events[f"reservation-{o['id']}@meeting-rooms.local"]["STATUS"]) for o in series["occurrences"]}
+        assert status == {first["id"]: "CONFIRMED", second["id"]: "CANCELLED", third["id"]: "CONFIRMED", last["id"]: "CANCELLED"}
+        for occurrence in (second, last):
+            event = events[f"reservation-{occurrence['id']}@meeting-rooms.local"]
+            assert int(event["SEQUENCE"]) == 1 and event.decoded("DTSTART") == utc(occurrence["start_time"])
+
+
+def test_an_occurrence_moved_to_another_room_is_in_that_rooms_feed_only(client, people, rooms):
+    """A series in room A with one occurrence moved to room B: A's feed shows the other occurrences, B's feed that
+    one alone, each with its own UID and its own room as LOCATION; the owner's feed shows all three."""
+    _, headers = people.user()
+    room_a, room_b = rooms.create(name="Aurora"), rooms.create(name="Borealis")
+    series = created(
+        client.post(SERIES, json=series_body(room_a, today() + timedelta(days=2), "FREQ=DAILY;COUNT=3"), headers=headers)
+    )
+    first, moved, last = series["occurrences"]
+    assert client.put(f"/api/reservations/{moved['id']}", json={"room_id": room_b["id"]}, headers=headers).status_code == 200
+    token = new_token(client, headers)["feeds"]
+
+    def uid(occurrence: dict) -> str:
+        return f"reservation-{occurrence['id']}@meeting-rooms.local"
+
+    in_a = events_of(get_feed(client, token["rooms"].replace("{room_id}", str(room_a["id"]))))
+    in_b = events_of(get_feed(client, token["rooms"].replace("{room_id}", str(room_b["id"]))))
+    assert set(in_a) == {uid(first), uid(last)} and set(in_b) == {uid(moved)}
+    assert all("Aurora" in str(event["LOCATION"]) for event in in_a.values())
+    alone = in_b[uid(moved)]
+    assert "Borealis" in str(alone["LOCATION"]) and alone.decoded("DTSTART") == utc(moved["start_time"])
+    assert int(alone["SEQUENCE"]) == 1 and str(alone["STATUS"]) == "CONFIRMED"
+    mine = events_of(get_feed(client, token["me"]))
+    assert set(mine) == {uid(first), uid(moved), uid(last)} and "Borealis" in str(mine[uid(moved)]["LOCATION"])
+
+
 def test_uid_and_sequence_agree_between_feed_and_mails_across_create_change_cancel(client, people, rooms, infrastructure):
     user, headers = people.user()
     guest = f"guest-{user['id']}@example.com"
@@ -193,7 +298,7 @@ def test_uid_and_sequence_agree_between_feed_and_mails_across_create_change_canc
     assert client.get(f"/api/reservations/{created['id']}", headers=headers).get_json()["sequence"] == 2
 
 
-def test_a_revoked_or_unknown_token_is_404_without_saying_which(client, people, rooms):
+def test_a_missing_unknown_or_revoked_feed_token_is_401(client, people, rooms):
     _, headers = people.user()
     _, stranger = people.user()
     room = rooms.create()
@@ -202,25 +307,40 @@ def test_a_revoked_or_unknown_token_is_404_without_saying_which(client, people, 
     assert client.delete(f"/api/calendar/tokens/{token['id']}", headers=stranger).status_code == 404
     assert get_feed(client, token["feeds"]["me"]).status_code == 200  # someone else cannot revoke it
     assert client.delete(f"/api/calendar/tokens/{token['id']}", headers=headers).status_code == 204
-    revoked = get_feed(client, token["feeds"]["me"])
-    unknown = client.get("/api/calendar/me.ics?token=never-issued")
-    for response in (revoked, get_feed(client, room_url), unknown):
-        assert response.status_code == 404 and response.content_type == PROBLEM
-    assert revoked.get_json() == unknown.get_json()
+    refused = {
+        "revoked": get_feed(client, token["feeds"]["me"]),
+        "revoked, room feed": get_feed(client, room_url),
+        "unknown": client.get("/api/calendar/me.ics?token=never-issued"),
+        "unknown, room feed": client.get(f"/api/calendar/rooms/{room['id']}.ics?token=never-issued"),
+        "unknown, no such room": client.get("/api/calendar/rooms/424242.ics?token=never-issued"),
+        "missing": client.get("/api/calendar/me.ics"),
+        "missing, room feed": client.get(f"/api/calendar/rooms/{room['id']}.ics"),
+        "missing, other parameters": client.get("/api/calendar/me.ics?color=red"),
+        "empty": client.get("/api/calendar/me.ics?token="),
+        "longer than any token": client.get("/api/calendar/me.ics?token=" + "x" * 500),
+    }
+    for case, response in refused.items():
+        assert response.status_code == 401 and response.content_type == PROBLEM, case
+    # One answer whatever the case: nothing tells whether the token ever existed.
+    assert {str(sorted(r.get_json().items())) for r in refused.values()} == {str(sorted(refused["unknown"].get_json().items()))}
+    assert set(refused["unknown"].get_json()) >= {"type", "title", "status", "detail"}
+    assert refused["unknown"].get_json()["status"] == 401
     assert client.delete(f"/api/calendar/tokens/{token['id']}", headers=headers).status_code == 204  # again: no change
     assert client.delete("/api/calendar/tokens/999999999", headers=headers).status_code == 404
     other = new_token(client, headers)
     assert get_feed(client, other["feeds"]["me"]).status_code == 200  # revoking one token leaves the others
 
 
-def test_a_deactivated_users_feed_tokens_stop_working(client, people, rooms):
+def test_a_deactivated_users_feed_tokens_are_401(client, people, rooms):
     user, headers = people.user()
     token = new_token(client, headers)
     assert get_feed(client, token["feeds"]["me"]).status_code == 200
     people.deactivate(user["id"])
-    wait_until(lambda: get_feed(client, token["feeds"]["me"]).status_code == 404, message="the feed token to stop working")
+    wait_until(lambda: get_feed(client, token["feeds"]["me"]).status_code == 401, message="the feed token to stop working")
     room_url = token["feeds"]["rooms"].replace("{room_id}", str(rooms.create()["id"]))
-    assert get_feed(client, room_url).status_code == 404
+    refused = get_feed(client, room_url)
+    assert refused.status_code == 401 and refused.content_type == PROBLEM
+    assert refused.get_json() == client.get("/api/calendar/me.ics?token=never-issued").get_json()
 
 
 def test_feeds_send_an_etag_and_if_none_match_is_304_until_something_changes(client, people, rooms):
@@ -239,11 +359,25 @@ def test_feeds_send_an_etag_and_if_none_match_is_304_until_something_changes(cli
     assert after.status_code == 200 and after.headers["ETag"] != etag and b"Renamed" in after.data
 
 
-def test_feed_requests_are_validated(client, people):
+def test_feed_queries_are_validated_once_the_token_is_accepted(client, people):
     _, headers = people.user()
     token = new_token(client, headers)["token"]
-    missing = client.get("/api/calendar/me.ics")
-    assert missing.status_code == 422 and [e["field"] for e in missing.get_json()["errors"]] == ["token"]
     extra = client.get(f"/api/calendar/me.ics?token={token}&color=red")
     assert extra.status_code == 422 and [e["field"] for e in extra.get_json()["errors"]] == ["color"]
+    assert client.get("/api/calendar/me.ics?color=red").status_code == 401  # the token is asked for first
     assert client.get(f"/api/calendar/rooms/424242.ics?token={token}").status_code == 404  # no such room
+
+
+def test_the_spec_documents_401_for_the_feed_token_and_no_404_or_422_for_it(app):
+    spec = app.test_client().get("/apispec.json").get_json()
+    me, room = spec["paths"]["/api/calendar/me.ics"]["get"], spec["paths"]["/api/calendar/rooms/{room_id}.ics"]["get"]
+    for feed in (me, room):
+        refused = feed["responses"]["401"]
+        assert "token" in refused["description"] and "Problem" in str(refused["content"][PROBLEM])
+        assert "token" not in str(feed["responses"].get("404", ""))
+        assert "other than `token`" in feed["responses"]["422"]["description"]  # an unknown parameter, not the token
+        assert feed["security"] == [] and [p["name"] for p in feed["parameters"] if p.get("in") == "query"] == ["token"]
+    assert "404" not in me["responses"]
+    not_found = room["responses"]["404"]
+    not_found = spec["components"]["responses"][not_found["$ref"].rsplit("/", 1)[1]] if "$ref" in not_found else not_found
+    assert "room" in not_found["description"]

@@ -74,7 +74,7 @@ def test_feed_urls_work_as_handed_out_without_a_bearer_header_until_revoked(gate
     revoked = gateway.request("DELETE", f"/api/calendar/tokens/{token.json()['id']}", headers=headers)
     assert revoked.status_code == 204
     gone = gateway.session.get(feeds["me"], timeout=10)
-    assert gone.status_code == 404 and gone.headers["Content-Type"] == PROBLEM
+    assert gone.status_code == 401 and gone.headers["Content-Type"] == PROBLEM
 
 
 def test_etags_304_and_412_on_reservations_and_rooms_through_the_gateway(gateway):
