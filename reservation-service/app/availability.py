@@ -26,6 +26,7 @@ from .directory import RoomInfo
 from .models import Blackout, Reservation, RoomReplica
 from .policies import (
     BookingPolicy,
+    merged_intervals,
     open_intervals,
     opening_hours_violation,
     policy_violations,
@@ -314,7 +315,7 @@ def _nearest_free_slot(
         (c for c in candidates if first_start <= c < start or start < c <= last_start),
         key=lambda c: (abs(c - start), c < start),
     )
-    merged = _merged(busy)
+    merged = merged_intervals(busy)  # disjoint and in order: one bisect finds a clash
     starts = [a for a, _ in merged]
     for candidate in nearest_first:
         finish = candidate + length
@@ -324,17 +325,6 @@ def _nearest_free_slot(
         if not policy_violations(room.name, room.timezone, policy, candidate, finish, now):
             return candidate, finish
     return None
-
-
-def _merged(intervals: list[tuple[datetime, datetime]]) -> list[tuple[datetime, datetime]]:
-    """Sorted intervals, those that overlap or touch joined: disjoint, so one bisect finds a clash."""
-    merged: list[tuple[datetime, datetime]] = []
-    for a, b in sorted(intervals):
-        if merged and a <= merged[-1][1]:
-            merged[-1] = (merged[-1][0], max(merged[-1][1], b))
-        else:
-            merged.append((a, b))
-    return merged
 
 
 def _other_rooms(

@@ -70,12 +70,17 @@ def open_intervals(open_hours: dict, zone: ZoneInfo, first: date, last: date) ->
             if closes > opens:  # an interval inside a spring-forward gap is empty
                 intervals.append((opens, closes))
         day += timedelta(days=1)
+    return merged_intervals(intervals)
+
+
+def merged_intervals(intervals: list[tuple[datetime, datetime]]) -> list[tuple[datetime, datetime]]:
+    """Half-open intervals sorted, those that overlap or touch joined into one: disjoint and in order."""
     merged: list[tuple[datetime, datetime]] = []
-    for opens, closes in sorted(intervals):
-        if merged and opens <= merged[-1][1]:
-            merged[-1] = (merged[-1][0], max(merged[-1][1], closes))
+    for start, end in sorted(intervals):
+        if merged and start <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], end))
         else:
-            merged.append((opens, closes))
+            merged.append((start, end))
     return merged
 
 
