@@ -35,7 +35,7 @@ def create_app(config: ReservationServiceConfig | None = None) -> Flask:
         "reservation-service",
         "Bookings that never overlap, room schedules, idempotent create, e-mail notifications.",
         SCHEMAS,
-        responses={"CalendarFeed": calendar_routes.FEED_RESPONSE, "FeedNotFound": calendar_routes.FEED_NOT_FOUND},
+        responses={"CalendarFeed": calendar_routes.FEED_RESPONSE},
         schemas={"BookingRefused": routes.BOOKING_REFUSED},
     )
     app = create_service_app(__name__, config, openapi=spec, topics=tuple(kafka_consumer.OWNERS))

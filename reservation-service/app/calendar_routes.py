@@ -20,7 +20,6 @@ from .schemas import FeedQuery
 calendar = Blueprint("calendar", __name__, url_prefix="/api/calendar")
 
 ICALENDAR = "text/calendar"
-PROBLEM_CONTENT = {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}
 # Revalidate every time (cheap with If-None-Match), so a revoked token stops a cached feed at once.
 FEED_HEADERS = {"Cache-Control": "private, no-cache"}
 # The answer of both feeds (`#/components/responses/CalendarFeed`).
@@ -31,28 +30,21 @@ FEED_RESPONSE = {
     "headers": {"ETag": {"description": "The entity tag of the feed (for If-None-Match).", "schema": {"type": "string"}}},
     "content": {ICALENDAR: {"schema": {"type": "string"}}},
 }
-# The room feed's 404 (`#/components/responses/FeedNotFound`): the token is answered first, with a 401.
-FEED_NOT_FOUND = {"description": "No such room (or a deleted one).", "content": PROBLEM_CONTENT}
-FEED_UNAUTHORIZED = {
-    "description": "The feed token is missing, unknown or revoked, or its holder is deactivated (one answer for all).",
-    "content": PROBLEM_CONTENT,
-}
 
 
 def _feed_operation(**responses: dict) -> dict:
     """A feed's OpenAPI operation: authenticated by its token (no bearer header), revalidated with If-None-Match.
-    The kit adds 304 (If-None-Match) and 422 (the query model: here only a parameter other than `token`)."""
+    The kit adds 304 (If-None-Match), and makes each error answer here a problem document."""
     return {
         "tags": ["calendar"],
         "security": [],
         "parameters": [{"$ref": "#/components/parameters/IfNoneMatch"}],
         "responses": {
             "200": {"$ref": "#/components/responses/CalendarFeed"},
-            "401": FEED_UNAUTHORIZED,
-            "422": {
-                "description": "A query parameter other than `token` (asked only once the token is accepted).",
-                "content": PROBLEM_CONTENT,
+            "401": {
+                "description": "The feed token is missing, unknown or revoked, or its holder is deactivated (one answer for all)."
             },
+            "422": {"description": "A query parameter other than `token` (asked only once the token is accepted)."},
             **responses,
         },
     }
@@ -116,7 +108,7 @@ def my_feed(holder: int, query: FeedQuery):
 @calendar.get("/rooms/<int:room_id>.ics")
 @feed_token_required
 @with_query(FeedQuery)
-@swag_from(_feed_operation(**{"404": {"$ref": "#/components/responses/FeedNotFound"}}))
+@swag_from(_feed_operation(**{"404": {"description": "No such room (or a deleted one)."}}))
 def room_feed(room_id: int, holder: int, query: FeedQuery):
     """A room's bookings as an iCalendar feed; other people's show time and title only."""
     return body_with_etag(calendars.room_feed(room_id, holder, _window()), ICALENDAR, headers=FEED_HEADERS)

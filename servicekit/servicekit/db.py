@@ -348,12 +348,17 @@ def create_kit_tables(op) -> None:
     )
 
 
+def create_index_concurrently(op, name: str, table: str, columns: list[str], **kwargs) -> None:
+    """Alembic migration step: `op.create_index` built CONCURRENTLY, outside the migration's transaction, so
+    the table's writers (requests, consumers, workers) go on while it builds on a large table."""
+    with op.get_context().autocommit_block():
+        op.create_index(name, table, columns, postgresql_concurrently=True, **kwargs)
+
+
 def create_processed_events_index(op) -> None:
     """Alembic migration step (each service's `*_retention` migration calls it): the index the retention of
-    `processed_events` deletes by. Built CONCURRENTLY, outside the migration's transaction, so consumers keep
-    recording events while it builds on a large table."""
-    with op.get_context().autocommit_block():
-        op.create_index("ix_processed_events_processed_at", "processed_events", ["processed_at"], postgresql_concurrently=True)
+    `processed_events` deletes by."""
+    create_index_concurrently(op, "ix_processed_events_processed_at", "processed_events", ["processed_at"])
 
 
 def drop_processed_events_index(op) -> None:

@@ -10,7 +10,7 @@ import tempfile
 
 from gunicorn import util
 
-from servicekit.problems import PROBLEM_JSON
+from servicekit.problems import PROBLEM_JSON, problem_document
 
 
 def available_cpus() -> int:
@@ -70,15 +70,8 @@ def write_problem(sock, status_int: int, reason: str, mesg: str) -> None:
     a limit above) as an RFC 9457 problem document, in place of gunicorn's HTML page.
 
     The detail is fixed per status: gunicorn's message quotes the request and is logged instead."""
-    body = json.dumps(
-        {
-            "type": "about:blank",
-            "title": reason,
-            "status": status_int,
-            "detail": _GUNICORN_ERROR_DETAILS.get(status_int, reason),
-        },
-        separators=(",", ":"),
-    ).encode()
+    detail = _GUNICORN_ERROR_DETAILS.get(status_int, reason)
+    body = json.dumps(problem_document(status_int, reason, detail), separators=(",", ":")).encode()
     head = (
         f"HTTP/1.1 {status_int} {reason}\r\nConnection: close\r\n"
         f"Content-Type: {PROBLEM_JSON}\r\nContent-Length: {len(body)}\r\n\r\n"

@@ -14,6 +14,11 @@ PROBLEM_JSON = "application/problem+json"
 log = logging.getLogger(__name__)
 
 
+def problem_document(status: int, title: str, detail: str, type_: str = "about:blank") -> dict[str, Any]:
+    """The RFC 9457 members every problem document has (also for answers written outside Flask: gunicorn's)."""
+    return {"type": type_, "title": title, "status": status, "detail": detail}
+
+
 class Problem(Exception):
     """An error a client can be told about. Subclasses fix status, title and type."""
 
@@ -28,9 +33,7 @@ class Problem(Exception):
         self.extra = extra
 
     def to_dict(self) -> dict[str, Any]:
-        body = {"type": self.type, "title": self.title, "status": self.status, "detail": self.detail}
-        body.update(self.extra)
-        return body
+        return {**problem_document(self.status, self.title, self.detail, self.type), **self.extra}
 
 
 class BadRequest(Problem):

@@ -4,7 +4,7 @@ more than MAIL_RETENTION_DAYS ago)"""
 import sqlalchemy as sa
 from alembic import op
 
-from servicekit.db import create_processed_events_index, drop_processed_events_index
+from servicekit.db import create_index_concurrently, create_processed_events_index, drop_processed_events_index
 
 revision = "0010_retention"
 down_revision = "0009_user_quota_index"
@@ -15,15 +15,8 @@ INDEXES = (("ix_outgoing_emails_sent_at", "sent_at"), ("ix_outgoing_emails_faile
 
 def upgrade():
     create_processed_events_index(op)
-    with op.get_context().autocommit_block():  # the mail worker keeps settling mails while they build
-        for name, column in INDEXES:
-            op.create_index(
-                name,
-                "outgoing_emails",
-                [column],
-                postgresql_where=sa.text(f"{column} IS NOT NULL"),
-                postgresql_concurrently=True,
-            )
+    for name, column in INDEXES:
+        create_index_concurrently(op, name, "outgoing_emails", [column], postgresql_where=sa.text(f"{column} IS NOT NULL"))
 
 
 def downgrade():

@@ -3,7 +3,7 @@ their expiry)"""
 
 from alembic import op
 
-from servicekit.db import create_processed_events_index, drop_processed_events_index
+from servicekit.db import create_index_concurrently, create_processed_events_index, drop_processed_events_index
 
 revision = "0003_retention"
 down_revision = "0002_security"
@@ -11,8 +11,7 @@ down_revision = "0002_security"
 
 def upgrade():
     create_processed_events_index(op)
-    with op.get_context().autocommit_block():  # logins and refreshes keep writing while it builds
-        op.create_index("ix_refresh_tokens_expires_at", "refresh_tokens", ["expires_at"], postgresql_concurrently=True)
+    create_index_concurrently(op, "ix_refresh_tokens_expires_at", "refresh_tokens", ["expires_at"])
 
 
 def downgrade():
