@@ -3,8 +3,23 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 from servicekit.config import BaseConfig, env_field, parse_bool, parse_non_negative_int, parse_positive_int
+
+
+def parse_public_base_url(raw: str) -> str:
+    """An absolute http(s) URL with a host and nothing after its path, without the trailing slash ('' = unset)."""
+    if not raw:
+        return ""
+    try:
+        parts = urlsplit(raw)
+        parts.port  # noqa: B018 (raises on a port that is not a number)
+    except ValueError as error:
+        raise ValueError(f"not a URL: {error}") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment or parts.username:
+        raise ValueError("must be an absolute http(s) URL such as https://rooms.example.com, without query or fragment")
+    return raw.rstrip("/")
 
 
 @dataclass(frozen=True)
@@ -33,6 +48,13 @@ class ReservationServiceConfig(BaseConfig):
     )
     idempotency_hours: int = env_field(
         "IDEMPOTENCY_KEY_HOURS", 24, parse_positive_int, doc="how long Idempotency-Key answers are kept"
+    )
+    public_base_url: str = env_field(
+        "PUBLIC_BASE_URL",
+        "",
+        parse_public_base_url,
+        doc="the gateway's public URL (https://rooms.example.com), used in the feed URLs handed out; "
+        "unset: the host the client called, as the gateway forwards it",
     )
     smtp_host: str = env_field("SMTP_HOST", "localhost", doc="SMTP server for notifications")
     smtp_port: int = env_field("SMTP_PORT", 25, parse_positive_int, doc="SMTP port")

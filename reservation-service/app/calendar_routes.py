@@ -75,11 +75,14 @@ def create_token():
     ---
     responses:
       201:
-        description: The token and the feed URLs (`rooms` is a template holding `{room_id}`).
+        description: >
+          The token and the feed URLs (`rooms` is a template holding `{room_id}`), on PUBLIC_BASE_URL when the
+          service has it, else on the host the client called.
         schema: {$ref: '#/components/schemas/CalendarTokenCreated'}
     """
     token, secret = calendars.create_token(current_principal())
-    base = request.host_url.rstrip("/") + calendar.url_prefix
+    # PUBLIC_BASE_URL when set: a forged Host header must not put another site in the URLs a user subscribes to.
+    base = (current_app.config["SERVICE"].public_base_url or request.host_url.rstrip("/")) + calendar.url_prefix
     feeds = {"me": f"{base}/me.ics?token={secret}", "rooms": f"{base}/rooms/{{room_id}}.ics?token={secret}"}
     return jsonify(id=token.id, token=secret, feeds=feeds), 201
 

@@ -4,9 +4,11 @@ text/calendar part of every notification mail, with one UID and SEQUENCE across 
 from __future__ import annotations
 
 import hashlib
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from urllib.parse import quote
 
+import pytest
 from conftest import booking
 from icalendar import Calendar
 from sqlalchemy import select
@@ -14,6 +16,8 @@ from test_events_and_mail import mails_to
 from test_series import at, created, last_sunday, series_body, today
 
 from app.models import CalendarToken, Reservation
+from config import ReservationServiceConfig, parse_public_base_url
+from servicekit.config import ConfigError
 from servicekit.db import db
 from servicekit.testing import wait_until
 
@@ -61,6 +65,35 @@ def calendar_parts(message) -> list[tuple[str, Calendar]]:
 def the_vevent(calendar: Calendar):
     (event,) = calendar.walk("VEVENT")
     return event
+
+
+def test_feed_urls_are_on_public_base_url_whatever_host_the_request_names(app, config, client, people, monkeypatch):
+    _, headers = people.user()
+    forged = {**headers, "Host": "evil.example", "X-Forwarded-Host": "evil.example"}
+    assert new_token(client, forged)["feeds"]["me"].startswith("http://evil.example/api/calendar/me.ics?token=")
+    monkeypatch.setitem(app.config, "SERVICE", replace(config, public_base_url="https://rooms.example.org"))
+    feeds = new_token(client, forged)["feeds"]
+    assert feeds["me"].startswith("https://rooms.example.org/api/calendar/me.ics?token=")
+    assert feeds["rooms"].startswith("https://rooms.example.org/api/calendar/rooms/{room_id}.ics?token=")
+
+
+@pytest.mark.parametrize(
+    ("raw", "kept"),
+    [("", ""), ("https://rooms.example.org/", "https://rooms.example.org"), ("http://gw:8080/book", "http://gw:8080/book")],
+)
+def test_public_base_url_is_read_without_its_trailing_slash(raw, kept):
+    assert parse_public_base_url(raw) == kept
+
+
+@pytest.mark.parametrize(
+    "raw",
+    ["rooms.example.org", "ftp://rooms.example.org", "https://", "https://x.org/?a=1", "https://x.org/#f", "https://x.org:http"],
+)
+def test_a_public_base_url_that_is_not_an_absolute_http_url_is_refused_at_start_up(raw):
+    required = {name: "http://127.0.0.1:9" for name in ("DATABASE_URL", "JWKS_URL", "USER_SERVICE_URL", "ROOM_SERVICE_URL")}
+    with pytest.raises(ConfigError, match="PUBLIC_BASE_URL"):
+        ReservationServiceConfig.from_env({**required, "PUBLIC_BASE_URL": raw})
+    assert ReservationServiceConfig.from_env(required).public_base_url == ""
 
 
 def test_a_feed_token_is_201_with_both_feed_urls_and_is_stored_only_as_its_sha256(app, client, people, rooms):

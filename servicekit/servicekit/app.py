@@ -8,7 +8,9 @@ import re
 import time
 import uuid
 
+import orjson
 from flask import Flask, Response, g, jsonify, request
+from flask.json.provider import DefaultJSONProvider
 from flask_migrate import Migrate
 from sqlalchemy import text
 from werkzeug.middleware.proxy_fix import ProxyFix
@@ -30,6 +32,26 @@ MAX_BODY_BYTES = 1024 * 1024
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
 
+class FastJSONProvider(DefaultJSONProvider):
+    """Flask's JSON answers written by orjson (compact, keys in the order built, UTF-8): several times faster
+    than the standard library on a page of 20 bookings. What orjson cannot write (an integer beyond 64 bits, a
+    `Decimal`) falls back to Flask's own provider, so the answer is never a 500 for it. Request bodies are still
+    read by `servicekit.validation` with the standard library (its depth and NUL rules)."""
+
+    sort_keys = False
+
+    def dumps(self, obj, **kwargs) -> str:
+        if kwargs:  # an explicit option (indent, ...) asks for the standard library's behaviour
+            return super().dumps(obj, **kwargs)
+        try:
+            return orjson.dumps(obj, default=self.default, option=orjson.OPT_NON_STR_KEYS).decode()
+        except (orjson.JSONEncodeError, TypeError):
+            return super().dumps(obj)
+
+    def response(self, *args, **kwargs) -> Response:
+        return self._app.response_class(self.dumps(self._prepare_response_obj(args, kwargs)) + "\n", mimetype=self.mimetype)
+
+
 class DatabaseIdConverter(IntegerConverter):
     """`<int:...>` in paths: at most 18 digits, so an id beyond PostgreSQL's bigint matches no route
     (a 404) instead of reaching SQL."""
@@ -42,6 +64,7 @@ def create_service_app(import_name: str, config: BaseConfig, *, openapi: dict, t
     `topics`: the Kafka topics the service publishes to or consumes (their metrics are exported at 0 from the start)."""
     configure_logging(config.service_name, config.log_level)
     app = Flask(import_name, static_folder=None)
+    app.json = FastJSONProvider(app)
     app.url_map.converters["int"] = DatabaseIdConverter
     app.config.update(
         SERVICE=config,
@@ -50,9 +73,7 @@ def create_service_app(import_name: str, config: BaseConfig, *, openapi: dict, t
             config.db_connect_timeout, config.db_statement_timeout_ms, config.db_pool_timeout
         ),
         MAX_CONTENT_LENGTH=MAX_BODY_BYTES,
-        JSON_SORT_KEYS=False,
     )
-    app.json.sort_keys = False
     if config.trusted_proxies:
         # x_host: URLs a service hands out (calendar feeds) name the host and port the client used.
         app.wsgi_app = ProxyFix(

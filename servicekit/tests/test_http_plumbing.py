@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+from datetime import UTC, datetime
+from decimal import Decimal
+
 import pytest
 
 PROBLEM = "application/problem+json"
@@ -163,3 +167,19 @@ def test_a_total_is_exact_up_to_the_cap_and_a_flagged_planner_estimate_beyond(ap
         assert count_rows(db.session, rows, cap=1000) == (500, False)
         total, estimated = count_rows(db.session, rows, cap=100)
         assert estimated is True and total > 100  # never counted past the cap; PostgreSQL plans 500 rows here
+
+
+def test_json_answers_are_written_by_orjson_keeping_order_utf8_and_iso_times(app):
+    moment = datetime(2027, 3, 1, 8, 0, tzinfo=UTC)
+    with app.app_context():
+        response = app.json.response({"zeta": "Zoë", "alpha": moment, "price": Decimal("1.50"), "ids": (1, 2)})
+    assert response.mimetype == "application/json"
+    # keys in the order built, UTF-8 rather than \u escapes, times in RFC 3339 (Flask's default: sorted keys,
+    # "Zo\u00eb", and an HTTP date)
+    assert response.get_data() == '{"zeta":"Zoë","alpha":"2027-03-01T08:00:00+00:00","price":"1.50","ids":[1,2]}\n'.encode()
+
+
+def test_what_orjson_cannot_write_falls_back_to_the_standard_library_not_a_500(app):
+    with app.app_context():
+        assert json.loads(app.json.dumps({"big": 2**70, "n": 1})) == {"big": 2**70, "n": 1}
+        assert app.json.dumps({"a": 1}, indent=2) == '{\n  "a": 1\n}'

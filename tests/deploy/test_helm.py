@@ -60,8 +60,9 @@ def test_values_files_are_valid_against_values_schema(name):
         {"kafka": {"internal": False}},
         {"postgresql": {"databases": {"rooms": {"internal": False, "external": {"host": "", "port": 5432, "user": "r"}}}}},
         {"ingress": {"enabeld": True}},
+        {"config": {"publicBaseUrl": "rooms.example.com"}},
     ],
-    ids=["zero-replicas", "external-kafka-without-servers", "external-db-without-host", "misspelt-key"],
+    ids=["zero-replicas", "external-kafka-without-servers", "external-db-without-host", "misspelt-key", "relative-public-url"],
 )
 def test_values_schema_rejects_invalid_values(bad):
     with helm.Chart.load(CHART) as chart, pytest.raises(helm.HelmError):
@@ -154,6 +155,27 @@ def test_service_environment_is_what_the_services_read(rendered):
         migrate_env = {e["name"]: e for e in pod["initContainers"][0]["env"]}
         owner = urlsplit(migrate_env["DATABASE_URL"]["value"]).username
         assert urlsplit(url).username == migrate_env["DATABASE_APP_ROLE"]["value"] == f"{owner}_app"
+
+
+def public_base_urls(objects) -> set:
+    """PUBLIC_BASE_URL of reservation-service's request and worker Deployments (None: not set)."""
+    urls = set()
+    for deployment in by_kind(objects, "Deployment"):
+        if deployment["metadata"]["labels"]["app.kubernetes.io/component"].startswith("reservation-service"):
+            env = {e["name"]: e.get("value") for e in deployment["spec"]["template"]["spec"]["containers"][0]["env"]}
+            urls.add(env.get("PUBLIC_BASE_URL"))
+    return urls
+
+
+def test_feed_urls_are_on_the_ingress_host_or_the_public_base_url_given():
+    production = VALUES["production"]
+    assert public_base_urls(render(production)) == {f"https://{production['ingress']['host']}"}
+    assert public_base_urls(render({"ingress": {"enabled": True, "tls": {"enabled": False}}})) == {
+        "http://meeting-rooms.example.com"
+    }
+    given = {**production, "config": {**production.get("config", {}), "publicBaseUrl": "https://book.example.org"}}
+    assert public_base_urls(render(given)) == {"https://book.example.org"}
+    assert public_base_urls(render({})) == {None}  # no ingress: the host each client called
 
 
 def test_each_internal_database_is_reachable_only_from_its_service():

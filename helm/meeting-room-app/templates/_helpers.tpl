@@ -112,6 +112,14 @@ app.kubernetes.io/component: {{ .component }}
   value: {{ $root.Values.config.smtp.port | quote }}
 - name: SMTP_FROM
   value: {{ $root.Values.config.smtp.from | quote }}
+{{- $public := $root.Values.config.publicBaseUrl }}
+{{- if and (not $public) $root.Values.ingress.enabled }}
+{{- $public = printf "%s://%s" (ternary "https" "http" $root.Values.ingress.tls.enabled) $root.Values.ingress.host }}
+{{- end }}
+{{- if $public }}
+- name: PUBLIC_BASE_URL
+  value: {{ $public | quote }}
+{{- end }}
 {{- end }}
 {{- end -}}
 
