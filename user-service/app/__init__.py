@@ -42,13 +42,20 @@ def create_app(config: UserServiceConfig | None = None) -> Flask:
     return app
 
 
-# The caller's public columns by primary key, as a plain row (no ORM object: a third of the cost of `/me`).
-_CALLER = select(*(User.__table__.c[name] for name in User.PUBLIC)).where(User.__table__.c.id == bindparam("id"))
+# The caller's public columns and token cut-off by primary key, as a plain row (no ORM object: a third of the
+# cost of `/me`).
+_CALLER = select(*(User.__table__.c[name] for name in User.PUBLIC), User.__table__.c.sessions_revoked_at).where(
+    User.__table__.c.id == bindparam("id")
+)
 
 
 def _is_revoked(principal: Principal) -> bool:
-    """user-service knows first-hand: a deactivated (or deleted) user's tokens stop at once, and so does
-    a token whose role is no longer the user's role (a demoted admin is not an admin here any more)."""
+    """user-service knows first-hand: a deactivated (or deleted) user's tokens stop at once, and so does a
+    token whose role is no longer the user's role (a demoted admin is not an admin here any more), or one
+    issued before the user's last deactivation or role change (still dead after a reactivation, or after the
+    role was changed back)."""
     # Kept on `g` for the request: its own read of the caller (`/me`) uses it, no second query.
     user = g.caller_row = db.session.execute(_CALLER, {"id": principal.user_id}).first()
-    return user is None or not user.is_active or user.role != principal.role
+    if user is None or not user.is_active or user.role != principal.role:
+        return True
+    return user.sessions_revoked_at is not None and principal.issued_at < user.sessions_revoked_at.timestamp()

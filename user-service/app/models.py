@@ -21,6 +21,10 @@ class User(db.Model):
     is_active: Mapped[bool] = mapped_column(Boolean, nullable=False, server_default=text("true"))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False, server_default=text("now()"))
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False, server_default=text("now()"))
+    # Access tokens issued before this are refused here, whatever the user's state now: set by a deactivation
+    # and by a role change (the other services keep the same cut-off from `user-events`, servicekit.auth), so
+    # a reactivation or a role changed back does not bring older tokens back to life.
+    sessions_revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
 
     __table_args__ = (CheckConstraint("role IN ('user', 'admin')", name="role_known"),)
 

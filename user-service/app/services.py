@@ -268,10 +268,13 @@ def update_user(user_id: int, changes: UserUpdate, principal: Principal, setting
             touched = True
     if touched or password_changed:
         user.updated_at = utcnow()
-        db.session.flush()
-        # A role change revokes the user's older access tokens in every service (see servicekit.auth).
-        # The cut-off is the next token tick: a token stamped in the same 1/1024 s as the change is refused too.
+        # A role change or a deactivation revokes the user's older access tokens in every service (here by
+        # `sessions_revoked_at`, elsewhere by servicekit.auth's cut-offs). The cut-off is the next token tick: a
+        # token stamped in the same 1/1024 s as the change is refused too.
         cutoff = token_time(utcnow()) + timedelta(microseconds=977)
+        if role_changed or (was_active and not user.is_active):
+            user.sessions_revoked_at = cutoff
+        db.session.flush()
         extra = {"sessions_revoked_at": cutoff.isoformat()} if role_changed else {}
         publish("user.updated", user, **extra)
         if was_active and not user.is_active:

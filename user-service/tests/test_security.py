@@ -88,6 +88,29 @@ def test_a_demoted_admin_token_stops_at_once_and_cannot_promote_itself_back(clie
     assert client.put(f"/api/users/{deputy['id']}", json={"role": "admin"}, headers=fresh).status_code == 403
 
 
+def test_tokens_from_before_a_deactivation_stay_dead_after_the_reactivation(client, accounts):
+    _, admin_headers = accounts.admin_with_token()
+    user, old_headers = accounts.user_with_token()
+    assert client.put(f"/api/users/{user['id']}", json={"is_active": False}, headers=admin_headers).status_code == 200
+    assert client.put(f"/api/users/{user['id']}", json={"is_active": True}, headers=admin_headers).status_code == 200
+    assert client.get("/api/users/me", headers=old_headers).status_code == 401
+    assert client.get(f"/api/users/{user['id']}", headers=old_headers).status_code == 401
+    change = {"password": "a new password", "current_password": "correct horse"}
+    assert client.put(f"/api/users/{user['id']}", json=change, headers=old_headers).status_code == 401
+    fresh = {"Authorization": f"Bearer {accounts.login(user['email'])['access_token']}"}
+    assert client.get("/api/users/me", headers=fresh).json["id"] == user["id"]
+
+
+def test_an_admin_token_from_before_a_demotion_stays_dead_after_the_role_is_given_back(client, accounts):
+    _, boss_headers = accounts.admin_with_token()
+    deputy, deputy_headers = accounts.admin_with_token()
+    for role in ("user", "admin"):
+        assert client.put(f"/api/users/{deputy['id']}", json={"role": role}, headers=boss_headers).status_code == 200
+    assert client.get("/api/users", headers=deputy_headers).status_code == 401
+    fresh = {"Authorization": f"Bearer {accounts.login(deputy['email'], 'admin password')['access_token']}"}
+    assert client.get("/api/users", headers=fresh).status_code == 200
+
+
 def test_a_role_change_event_carries_the_revocation_cutoff(app, client, accounts):
     _, admin_headers = accounts.admin_with_token()
     user = accounts.register()
