@@ -251,26 +251,43 @@ def free_busy_statement(
     )
 
 
-def free_busy_json(room_ids: list[int], start: datetime, end: datetime) -> str:
+# Rooms of one free/busy question that the read model does not know yet and room-service is asked about (a
+# room created a moment ago, before its `room.created` arrived). More unknown rooms than this are a 422 at once:
+# one request does not turn into dozens of calls to room-service.
+MAX_FREE_BUSY_LOOKUPS = 3
+
+
+def free_busy_json(room_ids: list[int], start: datetime, end: datetime, lookup=None) -> str:
     """`{"rooms": [{"room_id", "timezone", "busy": [{"start_time", "end_time", "kind"}]}]}` as JSON text: the
-    busy intervals (reservation, blackout, closed) of each room in [start, end), clipped to it, earliest first."""
+    busy intervals (reservation, blackout, closed) of each room in [start, end), clipped to it, earliest first.
+    An inactive room is closed for the whole window (nobody can book it). `lookup(room_id)`: the room from
+    room-service (`RoomDirectory.lookup`) when the read model does not know it yet, None if it does not exist."""
     check_window(start, end, start_field="from", end_field="to", max_days=MAX_FREE_BUSY_DAYS)
     room_ids = list(dict.fromkeys(room_ids))
     if len(room_ids) > MAX_FREE_BUSY_ROOMS:
         raise ValidationFailed.single("room_id", f"At most {MAX_FREE_BUSY_ROOMS} rooms.")
     rooms = {
-        room_id: (timezone, open_hours)
-        for room_id, timezone, open_hours in db.session.execute(
-            select(*CANDIDATE_COLUMNS).where(RoomReplica.room_id.in_(room_ids), RoomReplica.deleted.is_(False))
+        room_id: (timezone, open_hours, is_active)
+        for room_id, timezone, open_hours, is_active in db.session.execute(
+            select(*CANDIDATE_COLUMNS, RoomReplica.is_active).where(
+                RoomReplica.room_id.in_(room_ids), RoomReplica.deleted.is_(False)
+            )
         )
     }
     unknown = [room_id for room_id in room_ids if room_id not in rooms]
+    if unknown and lookup is not None and len(unknown) <= MAX_FREE_BUSY_LOOKUPS:
+        for room_id in unknown:
+            room = lookup(room_id)
+            if room is not None and not room.deleted:
+                open_hours = (room.booking_policy or {}).get("open_hours")
+                rooms[room_id] = (room.timezone, None if open_hours is None else json.dumps(open_hours), room.is_active)
+        unknown = [room_id for room_id in room_ids if room_id not in rooms]
     if unknown:
         raise ValidationFailed.single("room_id", "Unknown rooms: " + ", ".join(map(str, unknown)) + ".")
     closed = {
-        room_id: _closed_in_zone(timezone, open_hours, start, end)
-        for room_id, (timezone, open_hours) in rooms.items()
-        if open_hours is not None
+        room_id: ((start, end),) if not is_active else _closed_in_zone(timezone, open_hours, start, end)
+        for room_id, (timezone, open_hours, is_active) in rooms.items()
+        if open_hours is not None or not is_active
     }
     busy = dict(db.session.execute(free_busy_statement(room_ids, start, end, closed)).all())
     rooms_json = (

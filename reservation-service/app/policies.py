@@ -116,6 +116,11 @@ def opening_hours_violation(
     return {"field": field, "rule": "booking_policy.open_hours", "message": message + "."}
 
 
+def plain_number(value: float) -> str:
+    """A number for a message: at most two decimals, never in scientific notation (4193385839, not 4.19339e+09)."""
+    return f"{value:.2f}".rstrip("0").rstrip(".")
+
+
 def policy_violations(
     room_name: str, zone_name: str | None, policy: BookingPolicy, start: datetime, end: datetime, now: datetime
 ) -> list[dict]:
@@ -128,7 +133,7 @@ def policy_violations(
                 "field": "end_time",
                 "rule": "booking_policy.min_minutes",
                 "message": f"Room '{room_name}' is booked for at least {policy.min_minutes} minutes; "
-                f"this booking lasts {minutes:g}.",
+                f"this booking lasts {plain_number(minutes)}.",
             }
         )
     if minutes > policy.max_minutes:
@@ -137,7 +142,7 @@ def policy_violations(
                 "field": "end_time",
                 "rule": "booking_policy.max_minutes",
                 "message": f"Room '{room_name}' is booked for at most {policy.max_minutes} minutes; "
-                f"this booking lasts {minutes:g}.",
+                f"this booking lasts {plain_number(minutes)}.",
             }
         )
     if start > now + timedelta(days=policy.horizon_days):

@@ -83,12 +83,26 @@ def utilization(start: datetime, end: datetime) -> UtilizationReport:
     return UtilizationReport(from_=start, to=end, rooms=rooms)
 
 
+# A text cell starting with one of these is a formula to a spreadsheet (CSV injection, OWASP): it is written
+# with a leading apostrophe, which spreadsheets show as text and do not display.
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _cell(value):
+    if value is None:
+        return ""
+    if isinstance(value, str) and value.startswith(_FORMULA_STARTS):
+        return "'" + value
+    return value
+
+
 def as_csv(report: UtilizationReport) -> str:
-    """The report's rooms as CSV (RFC 4180), a header row first; an empty utilisation is an empty cell."""
+    """The report's rooms as CSV (RFC 4180), a header row first; an empty utilisation is an empty cell, and a
+    room name a spreadsheet would run as a formula is written as text."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\r\n")
     writer.writerow(CSV_COLUMNS)
     for room in report.rooms:
         values = room.model_dump(mode="json")
-        writer.writerow(["" if values[column] is None else values[column] for column in CSV_COLUMNS])
+        writer.writerow([_cell(values[column]) for column in CSV_COLUMNS])
     return out.getvalue()

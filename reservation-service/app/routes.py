@@ -311,8 +311,14 @@ def free_busy(query: FreeBusyQuery):
       200:
         description: >
           Per room, its time zone and its busy intervals within the window (clipped to it), earliest
-          first; `closed` comes from its opening hours in its zone.
+          first; `closed` comes from its opening hours in its zone, and covers the whole window for an
+          inactive room. A room created a moment ago that this service has not heard of yet is asked of
+          room-service (up to 3 such rooms per request); a room that does not exist is 422.
         schema: {$ref: '#/components/schemas/FreeBusy'}
+      503: {$ref: '#/components/responses/ServiceUnavailable'}
     """
-    body = availability_operations.free_busy_json(query.room_id, query.from_, query.to)
+    rooms, bearer = _settings().rooms, bearer_token()
+    body = availability_operations.free_busy_json(
+        query.room_id, query.from_, query.to, lookup=lambda room_id: rooms.lookup(room_id, bearer)
+    )
     return current_app.response_class(body, mimetype="application/json")

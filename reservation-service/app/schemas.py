@@ -372,13 +372,15 @@ Recurrence = Annotated[str, StringConstraints(strip_whitespace=True, min_length=
 
 
 class SeriesCreate(ReservationCreate):
-    """POST /api/reservations/series: a single booking's body (its times are the first occurrence's) plus the rule."""
+    """POST /api/reservations/series: a single booking's body plus the rule. start_time and end_time give the time of
+    day and the length; the series starts at the rule's first occurrence at or after start_time (a start_time the rule
+    does not produce is not booked itself: RFC 5545 leaves it undefined, and python-dateutil's reading is used)."""
 
     recurrence: Recurrence = Field(
         description="RFC 5545 RRULE value, e.g. FREQ=WEEKLY;BYDAY=MO,WE;COUNT=10 (a leading 'RRULE:' is allowed). "
         "FREQ DAILY, WEEKLY, MONTHLY or YEARLY; INTERVAL, BYDAY (ordinals such as 1MO or -1FR with MONTHLY/YEARLY), "
         "BYMONTHDAY, BYMONTH, WKST; COUNT or UNTIL (one of them required). Expanded in the room's time zone "
-        "from start_time, keeping its wall-clock time."
+        "from start_time, keeping its wall-clock time; the first occurrence is the rule's first at or after start_time."
     )
     on_conflict: Literal["fail", "skip"] = Field(
         "fail", description="fail: any clashing occurrence refuses the whole series (409); skip: book the free ones"

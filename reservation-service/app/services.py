@@ -19,7 +19,7 @@ from servicekit.problems import Conflict, Forbidden, NotFound, ValidationFailed
 from . import availability, locks
 from .directory import RoomDirectory, RoomInfo, UserDirectory, _room_info
 from .models import Blackout, Reservation, RoomReplica, reservation_dict
-from .policies import BookingPolicy, iso_weeks, policy_violations
+from .policies import BookingPolicy, iso_weeks, plain_number, policy_violations
 from .schemas import ReservationCreate, ReservationListQuery, ReservationUpdate
 
 TOPIC = "reservation-events"
@@ -177,8 +177,8 @@ def _judge_quotas(usage, weeks, candidate: Candidate) -> None:
         adding = (min(end, week_end) - max(start, week_start)).total_seconds()
         if booked + adding > settings.max_hours_per_week * 3600:
             raise QuotaExceeded(
-                f"You have {_hours(booked):g} hours booked in week {week} ({candidate.room.timezone}); this booking adds "
-                f"{_hours(adding):g} and at most {settings.max_hours_per_week} are allowed (MAX_HOURS_PER_WEEK).",
+                f"You have {plain_number(_hours(booked))} hours booked in week {week} ({candidate.room.timezone}); "
+                f"this booking adds {plain_number(_hours(adding))} and at most {settings.max_hours_per_week} are allowed (MAX_HOURS_PER_WEEK).",
                 limit="MAX_HOURS_PER_WEEK",
                 maximum=settings.max_hours_per_week,
                 current=_hours(booked),

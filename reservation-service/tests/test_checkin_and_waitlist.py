@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import io
+import uuid
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
@@ -381,6 +382,18 @@ def test_entries_whose_start_passes_expire(client, people, rooms):
 # --- report ----------------------------------------------------------------------------------------
 
 WEEKDAYS_8_TO_20 = {day: [["08:00", "20:00"]] for day in ("mon", "tue", "wed", "thu", "fri")}
+
+
+def test_a_room_name_a_spreadsheet_would_run_as_a_formula_is_text_in_the_csv(client, people, rooms):
+    _, admin = people.admin()
+    risky = {f"{start}cmd|' /C calc'!A0 {uuid.uuid4().hex[:6]}": start for start in ("=", "+", "-", "@")}
+    made = {rooms.create(name=name)["id"]: name for name in risky}
+    period = {"from": "2027-03-01T00:00:00Z", "to": "2027-03-02T00:00:00Z"}
+    as_csv = client.get("/api/reports/utilization", query_string=period, headers={**admin, "Accept": "text/csv"})
+    names = {int(line["room_id"]): line["name"] for line in csv.DictReader(io.StringIO(as_csv.get_data(as_text=True)))}
+    assert {room_id: names[room_id] for room_id in made} == {room_id: "'" + name for room_id, name in made.items()}
+    as_json = client.get("/api/reports/utilization", query_string=period, headers=admin).get_json()
+    assert {r["room_id"]: r["name"] for r in as_json["rooms"] if r["room_id"] in made} == made  # JSON as it is
 
 
 def test_utilization_report_json_and_csv_agree(client, people, rooms):

@@ -100,3 +100,38 @@ def test_a_booking_by_a_user_the_read_model_does_not_know_asks_user_service_and_
         assert replica is not None and replica.email == user["email"]
     # The locks of the first attempt were released: the next booking of the same room and user goes through.
     assert client.post("/api/reservations", json=booking(room["id"], 7), headers=headers).status_code == 201
+
+
+def test_free_busy_asks_room_service_of_a_room_not_heard_of_yet_and_a_missing_room_is_422(rest_client, room_service, people):
+    _, admin = people.admin()
+    _, headers = people.user()
+    room = _room(
+        room_service, admin, tag="fb", timezone="Europe/Berlin", booking_policy={"open_hours": {"mon": [["09:00", "17:00"]]}}
+    )
+    window = [("from", "2030-01-07T00:00:00Z"), ("to", "2030-01-08T00:00:00Z")]  # a Monday (UTC+1)
+    response = rest_client.get("/api/availability/free-busy", query_string=[("room_id", room["id"]), *window], headers=headers)
+    assert response.status_code == 200, response.get_json()
+    (answer,) = response.get_json()["rooms"]
+    assert answer["timezone"] == "Europe/Berlin"
+    assert [(b["start_time"], b["end_time"], b["kind"]) for b in answer["busy"]] == [
+        ("2030-01-07T00:00:00+00:00", "2030-01-07T08:00:00+00:00", "closed"),
+        ("2030-01-07T16:00:00+00:00", "2030-01-08T00:00:00+00:00", "closed"),
+    ]
+    missing = rest_client.get("/api/availability/free-busy", query_string=[("room_id", 987654321), *window], headers=headers)
+    assert missing.status_code == 422 and missing.get_json()["errors"][0]["field"] == "room_id"
+    many = [("room_id", 987654300 + n) for n in range(4)]  # more unknown rooms than are asked about: 422 at once
+    assert rest_client.get("/api/availability/free-busy", query_string=[*many, *window], headers=headers).status_code == 422
+
+
+def test_free_busy_shows_an_inactive_room_closed_for_the_whole_window(rest_client, client, room_service, people, rooms):
+    _, admin = people.admin()
+    _, headers = people.user()
+    window = [("from", "2030-01-07T10:00:00Z"), ("to", "2030-01-07T12:00:00Z")]
+    closed_there = _room(room_service, admin, tag="fbi", is_active=False)  # learnt over REST
+    closed_here = rooms.create(is_active=False)  # learnt from room-events
+    for app_client, room in ((rest_client, closed_there), (client, closed_here)):
+        response = app_client.get("/api/availability/free-busy", query_string=[("room_id", room["id"]), *window], headers=headers)
+        assert response.status_code == 200, response.get_json()
+        assert response.get_json()["rooms"][0]["busy"] == [
+            {"start_time": "2030-01-07T10:00:00+00:00", "end_time": "2030-01-07T12:00:00+00:00", "kind": "closed"}
+        ]

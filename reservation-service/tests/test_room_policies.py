@@ -10,6 +10,7 @@ import pytest
 from conftest import booking
 
 from app.models import RoomReplica
+from app.policies import BookingPolicy, plain_number, policy_violations
 from servicekit.db import db
 from servicekit.testing import wait_until
 
@@ -236,3 +237,18 @@ def test_a_booking_at_the_edge_of_the_calendar_is_422_not_an_overflow(client, pe
     soon = booking(room["id"])
     body = {**soon, "end_time": "9999-12-31T21:00:00+00:00"}
     assert errors_of(client.post("/api/reservations", json=body, headers=headers))[0]["field"] == "end_time"
+
+
+def test_a_duration_in_a_message_is_a_plain_number_never_scientific_notation():
+    start = datetime(2027, 1, 1, tzinfo=UTC)
+    (error,) = policy_violations(
+        "Hall",
+        "UTC",
+        BookingPolicy(None, 5, 720, 365),
+        start,
+        datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC),
+        start - timedelta(days=1),
+    )[:1]
+    assert error["rule"] == "booking_policy.max_minutes"
+    assert error["message"].endswith("this booking lasts 4193392319.98.") and "e+" not in error["message"]
+    assert [plain_number(n) for n in (15, 0.5, 2.0, 1 / 3)] == ["15", "0.5", "2", "0.33"]
