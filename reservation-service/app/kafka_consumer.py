@@ -16,7 +16,7 @@ from servicekit.auth import revocation_handlers
 from servicekit.consumer import EventConsumer
 from servicekit.db import db
 
-from . import series, services
+from . import series, services, waitlist
 from .directory import replica_values
 from .mail import queue_notifications
 from .models import RoomReplica, UserReplica
@@ -35,6 +35,7 @@ def upsert_room(envelope: dict, *, deleted: bool = False) -> None:
 
 def on_room_deleted(envelope: dict) -> None:
     upsert_room(envelope, deleted=True)
+    waitlist.expire_for_room(int(envelope["data"]["id"]))
     services.cancel_future_reservations(room_id=int(envelope["data"]["id"]))
 
 

@@ -111,6 +111,16 @@ def expire_passed() -> int:
     return result.rowcount or 0
 
 
+def expire_for_room(room_id: int) -> None:
+    """The room is gone (`room.deleted`): its waiting entries can never be booked, so they expire now rather
+    than when their start passes (in the caller's transaction)."""
+    db.session.execute(
+        update(WaitlistEntry)
+        .where(WaitlistEntry.room_id == room_id, WaitlistEntry.status == "waiting")
+        .values(status="expired", updated_at=utcnow())
+    )
+
+
 def book_freed_slots(settings: services.BookingSettings) -> list[int]:
     """Try every waiting entry whose window is free now, in the order they joined; returns the entry ids booked."""
     now = utcnow()

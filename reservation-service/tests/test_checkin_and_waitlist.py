@@ -379,6 +379,22 @@ def test_entries_whose_start_passes_expire(client, people, rooms):
     wait_until(lambda: [e["status"] for e in entries(client, waiter)] == ["expired"], message="the entry to expire")
 
 
+def test_entries_for_a_deleted_room_expire_at_once(client, people, rooms):
+    _, owner = people.user()
+    _, waiter = people.user()
+    room, other = rooms.create(), rooms.create()
+    start, end = soon(3600)  # far from passing while the test runs
+    for where in (room, other):
+        book(client, owner, where["id"], start, end)
+        body = {"room_id": where["id"], "title": "Waiting", "start_time": start, "end_time": end}
+        assert client.post("/api/waitlist", json=body, headers=waiter).status_code == 201
+    rooms.publish("room.deleted", room)
+    wait_until(
+        lambda: {e["room_id"]: e["status"] for e in entries(client, waiter)} == {room["id"]: "expired", other["id"]: "waiting"},
+        message="the deleted room's entry to expire, the other to keep waiting",
+    )
+
+
 # --- report ----------------------------------------------------------------------------------------
 
 WEEKDAYS_8_TO_20 = {day: [["08:00", "20:00"]] for day in ("mon", "tue", "wed", "thu", "fri")}
