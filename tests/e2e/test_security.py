@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import http.client
 import json
+import time
 import uuid
 
 import pytest
@@ -92,3 +93,29 @@ def test_a_title_with_a_line_break_is_refused_naming_the_field(gateway):
     response = gateway.request("POST", "/api/reservations", json=body, headers=headers)
     assert response.status_code == 422
     assert "title" in [error["field"] for error in response.json()["errors"]]
+
+
+def _statuses(gateway, paths, headers) -> list[int]:
+    return [gateway.request("GET", path, headers=headers).status_code for path in paths]
+
+
+def _until(gateway, paths, headers, wanted: list[int]) -> list[int]:
+    """The statuses once they are `wanted` (the other services learn from user-events, within seconds), or after 15 s."""
+    deadline = time.monotonic() + 15
+    while (statuses := _statuses(gateway, paths, headers)) != wanted and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return statuses
+
+
+def test_a_token_from_before_a_deactivation_stays_dead_in_every_service_after_the_reactivation(gateway):
+    admin = gateway.login("root@example.com", "root password")
+    user, old = gateway.register_and_login()
+    paths = ("/api/users/me", "/api/rooms", "/api/reservations")
+    assert _statuses(gateway, paths, old) == [200, 200, 200]
+    assert gateway.request("PUT", f"/api/users/{user['id']}", json={"is_active": False}, headers=admin).status_code == 200
+    assert _until(gateway, paths, old, [401, 401, 401]) == [401, 401, 401]
+    assert gateway.request("PUT", f"/api/users/{user['id']}", json={"is_active": True}, headers=admin).status_code == 200
+    fresh = gateway.login(user["email"], "long enough")
+    # A new login works everywhere once the reactivation has arrived; the old token still does not.
+    assert _until(gateway, paths, fresh, [200, 200, 200]) == [200, 200, 200]
+    assert _statuses(gateway, paths, old) == [401, 401, 401]
