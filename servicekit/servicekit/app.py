@@ -40,16 +40,20 @@ class FastJSONProvider(DefaultJSONProvider):
 
     sort_keys = False
 
+    def _encoded(self, obj) -> bytes:
+        try:
+            return orjson.dumps(obj, default=self.default, option=orjson.OPT_NON_STR_KEYS)
+        except (orjson.JSONEncodeError, TypeError):
+            return super().dumps(obj).encode()
+
     def dumps(self, obj, **kwargs) -> str:
         if kwargs:  # an explicit option (indent, ...) asks for the standard library's behaviour
             return super().dumps(obj, **kwargs)
-        try:
-            return orjson.dumps(obj, default=self.default, option=orjson.OPT_NON_STR_KEYS).decode()
-        except (orjson.JSONEncodeError, TypeError):
-            return super().dumps(obj)
+        return self._encoded(obj).decode()
 
     def response(self, *args, **kwargs) -> Response:
-        return self._app.response_class(self.dumps(self._prepare_response_obj(args, kwargs)) + "\n", mimetype=self.mimetype)
+        body = self._encoded(self._prepare_response_obj(args, kwargs)) + b"\n"
+        return self._app.response_class(body, mimetype=self.mimetype)
 
 
 class DatabaseIdConverter(IntegerConverter):

@@ -182,4 +182,5 @@ def test_json_answers_are_written_by_orjson_keeping_order_utf8_and_iso_times(app
 def test_what_orjson_cannot_write_falls_back_to_the_standard_library_not_a_500(app):
     with app.app_context():
         assert json.loads(app.json.dumps({"big": 2**70, "n": 1})) == {"big": 2**70, "n": 1}
+        assert json.loads(app.json.response(big=2**70).get_data()) == {"big": 2**70}
         assert app.json.dumps({"a": 1}, indent=2) == '{\n  "a": 1\n}'
