@@ -3,32 +3,24 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from urllib.parse import urlsplit
 
-from servicekit.config import BaseConfig, env_field, parse_bool, parse_non_negative_int, parse_positive_int
-
-
-def parse_public_base_url(raw: str) -> str:
-    """An absolute http(s) URL with a host and nothing after its path, without the trailing slash ('' = unset)."""
-    if not raw:
-        return ""
-    try:
-        parts = urlsplit(raw)
-        parts.port  # noqa: B018 (raises on a port that is not a number)
-    except ValueError as error:
-        raise ValueError(f"not a URL: {error}") from None
-    if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment or parts.username:
-        raise ValueError("must be an absolute http(s) URL such as https://rooms.example.com, without query or fragment")
-    return raw.rstrip("/")
+from servicekit.config import (
+    BaseConfig,
+    env_field,
+    parse_bool,
+    parse_http_url,
+    parse_non_negative_int,
+    parse_positive_int,
+)
 
 
 @dataclass(frozen=True)
 class ReservationServiceConfig(BaseConfig):
     service_name: str = "reservation-service"
     port: int = env_field("PORT", 5003, parse_positive_int, doc="HTTP port")
-    jwks_url: str = env_field("JWKS_URL", required=True, doc="user-service's JWKS document")
-    user_service_url: str = env_field("USER_SERVICE_URL", required=True, doc="base URL of user-service")
-    room_service_url: str = env_field("ROOM_SERVICE_URL", required=True, doc="base URL of room-service")
+    jwks_url: str = env_field("JWKS_URL", parse=parse_http_url, required=True, doc="user-service's JWKS document")
+    user_service_url: str = env_field("USER_SERVICE_URL", parse=parse_http_url, required=True, doc="base URL of user-service")
+    room_service_url: str = env_field("ROOM_SERVICE_URL", parse=parse_http_url, required=True, doc="base URL of room-service")
     peer_timeout_seconds: int = env_field(
         "PEER_TIMEOUT_SECONDS", 2, parse_positive_int, doc="timeout of a call to a peer service"
     )
@@ -52,7 +44,7 @@ class ReservationServiceConfig(BaseConfig):
     public_base_url: str = env_field(
         "PUBLIC_BASE_URL",
         "",
-        parse_public_base_url,
+        parse_http_url,
         doc="the gateway's public URL (https://rooms.example.com), used in the feed URLs handed out; "
         "unset: the host the client called, as the gateway forwards it",
     )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from servicekit.config import BaseConfig, env_field, parse_positive_int
+from servicekit.config import BaseConfig, env_field, parse_http_url, parse_positive_int
 
 
 def parse_time_zone(raw: str) -> str:
@@ -17,7 +17,7 @@ def parse_time_zone(raw: str) -> str:
 class RoomServiceConfig(BaseConfig):
     service_name: str = "room-service"
     port: int = env_field("PORT", 5002, parse_positive_int, doc="HTTP port")
-    jwks_url: str = env_field("JWKS_URL", required=True, doc="user-service's JWKS document")
+    jwks_url: str = env_field("JWKS_URL", parse=parse_http_url, required=True, doc="user-service's JWKS document")
     default_timezone: str = env_field(
         "DEFAULT_TIMEZONE", "UTC", parse_time_zone, doc="IANA time zone of rooms created without one"
     )

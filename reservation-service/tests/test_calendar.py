@@ -16,8 +16,8 @@ from test_events_and_mail import mails_to
 from test_series import at, created, last_sunday, series_body, today
 
 from app.models import CalendarToken, Reservation
-from config import ReservationServiceConfig, parse_public_base_url
-from servicekit.config import ConfigError
+from config import ReservationServiceConfig
+from servicekit.config import ConfigError, parse_http_url
 from servicekit.db import db
 from servicekit.testing import wait_until
 
@@ -82,7 +82,7 @@ def test_feed_urls_are_on_public_base_url_whatever_host_the_request_names(app, c
     [("", ""), ("https://rooms.example.org/", "https://rooms.example.org"), ("http://gw:8080/book", "http://gw:8080/book")],
 )
 def test_public_base_url_is_read_without_its_trailing_slash(raw, kept):
-    assert parse_public_base_url(raw) == kept
+    assert parse_http_url(raw) == kept
 
 
 @pytest.mark.parametrize(

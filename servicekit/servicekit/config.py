@@ -6,6 +6,7 @@ import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
+from urllib.parse import urlsplit
 
 
 class ConfigError(RuntimeError):
@@ -54,6 +55,21 @@ def parse_csv(raw: str) -> tuple[str, ...]:
     return tuple(part.strip() for part in raw.split(",") if part.strip())
 
 
+def parse_http_url(raw: str) -> str:
+    """An absolute http(s) URL with a host and nothing after its path (no query, fragment or user info), without
+    its trailing slash; '' stays '' (unset). For the services' URL settings (peers, JWKS, the public address)."""
+    if not raw:
+        return ""
+    try:
+        parts = urlsplit(raw)
+        parts.port  # noqa: B018 (raises on a port that is not a number)
+    except ValueError as error:
+        raise ValueError(f"not a URL: {error}") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment or parts.username:
+        raise ValueError("must be an absolute http(s) URL such as https://rooms.example.com, without query or fragment")
+    return raw.rstrip("/")
+
+
 def placeholder_secret(value: str) -> bool:
     """A secret left at an example value such as `change-me-admin`."""
     lowered = value.lower()
@@ -100,7 +116,7 @@ class BaseConfig:
     jwt_algorithms: tuple[str, ...] = env_field(
         "JWT_ALGORITHMS", ("EdDSA",), parse_algorithms, doc="accepted token algorithms (asymmetric only)"
     )
-    jwks_url: str = env_field("JWKS_URL", "", doc="URL of user-service's JWKS document")
+    jwks_url: str = env_field("JWKS_URL", "", parse_http_url, doc="URL of user-service's JWKS document")
     background_workers: bool = env_field(
         "BACKGROUND_WORKERS",
         False,

@@ -121,9 +121,10 @@ def test_config_reports_every_missing_or_bad_variable_at_once():
     from servicekit.config import BaseConfig, ConfigError
 
     with pytest.raises(ConfigError) as error:
-        BaseConfig.from_env({"PORT": "zero", "JWT_ALGORITHMS": "HS256"})
+        BaseConfig.from_env({"PORT": "zero", "JWT_ALGORITHMS": "HS256", "JWKS_URL": "user-service:5001/jwks"})
     message = str(error.value)
     assert "DATABASE_URL is required" in message and "PORT" in message and "HS256" in message
+    assert "JWKS_URL" in message  # URL settings are read as absolute http(s) URLs (servicekit.config.parse_http_url)
 
 
 @pytest.mark.parametrize("depth", [65, 490, 1000, 100_000])
