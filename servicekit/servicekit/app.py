@@ -19,6 +19,7 @@ from werkzeug.routing import IntegerConverter
 from .config import BaseConfig
 from .db import db
 from .dbguard import engine_options, guard_engine
+from .deadline import init_request_deadline
 from .kafka import broker_reachable
 from .logs import configure_logging, request_id_var
 from .metrics import ServiceMetrics
@@ -89,6 +90,7 @@ def create_service_app(import_name: str, config: BaseConfig, *, openapi: dict, t
     Migrate(app, db, directory=os.path.join(os.path.dirname(app.root_path), "migrations"))
     register_error_handlers(app)
     _init_request_ids(app)
+    init_request_deadline(app, config.request_deadline_seconds)
     app.extensions["servicekit.metrics"] = ServiceMetrics(app, config.service_name, topics)
     _init_health(app)
     init_openapi(app, openapi)
@@ -123,6 +125,13 @@ def _init_request_ids(app: Flask) -> None:
                     "duration_ms": round(elapsed_ms, 2),
                 },
             )
+        return response
+
+    @app.after_request
+    def _no_type_without_a_body(response: Response) -> Response:
+        # Flask labels an empty answer text/html; a 204 has no body to describe.
+        if response.status_code == 204:
+            response.headers.pop("Content-Type", None)
         return response
 
     @app.teardown_request

@@ -168,6 +168,13 @@ class BaseConfig:
     db_pool_timeout: int = env_field(
         "DB_POOL_TIMEOUT_SECONDS", 3, parse_positive_int, doc="wait at most this long for a free pooled connection"
     )
+    request_deadline_seconds: int = env_field(
+        "REQUEST_DEADLINE_SECONDS",
+        14,
+        parse_non_negative_int,
+        doc="refuse (503, nothing changed) a request, or its commit, this long after the gateway's X-Request-Start:"
+        " the gateway (15 s timeout) has given up on it; 0 = off",
+    )
 
     def kafka_security(self) -> dict:
         """librdkafka settings authenticating this service to the broker: SASL/SCRAM (e.g. MSK's `SASL_SSL` +
