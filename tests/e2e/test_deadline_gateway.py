@@ -8,6 +8,7 @@ import uuid
 
 import psutil
 import requests
+
 from servicekit.testing import wait_until
 
 ANCIENT = {"X-Request-Start": "t=1"}
@@ -66,6 +67,8 @@ def test_a_write_the_gateway_gave_up_on_is_not_carried_out_when_the_stalled_serv
     assert rooms.status_code == 200
     assert rooms.json()["items"] == []
     # And the client's retry now creates the room, once.
-    retry = gateway.request("POST", "/api/rooms", json={"name": f"Room {location}", "capacity": 4, "location": location}, headers=admin)
+    retry = gateway.request(
+        "POST", "/api/rooms", json={"name": f"Room {location}", "capacity": 4, "location": location}, headers=admin
+    )
     assert retry.status_code == 201, retry.text
     assert gateway.request("GET", f"/api/rooms?location={location}", headers=admin).json()["total"] == 1
