@@ -15,12 +15,13 @@ def producer_config(bootstrap: str, client_id: str, security: dict | None = None
         **(security or {}),
         "bootstrap.servers": bootstrap,
         "client.id": client_id,
-        # Idempotent producer: retries never duplicate or reorder within a partition.
+        # Idempotent producer: its retries never duplicate or reorder within a partition.
         "enable.idempotence": True,
         "acks": "all",
         "linger.ms": 5,
-        # Must stay below the outbox claim lease so a message is resolved before its row is reclaimed.
-        "message.timeout.ms": 20000,
+        # A broker away for less than this delays messages without duplicating them: the producer keeps
+        # retrying each one, and the outbox relay renews the leases of the rows in flight meanwhile.
+        "message.timeout.ms": 300000,
         "socket.timeout.ms": 5000,
         "reconnect.backoff.max.ms": 2000,
         "log_level": 3,

@@ -6,12 +6,19 @@ reports. No transaction is open while the broker is talked to. Only the oldest
 unpublished row of each (topic, key) is claimable, so several relays may run at
 once and per-entity order still holds. A broker outage only delays events: an
 unacknowledged row's claim is released with a backoff and it is produced again.
+
+Delivery is at least once. While the broker is away (up to the producer's `message.timeout.ms`, 5 min) the
+producer retries each message in its idempotent session and the relay renews the leases of the rows in
+flight, so an outage alone publishes nothing twice. A message that times out, or a relay that dies between
+the broker's acknowledgement and marking its row, can be published again: consumers deduplicate on
+`event_id` (servicekit.consumer does).
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import time
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -56,16 +63,28 @@ class OutboxRelay(PollingWorker):
 
     name = "outbox-relay"
 
-    def __init__(self, app: Flask, *, batch_size: int = 500, idle_seconds: float = 0.05, flush_seconds: float = 5.0):
+    def __init__(
+        self,
+        app: Flask,
+        *,
+        batch_size: int = 500,
+        idle_seconds: float = 0.05,
+        flush_seconds: float = 5.0,
+        lease_seconds: float = CLAIM_LEASE_SECONDS,
+    ):
         super().__init__(app, idle_seconds=idle_seconds)
         self.batch_size = batch_size
         self.flush_seconds = flush_seconds
+        self.lease_seconds = lease_seconds
         config = app.config["SERVICE"]
         self.producer = Producer(
             producer_config(config.kafka_bootstrap_servers, f"{config.service_name}-outbox", config.kafka_security())
         )
         self._outcomes: list[_Outcome] = []
-        self._in_flight = 0
+        # Rows produced and not yet acknowledged or failed: their leases are renewed while they wait, so a broker
+        # that is away for a while (the producer retrying them) never lets another round claim them again.
+        self._in_flight: set[int] = set()
+        self._leases_renewed = 0.0
 
     def stop(self, timeout: float = 10.0) -> None:
         super().stop(timeout)
@@ -83,10 +102,12 @@ class OutboxRelay(PollingWorker):
         """One relay round: settle delivery reports, then claim, produce and flush a batch. Returns rows produced."""
         self.producer.poll(0)
         self._record_outcomes()
-        if self._in_flight >= self.batch_size:
+        self._renew_leases()
+        if len(self._in_flight) >= self.batch_size:
             self.producer.poll(0.05)
             return 0
-        rows = OUTBOX.claim(db.session, self.batch_size, CLAIM_LEASE_SECONDS)
+        rows = OUTBOX.claim(db.session, self.batch_size, self.lease_seconds)
+        self._leases_renewed = time.monotonic()
         for row_id, topic, key, envelope in rows:
             self._produce(row_id, topic, key, envelope)
         if rows:
@@ -100,7 +121,7 @@ class OutboxRelay(PollingWorker):
 
         try:
             self.producer.produce(topic, key=key.encode(), value=json.dumps(envelope).encode(), on_delivery=on_delivery)
-            self._in_flight += 1
+            self._in_flight.add(row_id)
         except BufferError as exc:
             self._outcomes.append(_Outcome(row_id, topic, f"local queue full: {exc}"))
 
@@ -111,7 +132,7 @@ class OutboxRelay(PollingWorker):
         metrics = metrics_of(self.app)
         delivered = [o.row_id for o in outcomes if o.error is None]
         failed = [o for o in outcomes if o.error is not None]
-        self._in_flight -= len([o for o in outcomes if not (o.error or "").startswith("local queue full")])
+        self._in_flight.difference_update(o.row_id for o in outcomes)
         if delivered:
             db.session.execute(
                 update(OutboxEvent).where(OutboxEvent.id.in_(delivered)).values(published_at=func.now(), last_error=None)
@@ -125,6 +146,15 @@ class OutboxRelay(PollingWorker):
                 metrics.outbox_published.labels(outcome.topic).inc()
         if failed:
             log.warning("outbox: %d events not delivered, will retry: %s", len(failed), failed[0].error)
+
+    def _renew_leases(self) -> None:
+        """Push the leases of the rows in flight forward, a third of a lease after the last time."""
+        if not self._in_flight or time.monotonic() - self._leases_renewed < self.lease_seconds / 3:
+            return
+        OUTBOX.extend(db.session, sorted(self._in_flight), self.lease_seconds)
+        db.session.commit()
+        self._leases_renewed = time.monotonic()
+        log.warning("outbox: %d events still waiting for the broker's acknowledgement", len(self._in_flight))
 
     def housekeeping(self) -> None:
         """Refresh the pending gauge and delete events published more than RETENTION_DAYS ago."""

@@ -57,6 +57,13 @@ class LeasedQueue:
         session.commit()
         return sorted(rows, key=lambda row: row.id)
 
+    def extend(self, session: Session, row_ids: Sequence[int], lease_seconds: float) -> None:
+        """Renew the lease of rows still being worked on (the caller commits)."""
+        session.execute(
+            text(f"UPDATE {self.table} SET {self.lease_column} = now() + make_interval(secs => :lease) WHERE id = ANY(:ids)"),
+            {"lease": lease_seconds, "ids": list(row_ids)},
+        )
+
     def retry_later(self, session: Session, row_id: int, error: str, max_backoff_seconds: float) -> None:
         """Release a claimed row after a backoff of 2^attempts seconds (capped); the caller commits."""
         session.execute(

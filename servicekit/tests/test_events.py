@@ -315,3 +315,60 @@ def test_a_handler_cancelled_by_the_statement_timeout_is_parked_and_its_partitio
     with app.app_context():
         parked = db.session.execute(select(ParkedEvent).where(ParkedEvent.consumer_group == group)).scalars().all()
     assert len(parked) == 1 and ("QueryCanceled" in parked[0].error or "statement timeout" in parked[0].error)
+
+
+@pytest.fixture
+def private_broker(tmp_path):
+    from devstack.components import Broker
+    from devstack.processes import free_port
+
+    broker = Broker(free_port(), tmp_path)
+    broker.start()
+    yield broker
+    broker.stop()
+
+
+def test_a_broker_that_stops_answering_for_longer_than_a_lease_gets_each_event_once(fresh_database, private_broker):
+    import psutil
+    from conftest import KitTestConfig
+
+    from servicekit.app import create_service_app
+    from servicekit.openapi import build_spec
+    from servicekit.testing import TopicReader
+
+    config = KitTestConfig.from_env(
+        {
+            "DATABASE_URL": fresh_database("kit_frozen_broker"),
+            "KAFKA_BOOTSTRAP_SERVERS": private_broker.bootstrap,
+            "LOG_LEVEL": "WARNING",
+        }
+    )
+    app = create_service_app(__name__, config, openapi=build_spec("kit-frozen", "kit frozen broker", []))
+    with app.app_context():
+        db.create_all()
+    key = uuid.uuid4().hex
+    reader = TopicReader(private_broker.bootstrap)
+    relay = OutboxRelay(app, lease_seconds=1.5)
+    relay.start()
+    broker = psutil.Process(private_broker.child.popen.pid)
+    try:
+        with app.app_context():
+            record_event("room-events", key, "room.updated", {"n": 0}, "kit-test")
+            db.session.commit()
+        assert len(reader.collect("room-events", lambda k, v: k == key, expect=1)) == 1  # connected, and delivering
+        broker.suspend()  # up, its socket open, answering nothing (a partition, a stalled broker)
+        try:
+            with app.app_context():
+                record_event("room-events", key, "room.updated", {"n": 1}, "kit-test")
+                db.session.commit()
+            # The producer's request times out (socket.timeout.ms, 5 s) and is retried; the lease (1.5 s) would
+            # have run out four times over, so without its renewal the row would be claimed and produced again.
+            time.sleep(6)
+        finally:
+            broker.resume()
+        events = reader.collect("room-events", lambda k, v: k == key, expect=2, timeout=60, settle=6)
+    finally:
+        relay.stop()
+    assert [e["data"]["n"] for e in events] == [0, 1]
+    with app.app_context():
+        assert db.session.execute(select(func.count()).where(OutboxEvent.published_at.is_(None))).scalar_one() == 0
