@@ -279,3 +279,71 @@ def test_times_at_the_edge_of_the_calendar_are_422_not_500(client, people, rooms
     assert response.status_code == 422
     assert client.get("/api/reservations?from=0001-01-01T00:00:00%2B01:00", headers=headers).status_code == 422
     assert client.get(f"/api/reservations/room/{room['id']}?from=9999-12-30T00:00:00Z", headers=headers).status_code == 422
+
+
+# Not RFC 3339 date-times with an offset, though pydantic alone reads each: seconds since 1970, a date, no
+# seconds, an offset without its colon.
+NOT_RFC3339 = ["0", "-1", "1.5", "1795759410", "2030-03-01", "2030-03-01T09:00Z", "2030-03-01T09:00:00+0100"]
+
+
+@pytest.mark.parametrize("value", NOT_RFC3339)
+def test_query_times_that_are_not_rfc3339_with_an_offset_are_422_naming_the_parameter(client, people, rooms, value):
+    _, headers = people.user()
+    _, admin = people.admin()
+    room = rooms.create()
+    later = "2030-03-02T09:00:00Z"
+    asked = {
+        "from": ("/api/reservations", {"from": value}, headers),
+        "to": ("/api/reservations", {"to": value}, headers),
+        "schedule from": (f"/api/reservations/room/{room['id']}", {"from": value}, headers),
+        "schedule to": (f"/api/reservations/room/{room['id']}", {"to": value}, headers),
+        "blackouts from": ("/api/blackouts", {"from": value}, headers),
+        "availability start_time": ("/api/availability", {"start_time": value, "end_time": later}, headers),
+        "free-busy from": ("/api/availability/free-busy", {"room_id": room["id"], "from": value, "to": later}, headers),
+        "report from": ("/api/reports/utilization", {"from": value, "to": later}, admin),
+    }
+    for case, (path, query, caller) in asked.items():
+        response = client.get(path, query_string=query, headers=caller)
+        assert response.status_code == 422 and response.content_type == PROBLEM, (case, response.get_json())
+        field = case.rsplit(" ", 1)[-1]
+        assert [e["field"] for e in response.get_json()["errors"]] == [field], case
+    cancel = client.delete("/api/reservations/series/424242", query_string={"from": value}, headers=headers)
+    assert cancel.status_code == 422 and [e["field"] for e in cancel.get_json()["errors"]] == ["from"]
+
+
+# The same future time written in forms pydantic alone reads but RFC 3339 does not have.
+NOT_RFC3339_FORMS = {
+    "seconds-since-1970": lambda moment: str(int(moment.timestamp())),
+    "fractional-seconds-since-1970": lambda moment: f"{int(moment.timestamp())}.5",
+    "no-seconds": lambda moment: moment.strftime("%Y-%m-%dT%H:%MZ"),
+    "offset-without-colon": lambda moment: moment.strftime("%Y-%m-%dT%H:%M:%S+0000"),
+    "space-for-t": lambda moment: moment.strftime("%Y-%m-%d %H:%M:%SZ"),
+}
+
+
+@pytest.mark.parametrize("form", NOT_RFC3339_FORMS.values(), ids=NOT_RFC3339_FORMS.keys())
+def test_body_times_refuse_what_query_times_refuse(client, people, rooms, form):
+    _, headers = people.user()
+    room = rooms.create()
+    mine = client.post("/api/reservations", json=booking(room["id"]), headers=headers).get_json()
+    start = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) + timedelta(days=3)
+    end = start + timedelta(hours=1)
+    for body, field in (
+        ({"start_time": form(start), "end_time": end.isoformat()}, "start_time"),
+        ({"start_time": start.isoformat(), "end_time": form(end)}, "end_time"),
+    ):
+        created = client.post("/api/reservations", json={**booking(room["id"]), **body}, headers=headers)
+        assert created.status_code == 422 and [e["field"] for e in created.get_json()["errors"]] == [field], created.get_json()
+        moved = client.put(f"/api/reservations/{mine['id']}", json=body, headers=headers)
+        assert moved.status_code == 422 and [e["field"] for e in moved.get_json()["errors"]] == [field], moved.get_json()
+    assert client.get("/api/reservations", headers=headers).get_json()["total"] == 1
+
+
+def test_lower_case_t_and_z_and_a_plus_sent_unencoded_are_still_rfc3339(client, people, rooms):
+    _, headers = people.user()
+    room = rooms.create()
+    assert client.get("/api/reservations", query_string={"from": "2030-03-01t09:00:00z"}, headers=headers).status_code == 200
+    assert client.get(f"/api/reservations/room/{room['id']}?from=2030-03-01T09:00:00+01:00", headers=headers).status_code == 200
+    start, end = slot(3)
+    body = {**booking(room["id"]), "start_time": start.replace("T", "t"), "end_time": end}
+    assert client.post("/api/reservations", json=body, headers=headers).status_code == 201
