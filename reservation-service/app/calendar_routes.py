@@ -12,10 +12,10 @@ from flask import Blueprint, current_app, jsonify, request
 from servicekit.auth import current_principal, require_auth
 from servicekit.conditional import body_with_etag
 from servicekit.db import utcnow
-from servicekit.validation import with_query
+from servicekit.validation import parse_body, with_query
 
 from . import calendars
-from .schemas import FeedQuery
+from .schemas import CalendarTokenCreate, FeedQuery
 
 calendar = Blueprint("calendar", __name__, url_prefix="/api/calendar")
 
@@ -73,6 +73,12 @@ def create_token():
     """A new feed token and the URLs of your feeds, for a calendar app to subscribe to.
     The token is shown only in this answer (only its SHA-256 is kept); revoke it with DELETE.
     ---
+    requestBody:
+      required: false
+      description: No body, or an empty object.
+      content:
+        application/json:
+          schema: {$ref: '#/components/schemas/CalendarTokenCreate'}
     responses:
       201:
         description: >
@@ -80,6 +86,8 @@ def create_token():
           service has it, else on the host the client called.
         schema: {$ref: '#/components/schemas/CalendarTokenCreated'}
     """
+    if request.get_data(cache=True):  # optional, but a body sent is read like any other (400/422)
+        parse_body(CalendarTokenCreate)
     token, secret = calendars.create_token(current_principal())
     # PUBLIC_BASE_URL when set: a forged Host header must not put another site in the URLs a user subscribes to.
     base = (current_app.config["SERVICE"].public_base_url or request.host_url.rstrip("/")) + calendar.url_prefix

@@ -182,6 +182,10 @@ class BookingConflict(ProblemDocument):
     )
 
 
+class CalendarTokenCreate(Strict):
+    """POST /api/calendar/tokens: nothing to choose (yet). The body may be left out; sent, it is `{}`."""
+
+
 class CalendarFeeds(BaseModel):
     me: str = Field(description="URL of your own bookings as an iCalendar feed")
     rooms: str = Field(description="URL template of a room's feed: replace `{room_id}`")
@@ -461,6 +465,7 @@ SCHEMAS = [
     BlackoutCreate,
     BlackoutOut,
     BlackoutPage,
+    CalendarTokenCreate,
     CalendarTokenCreated,
     AvailabilityPage,
     FreeBusy,

@@ -19,7 +19,7 @@ from app.models import CalendarToken, Reservation
 from config import ReservationServiceConfig
 from servicekit.config import ConfigError, parse_http_url
 from servicekit.db import db
-from servicekit.testing import wait_until
+from servicekit.testing import count_rows, resolved, wait_until
 
 PROBLEM = "application/problem+json"
 SERIES = "/api/reservations/series"
@@ -110,6 +110,34 @@ def test_a_feed_token_is_201_with_both_feed_urls_and_is_stored_only_as_its_sha25
     room = rooms.create()
     assert get_feed(client, body["feeds"]["rooms"].replace("{room_id}", str(room["id"]))).status_code == 200
     assert client.post("/api/calendar/tokens").status_code == 401
+
+
+def test_a_feed_token_is_made_from_no_body_or_an_empty_object_only(app, client, people):
+    user, headers = people.user()
+    assert client.post("/api/calendar/tokens", headers=headers).status_code == 201
+    assert client.post("/api/calendar/tokens", json={}, headers=headers).status_code == 201
+    refused = {
+        "not JSON": ("hello", 400),
+        "an array": ("[]", 400),
+        "null": ("null", 400),
+        "truncated": ('{"user_id": ', 400),
+        "an unknown field": ('{"user_id": 1}', 422),
+    }
+    for case, (body, status) in refused.items():
+        response = client.post("/api/calendar/tokens", data=body, content_type="application/json", headers=headers)
+        assert response.status_code == status and response.content_type == PROBLEM, case
+    unknown = client.post("/api/calendar/tokens", json={"user_id": 1}, headers=headers).get_json()
+    assert [e["field"] for e in unknown["errors"]] == ["user_id"]
+    assert count_rows(app, CalendarToken, CalendarToken.user_id == user["id"]) == 2  # none for the refused ones
+
+
+def test_the_spec_documents_the_feed_token_body_as_optional_and_empty(app):
+    spec = app.test_client().get("/apispec.json").get_json()
+    create = spec["paths"]["/api/calendar/tokens"]["post"]
+    assert create["requestBody"]["required"] is False
+    schema = resolved(spec, create["requestBody"]["content"]["application/json"]["schema"])
+    assert schema["properties"] == {} and schema["additionalProperties"] is False
+    assert {"201", "400", "422"} <= set(create["responses"])
 
 
 def test_my_feed_has_one_vevent_per_own_booking_with_utc_times_location_and_details(client, two_bookers):
