@@ -42,7 +42,8 @@ def _feed_operation(**responses: dict) -> dict:
         "responses": {
             "200": {"$ref": "#/components/responses/CalendarFeed"},
             "401": {
-                "description": "The feed token is missing, unknown or revoked, or its holder is deactivated (one answer for all)."
+                "description": "The feed token is missing, unknown or revoked, its holder is deactivated, or it was made "
+                "before the holder's deactivation or role change (one answer for all)."
             },
             "422": {"description": "A query parameter other than `token` (asked only once the token is accepted)."},
             **responses,

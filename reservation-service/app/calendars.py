@@ -10,8 +10,8 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import select
 
-from servicekit.auth import Principal, is_deactivated
-from servicekit.db import db, utcnow
+from servicekit.auth import Principal
+from servicekit.db import RevokedUser, db, utcnow
 from servicekit.problems import NotFound, Unauthorized
 
 from . import ical
@@ -48,21 +48,27 @@ def revoke_token(token_id: int, principal: Principal) -> None:
 
 
 def feed_holder(secret: str | None) -> int:
-    """The user a feed token belongs to. A missing, unknown or revoked token, or a deactivated user's, is 401,
-    one answer for all: no hint whether the token ever existed."""
+    """The user a feed token belongs to. A missing, unknown or revoked token, a deactivated user's, or one made
+    before the user's token cut-off, is 401, one answer for all: no hint whether the token ever existed."""
     token = None
     if secret:
         token = db.session.execute(
             select(CalendarToken).where(CalendarToken.token_hash == token_digest(secret), CalendarToken.revoked_at.is_(None))
         ).scalar_one_or_none()
-    if token is None or not _is_active(token.user_id):
+    if token is None or not _still_valid(token):
         raise Unauthorized(FEED_TOKEN_REFUSED)
     return token.user_id
 
 
-def _is_active(user_id: int) -> bool:
-    user = db.session.get(UserReplica, user_id)
-    return not is_deactivated(user_id) and (user is None or user.is_active)
+def _still_valid(token: CalendarToken) -> bool:
+    """The user's cut-off from `user-events` (servicekit.auth) ends feed tokens as it ends access tokens: every one
+    while the user is deactivated, and after a reactivation (or a role change) those made before it, so a token
+    from before a deactivation stays dead. Read at each request: cut-offs learnt before this rule apply too."""
+    cutoff = db.session.get(RevokedUser, str(token.user_id))
+    if cutoff is not None and token.created_at < cutoff.revoked_at:
+        return False
+    user = db.session.get(UserReplica, token.user_id)
+    return user is None or user.is_active
 
 
 @dataclass(frozen=True)

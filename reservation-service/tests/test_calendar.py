@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 from urllib.parse import quote
 
 import pytest
+import requests
 from conftest import booking
 from icalendar import Calendar
 from sqlalchemy import select
@@ -400,6 +401,28 @@ def test_a_deactivated_users_feed_tokens_are_401(client, people, rooms):
     wait_until(lambda: get_feed(client, token["feeds"]["me"]).status_code == 401, message="the feed token to stop working")
     room_url = token["feeds"]["rooms"].replace("{room_id}", str(rooms.create()["id"]))
     refused = get_feed(client, room_url)
+    assert refused.status_code == 401 and refused.content_type == PROBLEM
+    assert refused.get_json() == client.get("/api/calendar/me.ics?token=never-issued").get_json()
+
+
+def test_a_feed_token_from_before_a_deactivation_stays_dead_after_the_reactivation(client, people):
+    user, headers = people.user()
+    old = new_token(client, headers)["feeds"]["me"]
+    assert get_feed(client, old).status_code == 200
+    people.deactivate(user["id"])
+    wait_until(lambda: get_feed(client, old).status_code == 401, message="the feed token to stop working")
+    reactivated = requests.put(
+        f"{people.url}/api/users/{user['id']}", json={"is_active": True}, headers=people.admin()[1], timeout=10
+    )
+    assert reactivated.status_code == 200, reactivated.text
+    again = people.login(user["email"], "long enough")
+    # Made after the reactivation, it works once reservation-service has consumed it.
+    fresh = wait_until(
+        lambda: (made := client.post("/api/calendar/tokens", headers=again)).status_code == 201 and made.get_json(),
+        message="the new access token to be accepted",
+    )["feeds"]["me"]
+    wait_until(lambda: get_feed(client, fresh).status_code == 200, message="the reactivation to reach reservation-service")
+    refused = get_feed(client, old)
     assert refused.status_code == 401 and refused.content_type == PROBLEM
     assert refused.get_json() == client.get("/api/calendar/me.ics?token=never-issued").get_json()
 
