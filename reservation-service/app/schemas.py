@@ -44,24 +44,23 @@ def _to_utc(value: datetime) -> datetime:
         raise ValueError("Out of range.") from None
 
 
-# RFC 3339's date-time (section 5.6): seconds required, the offset Z or ±hh:mm. pydantic alone also takes a
-# number of seconds since 1970 ("0", "-1", "1.5"), an offset without its colon, a space or "_" for the "T".
-_RFC3339_DATE_TIME = re.compile(
-    r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?([Zz]|[+-][0-9]{2}:[0-9]{2})"
-)
+# A date-time written out (ISO 8601: date, "T" or a space, hours and minutes, ...; pydantic then requires the
+# offset). pydantic alone also reads a number as seconds since 1970 ("0", "-1", "1795759410"): not a time here.
+_DATE_TIME_START = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ][0-9]{2}:[0-9]{2}")
 
 
-def _rfc3339_date_time(value):
-    if isinstance(value, datetime) or (isinstance(value, str) and _RFC3339_DATE_TIME.fullmatch(value)):
+def _written_date_time(value):
+    if isinstance(value, datetime) or (isinstance(value, str) and _DATE_TIME_START.match(value)):
         return value
     raise PydanticCustomError(
-        "rfc3339_date_time", "Must be an RFC 3339 date-time with an offset, e.g. 2027-03-01T09:00:00+01:00."
+        "date_time_with_offset", "Must be an RFC 3339 date-time with an offset, e.g. 2027-03-01T09:00:00+01:00."
     )
 
 
-# RFC 3339 with an offset (naive times are refused), held in UTC from here on: the one rule of body and query
-# times. Not strict: the checked string reaches pydantic's parser as a Python str, which strict mode would refuse.
-UtcTime = Annotated[AwareDatetime, Field(strict=False), BeforeValidator(_rfc3339_date_time), AfterValidator(_to_utc)]
+# RFC 3339 / ISO 8601 with an offset (naive times and numbers are refused), held in UTC from here on: the one rule
+# of body and query times. Not strict: the checked string reaches pydantic's parser as a Python str, which strict
+# mode would refuse.
+UtcTime = Annotated[AwareDatetime, Field(strict=False), BeforeValidator(_written_date_time), AfterValidator(_to_utc)]
 
 
 def _plus_from_query(value):
