@@ -10,8 +10,8 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import select
 
-from servicekit.auth import Principal
-from servicekit.db import RevokedUser, db, utcnow
+from servicekit.auth import Principal, revoked_by_cutoff
+from servicekit.db import db, utcnow
 from servicekit.problems import NotFound, Unauthorized
 
 from . import ical
@@ -64,8 +64,7 @@ def _still_valid(token: CalendarToken) -> bool:
     """The user's cut-off from `user-events` (servicekit.auth) ends feed tokens as it ends access tokens: every one
     while the user is deactivated, and after a reactivation (or a role change) those made before it, so a token
     from before a deactivation stays dead. Read at each request: cut-offs learnt before this rule apply too."""
-    cutoff = db.session.get(RevokedUser, str(token.user_id))
-    if cutoff is not None and token.created_at < cutoff.revoked_at:
+    if revoked_by_cutoff(token.user_id, token.created_at):
         return False
     user = db.session.get(UserReplica, token.user_id)
     return user is None or user.is_active

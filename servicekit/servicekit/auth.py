@@ -235,10 +235,12 @@ class RevocationList:
         return cutoff is not None and principal.issued_at < cutoff
 
 
-def is_deactivated(user_id: int) -> bool:
-    """The user is deactivated according to `user-events` (for credentials other than access tokens)."""
+def revoked_by_cutoff(user_id: int, issued_at: datetime) -> bool:
+    """A credential other than an access token (a feed token), issued at `issued_at`, ended by the user's cut-off
+    from `user-events`, as access tokens are: every one while the user is deactivated, and after a reactivation
+    (or a role change) those issued before it."""
     row = db.session.get(RevokedUser, str(user_id))
-    return row is not None and row.revoked_at >= DEACTIVATED
+    return row is not None and issued_at < row.revoked_at
 
 
 def init_auth(app: Flask, verifier: TokenVerifier, is_revoked: Callable[[Principal], bool] | None = None) -> None:
