@@ -1,11 +1,13 @@
 # make dev  — run the whole platform locally on real parts (Ctrl-C stops everything)
 # make test — run every test suite on real parts
-# Both create .venv and install the pinned requirements themselves; only Python 3.11+ is needed.
+# Both create .venv and install the pinned requirements themselves; only Python 3.11+ is needed (make test also
+# takes promtool and prometheus from Debian's package with apt-get download, unless they are on PATH).
 
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
+TEST_TOOLS := $(VENV)/.test-tools
 SERVICE_REQUIREMENTS := $(wildcard */requirements.txt)
 DEPLOY_REQUIREMENTS  := $(wildcard requirements-deploy.txt)
 PY_SOURCES := servicekit devstack user-service room-service reservation-service tests bench k8s
@@ -20,21 +22,25 @@ help:
 	@echo "make fmt     ruff format + autofix"
 	@echo "make clean-state  delete .devstack/ (local databases, keys, mail, logs)"
 
-$(STAMP): requirements-dev.txt constraints.txt tests/deploy/install-tools.sh $(SERVICE_REQUIREMENTS) $(DEPLOY_REQUIREMENTS) servicekit/pyproject.toml devstack/pyproject.toml
+$(STAMP): requirements-dev.txt constraints.txt $(SERVICE_REQUIREMENTS) $(DEPLOY_REQUIREMENTS) servicekit/pyproject.toml devstack/pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11 or newer is required")'
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check --upgrade pip
 	$(PY) -m pip install --quiet --disable-pip-version-check -c constraints.txt -r requirements-dev.txt \
 		$(foreach r,$(SERVICE_REQUIREMENTS) $(DEPLOY_REQUIREMENTS),-r $(r)) -e servicekit -e devstack
+	@touch $@
+
+# Only the tests need these (promtool, prometheus: from Debian's package, see the script); `make dev` does not.
+$(TEST_TOOLS): $(STAMP) tests/deploy/install-tools.sh
 	PROMTOOL_DIR=$(VENV)/bin bash tests/deploy/install-tools.sh
 	@touch $@
 
-install: $(STAMP)
+install: $(STAMP) $(TEST_TOOLS)
 
 dev: $(STAMP)
 	@$(PY) -m devstack up
 
-test: $(STAMP)
+test: $(TEST_TOOLS)
 	@$(PY) -m devstack test
 
 bench: $(STAMP)

@@ -68,19 +68,20 @@ def up() -> int:
 def _print_banner(stack: Stack, seconds: float) -> None:
     email, password, generated = stack.admin or ("", "", False)
     services = "\n".join(
-        f"    {name:<20} http://localhost:{s.port}   (/healthz /readyz /metrics /apidocs/)" for name, s in stack.services.items()
+        f"    {name:<20} http://localhost:{s.port}   (/healthz /readyz /metrics /apidocs/; its worker: :{s.worker_port})"
+        for name, s in stack.services.items()
     )
     admin_note = "generated and kept in .devstack/admin.json" if generated else "from ADMIN_EMAIL/ADMIN_PASSWORD"
     _say(
         f"""
   Meeting-room platform is up ({seconds:.1f}s).
 
-  Gateway (use this)     http://localhost:{stack.ports.gateway}
+  Gateway (use this)     http://localhost:{stack.ports.gateway}/api/...
   API docs (Swagger UI)  http://localhost:{stack.ports.gateway}/docs/
 {services}
   Kafka-compatible broker {stack.bootstrap}   (topics user-events, room-events, reservation-events)
   SMTP sink               localhost:{stack.ports.smtp}  -> every message is kept in .devstack/mail/*.eml
-  PostgreSQL              {", ".join(stack.database_urls.values())}
+  PostgreSQL              {", ".join(url.replace("postgresql+psycopg://", "postgresql://") for url in stack.database_urls.values())}
   Logs                    .devstack/logs/
 
   Admin: {email} / {password}   ({admin_note})

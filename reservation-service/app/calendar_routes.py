@@ -12,7 +12,7 @@ from flask import Blueprint, current_app, jsonify, request
 from servicekit.auth import current_principal, require_auth
 from servicekit.conditional import body_with_etag
 from servicekit.db import utcnow
-from servicekit.validation import parse_body, with_query
+from servicekit.validation import parse_optional_body, with_query
 
 from . import calendars
 from .schemas import CalendarTokenCreate, FeedQuery
@@ -87,8 +87,7 @@ def create_token():
           service has it, else on the host the client called.
         schema: {$ref: '#/components/schemas/CalendarTokenCreated'}
     """
-    if request.get_data(cache=True):  # optional, but a body sent is read like any other (400/422)
-        parse_body(CalendarTokenCreate)
+    parse_optional_body(CalendarTokenCreate)  # nothing to send; a body sent is read like any other (400/422)
     token, secret = calendars.create_token(current_principal())
     # PUBLIC_BASE_URL when set: a forged Host header must not put another site in the URLs a user subscribes to.
     base = (current_app.config["SERVICE"].public_base_url or request.host_url.rstrip("/")) + calendar.url_prefix

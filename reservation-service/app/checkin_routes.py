@@ -8,10 +8,10 @@ from flask import Blueprint, Flask, Response, current_app, jsonify, request
 
 from servicekit.auth import bearer_token, current_principal, require_admin, require_auth
 from servicekit.metrics import metrics_of
-from servicekit.validation import with_body, with_query
+from servicekit.validation import parse_optional_body, with_body, with_query
 
 from . import checkin, reports, waitlist
-from .schemas import UtilizationQuery, WaitlistCreate, WaitlistListQuery
+from .schemas import CheckIn, UtilizationQuery, WaitlistCreate, WaitlistListQuery
 
 check_ins = Blueprint("check_ins", __name__, url_prefix="/api/reservations")
 waitlist_routes = Blueprint("waitlist", __name__, url_prefix="/api/waitlist")
@@ -56,6 +56,12 @@ def check_in(reservation_id: int):
     In rooms with `auto_release`, a booking nobody checked in to by the end of that window is released.
     ---
     tags: [reservations]
+    requestBody:
+      required: false
+      description: No body, or an empty object.
+      content:
+        application/json:
+          schema: {$ref: '#/components/schemas/CheckIn'}
     responses:
       200:
         description: The reservation, with `checked_in_at`.
@@ -67,6 +73,7 @@ def check_in(reservation_id: int):
           `closes_at` give both), or the booking is cancelled or released.
         schema: {$ref: '#/components/schemas/CheckInClosed'}
     """
+    parse_optional_body(CheckIn)  # nothing to send; a body sent is read like any other (400/422)
     reservation, checked_in_now = checkin.check_in(reservation_id, current_principal(), _window())
     if checked_in_now:
         metrics_of(current_app).count("reservation_checkins_total")
@@ -86,7 +93,7 @@ def join_waitlist(body: WaitlistCreate):
       409:
         description: >
           The window is free (type `/problems/slot-free`, with `booking`: the reservation to create instead),
-          or you already wait for this room and window.
+          or you already wait for this room and window (the problem then has `entry_id`: your entry).
         schema:
           anyOf:
             - {$ref: '#/components/schemas/SlotIsFree'}

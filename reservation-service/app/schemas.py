@@ -77,7 +77,9 @@ class ReservationCreate(Strict):
     start_time: UtcTime = Field(description="RFC 3339 with an offset")
     end_time: UtcTime = Field(description="RFC 3339 with an offset; after start_time")
     description: Description | None = None
-    attendees: Attendees = Field(default_factory=list, description="e-mail addresses; at most the room's capacity")
+    attendees: Attendees = Field(
+        default_factory=list, description="e-mail addresses; at most the room's capacity and MAX_ATTENDEES (100)"
+    )
 
 
 ReservationUpdate = partial_update_of(
@@ -179,6 +181,10 @@ class BookingConflict(ProblemDocument):
         description="on a create: up to 3 bookings that would succeed now (the same room at its nearest free time "
         "of the same length, before or after the requested one, then other fitting rooms at the requested time)",
     )
+
+
+class CheckIn(Strict):
+    """POST /api/reservations/{id}/check-in: nothing to send. The body may be left out; sent, it is `{}`."""
 
 
 class CalendarTokenCreate(Strict):
@@ -465,6 +471,7 @@ SCHEMAS = [
     BlackoutOut,
     BlackoutPage,
     CalendarTokenCreate,
+    CheckIn,
     CalendarTokenCreated,
     AvailabilityPage,
     FreeBusy,

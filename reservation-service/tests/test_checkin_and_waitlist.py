@@ -98,6 +98,18 @@ def test_check_in_inside_the_window_is_200_and_idempotent(client, people, rooms)
     assert client.get(f"/api/reservations/{reservation['id']}", headers=headers).get_json()["checked_in_at"] == checked_in_at
 
 
+def test_check_in_takes_no_body_or_an_empty_object_and_refuses_any_other_checking_nothing_in(client, people, rooms):
+    _, headers = people.user()
+    room = rooms.create()
+    reservation = book(client, headers, room["id"], *soon(9 * 60))
+    path = f"/api/reservations/{reservation['id']}/check-in"
+    for body, status in (("{", 400), ("[]", 400), ('{"checked_in_at": "2020-01-01T00:00:00Z"}', 422)):
+        refused = client.post(path, data=body, content_type="application/json", headers=headers)
+        assert refused.status_code == status and refused.mimetype == PROBLEM, body
+    assert client.get(f"/api/reservations/{reservation['id']}", headers=headers).get_json()["checked_in_at"] is None
+    assert client.post(path, json={}, headers=headers).status_code == 200
+
+
 def test_only_the_owner_or_an_admin_checks_in(client, people, rooms):
     _, owner = people.user()
     _, stranger = people.user()

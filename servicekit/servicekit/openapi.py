@@ -23,7 +23,14 @@ PROBLEM_SCHEMA = {
             "description": "Present on 422: one entry per invalid field.",
             "items": {
                 "type": "object",
-                "properties": {"field": {"type": "string"}, "message": {"type": "string"}},
+                "properties": {
+                    "field": {"type": "string"},
+                    "message": {"type": "string"},
+                    "rule": {
+                        "type": "string",
+                        "description": "The rule refused, where one is named (e.g. `booking_policy.open_hours`).",
+                    },
+                },
             },
         },
     },
@@ -57,11 +64,17 @@ class ProblemDocument(BaseModel):
     detail: str
 
 
-def _problem_response(description: str) -> dict:
-    return {
+def _problem_response(description: str, headers: dict | None = None) -> dict:
+    response = {
         "description": description,
         "content": {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}},
     }
+    if headers:
+        response["headers"] = headers
+    return response
+
+
+RETRY_AFTER = {"Retry-After": {"description": "Seconds to wait before retrying.", "schema": {"type": "integer", "minimum": 1}}}
 
 
 STANDARD_RESPONSES = {
@@ -71,8 +84,12 @@ STANDARD_RESPONSES = {
     "NotFound": _problem_response("No such resource."),
     "Conflict": _problem_response("Uniqueness or booking conflict."),
     "ValidationFailed": _problem_response("Invalid fields: wrong type, out of range, unknown or missing."),
-    "TooManyRequests": _problem_response("Too many requests; see Retry-After."),
-    "ServiceUnavailable": _problem_response("A dependency is unavailable; retry later (see Retry-After)."),
+    "TooManyRequests": _problem_response("Too many requests; see Retry-After.", RETRY_AFTER),
+    "ServiceUnavailable": _problem_response(
+        "A dependency is unavailable, or the request waited too long to be served (REQUEST_DEADLINE_SECONDS) and"
+        " was not carried out; retry later (see Retry-After).",
+        RETRY_AFTER,
+    ),
     "NotModified": {
         "description": "If-None-Match named the current ETag: you already hold this version (no body).",
         "headers": {"ETag": {"description": "The current entity tag.", "schema": {"type": "string"}}},

@@ -230,6 +230,14 @@ def parse_body(model: type[M]) -> M:
         raise ValidationFailed(errors_from_pydantic(exc)) from None
 
 
+def parse_optional_body(model: type[M]) -> M | None:
+    """For a POST whose body may be left out: no body is None; a body sent is read like any other (malformed or
+    not an object → 400, unknown or invalid fields → 422). Document it with `requestBody: {required: false}`."""
+    if not request.get_data(cache=True):
+        return None
+    return parse_body(model)
+
+
 @functools.cache
 def repeatable_parameters(model: type[BaseModel]) -> frozenset[str]:
     """The query parameters of `model` that may repeat (`?equipment=a&equipment=b`): its list fields."""
