@@ -76,6 +76,13 @@ def test_swagger_ui_and_the_specs_are_served_at_docs(gateway):
     assert spec["openapi"].startswith("3.") and "/api/auth/login" in spec["paths"]
 
 
+def test_the_gateway_root_sends_a_browser_to_the_docs(gateway):
+    root = gateway.request("GET", "/", allow_redirects=False)
+    assert root.status_code == 302
+    assert root.headers["Location"] == "/docs/"  # relative: right behind any port mapping
+    assert gateway.request("GET", "/").url.endswith("/docs/")
+
+
 def test_a_route_whose_service_is_down_is_502_problem_json(gateway, platform):
     service = platform.services["user-service"]
     service.child.stop()
