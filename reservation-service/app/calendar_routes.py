@@ -12,7 +12,7 @@ from flask import Blueprint, current_app, jsonify, request
 from servicekit.auth import current_principal, require_auth
 from servicekit.conditional import body_with_etag
 from servicekit.db import utcnow
-from servicekit.validation import parse_optional_body, with_query
+from servicekit.validation import with_optional_body, with_query
 
 from . import calendars
 from .schemas import CalendarTokenCreate, FeedQuery
@@ -70,16 +70,11 @@ def _window() -> calendars.FeedWindow:
 
 @calendar.post("/tokens")
 @require_auth
-def create_token():
+@with_optional_body(CalendarTokenCreate)
+def create_token(body: CalendarTokenCreate | None):
     """A new feed token and the URLs of your feeds, for a calendar app to subscribe to.
     The token is shown only in this answer (only its SHA-256 is kept); revoke it with DELETE.
     ---
-    requestBody:
-      required: false
-      description: No body, or an empty object.
-      content:
-        application/json:
-          schema: {$ref: '#/components/schemas/CalendarTokenCreate'}
     responses:
       201:
         description: >
@@ -87,7 +82,6 @@ def create_token():
           service has it, else on the host the client called.
         schema: {$ref: '#/components/schemas/CalendarTokenCreated'}
     """
-    parse_optional_body(CalendarTokenCreate)  # nothing to send; a body sent is read like any other (400/422)
     token, secret = calendars.create_token(current_principal())
     # PUBLIC_BASE_URL when set: a forged Host header must not put another site in the URLs a user subscribes to.
     base = (current_app.config["SERVICE"].public_base_url or request.host_url.rstrip("/")) + calendar.url_prefix

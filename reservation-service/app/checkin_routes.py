@@ -8,7 +8,7 @@ from flask import Blueprint, Flask, Response, current_app, jsonify, request
 
 from servicekit.auth import bearer_token, current_principal, require_admin, require_auth
 from servicekit.metrics import metrics_of
-from servicekit.validation import parse_optional_body, with_body, with_query
+from servicekit.validation import with_body, with_optional_body, with_query
 
 from . import checkin, reports, waitlist
 from .schemas import CheckIn, UtilizationQuery, WaitlistCreate, WaitlistListQuery
@@ -50,18 +50,13 @@ def _window() -> checkin.CheckInWindow:
 
 @check_ins.post("/<int:reservation_id>/check-in")
 @require_auth
-def check_in(reservation_id: int):
+@with_optional_body(CheckIn)
+def check_in(reservation_id: int, body: CheckIn | None):
     """Check in to a booking (its owner or an admin), from CHECKIN_OPEN_MINUTES (10) before the start to
     CHECKIN_GRACE_MINUTES (15) after it. Idempotent: checking in again answers the same.
     In rooms with `auto_release`, a booking nobody checked in to by the end of that window is released.
     ---
     tags: [reservations]
-    requestBody:
-      required: false
-      description: No body, or an empty object.
-      content:
-        application/json:
-          schema: {$ref: '#/components/schemas/CheckIn'}
     responses:
       200:
         description: The reservation, with `checked_in_at`.
@@ -73,7 +68,6 @@ def check_in(reservation_id: int):
           `closes_at` give both), or the booking is cancelled or released.
         schema: {$ref: '#/components/schemas/CheckInClosed'}
     """
-    parse_optional_body(CheckIn)  # nothing to send; a body sent is read like any other (400/422)
     reservation, checked_in_now = checkin.check_in(reservation_id, current_principal(), _window())
     if checked_in_now:
         metrics_of(current_app).count("reservation_checkins_total")

@@ -283,7 +283,7 @@ def _document(operation: dict, path: str, rule, view, components: dict) -> None:
     body_model = getattr(view, "body_model", None)
     if body_model is not None and "requestBody" not in operation:
         operation["requestBody"] = {
-            "required": True,
+            "required": not getattr(view, "body_optional", False),
             "content": {"application/json": {"schema": _ref("schemas", body_model.__name__)}},
         }
     if not parameters:

@@ -232,7 +232,7 @@ def parse_body(model: type[M]) -> M:
 
 def parse_optional_body(model: type[M]) -> M | None:
     """For a POST whose body may be left out: no body is None; a body sent is read like any other (malformed or
-    not an object → 400, unknown or invalid fields → 422). Document it with `requestBody: {required: false}`."""
+    not an object → 400, unknown or invalid fields → 422). `with_optional_body` uses it and documents it."""
     if not request.get_data(cache=True):
         return None
     return parse_body(model)
@@ -285,6 +285,18 @@ def with_body(model: type[BaseModel]) -> Callable[[Callable], Callable]:
     """The view gets the validated JSON body as `body`, and the OpenAPI spec documents it as the request
     body (with its 400 and 422). Put it below the access decorator: the caller is authenticated first."""
     return _validated("body", parse_body, model)
+
+
+def with_optional_body(model: type[BaseModel]) -> Callable[[Callable], Callable]:
+    """`with_body` for a body that may be left out (`body` is then None); the spec documents it as not required."""
+    decorate = _validated("body", parse_optional_body, model)
+
+    def optional(view: Callable) -> Callable:
+        wrapper = decorate(view)
+        wrapper.body_optional = True
+        return wrapper
+
+    return optional
 
 
 def with_query(model: type[BaseModel]) -> Callable[[Callable], Callable]:

@@ -18,7 +18,7 @@ from servicekit.db import db
 from servicekit.openapi import build_spec
 from servicekit.pagination import PageQuery
 from servicekit.problems import Conflict
-from servicekit.validation import parse_body, parse_query, with_body, with_query
+from servicekit.validation import parse_body, parse_query, with_body, with_optional_body, with_query
 
 pytest_plugins = ["devstack.pytest_plugin", "servicekit.testing"]
 
@@ -102,6 +102,17 @@ def app(fresh_database, infrastructure):
           409: {description: Taken.}
         """
         return jsonify(body.model_dump())
+
+    @app.post("/api/gadgets/<int:gadget_id>/polish")
+    @require_auth
+    @with_optional_body(Widget)
+    def polish_gadget(gadget_id: int, body: Widget | None):
+        """Polish a gadget, as it is or as a widget sent.
+        ---
+        responses:
+          200: {description: What was polished.}
+        """
+        return jsonify(polished=body.model_dump() if body else None)
 
     @app.get("/api/gadgets/catalogue")
     @swag_from({"security": [], "responses": {"200": {"description": "The catalogue.", "schema": {"type": "array"}}}})

@@ -73,3 +73,15 @@ def test_with_query_validates_and_lets_list_fields_repeat(client):
 def test_with_body_hands_the_validated_body_after_access_is_checked(client):
     assert client.put("/api/gadgets/1", json={"name": "x", "size": 1}, headers={"Authorization": "Bearer 7"}).status_code == 403
     assert client.put("/api/gadgets/1", json={"name": "x", "size": 1}).status_code == 401
+
+
+def test_an_optional_body_is_documented_as_not_required_and_read_only_when_sent(client):
+    operation = _spec(client)["paths"]["/api/gadgets/{gadget_id}/polish"]["post"]
+    assert operation["requestBody"]["required"] is False
+    assert {"400", "422"} <= set(operation["responses"])
+    headers = {"Authorization": "Bearer 7"}
+    assert client.post("/api/gadgets/1/polish", headers=headers).get_json() == {"polished": None}
+    sent = client.post("/api/gadgets/1/polish", json={"name": "w", "size": 2}, headers=headers)
+    assert sent.get_json() == {"polished": {"name": "w", "size": 2}}
+    assert client.post("/api/gadgets/1/polish", data="{", content_type="application/json", headers=headers).status_code == 400
+    assert client.post("/api/gadgets/1/polish", json={"name": "w"}, headers=headers).status_code == 422
