@@ -22,17 +22,21 @@ def _note(user_id: str) -> None:
     db.session.add(RevokedUser(user_id=user_id, revoked_at=utcnow()))
 
 
-@pytest.fixture(scope="module")
-def deadline_app(fresh_database, infrastructure):
+def _app(fresh_database, infrastructure, name: str, deadline: int):
     config = KitTestConfig.from_env(
         {
-            "DATABASE_URL": fresh_database("kit_deadline"),
+            "DATABASE_URL": fresh_database(name),
             "KAFKA_BOOTSTRAP_SERVERS": infrastructure.bootstrap,
             "LOG_LEVEL": "WARNING",
-            "REQUEST_DEADLINE_SECONDS": str(DEADLINE),
+            "REQUEST_DEADLINE_SECONDS": str(deadline),
         }
     )
-    app = create_service_app(__name__, config, openapi=build_spec("kit-deadline", "kit deadline", []))
+    return create_service_app(__name__, config, openapi=build_spec(name, name, []))
+
+
+@pytest.fixture(scope="module")
+def deadline_app(fresh_database, infrastructure):
+    app = _app(fresh_database, infrastructure, "kit_deadline", DEADLINE)
 
     @app.post("/notes/<name>")
     def write_note(name: str):
@@ -74,15 +78,7 @@ def deadline_app(fresh_database, infrastructure):
 
 @pytest.fixture(scope="module")
 def plain_app(fresh_database, infrastructure):
-    config = KitTestConfig.from_env(
-        {
-            "DATABASE_URL": fresh_database("kit_no_deadline"),
-            "KAFKA_BOOTSTRAP_SERVERS": infrastructure.bootstrap,
-            "LOG_LEVEL": "WARNING",
-            "REQUEST_DEADLINE_SECONDS": "0",
-        }
-    )
-    app = create_service_app(__name__, config, openapi=build_spec("kit-no-deadline", "kit no deadline", []))
+    app = _app(fresh_database, infrastructure, "kit_no_deadline", 0)
 
     @app.post("/notes/<name>")
     def write_note(name: str):
