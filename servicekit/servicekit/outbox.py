@@ -106,8 +106,10 @@ class OutboxRelay(PollingWorker):
         if len(self._in_flight) >= self.batch_size:
             self.producer.poll(0.05)
             return 0
+        fresh = not self._in_flight  # then every row in flight after this claim has a full lease
         rows = OUTBOX.claim(db.session, self.batch_size, self.lease_seconds)
-        self._leases_renewed = time.monotonic()
+        if rows and fresh:
+            self._leases_renewed = time.monotonic()
         for row_id, topic, key, envelope in rows:
             self._produce(row_id, topic, key, envelope)
         if rows:
