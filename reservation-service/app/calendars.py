@@ -55,19 +55,11 @@ def feed_holder(secret: str | None) -> int:
         token = db.session.execute(
             select(CalendarToken).where(CalendarToken.token_hash == token_digest(secret), CalendarToken.revoked_at.is_(None))
         ).scalar_one_or_none()
-    if token is None or not _still_valid(token):
+    # The user's cut-off from `user-events` ends feed tokens as it ends access tokens: every one while the user
+    # is deactivated, and after a reactivation (or a role change) those made before it.
+    if token is None or revoked_by_cutoff(token.user_id, token.created_at):
         raise Unauthorized(FEED_TOKEN_REFUSED)
     return token.user_id
-
-
-def _still_valid(token: CalendarToken) -> bool:
-    """The user's cut-off from `user-events` (servicekit.auth) ends feed tokens as it ends access tokens: every one
-    while the user is deactivated, and after a reactivation (or a role change) those made before it, so a token
-    from before a deactivation stays dead. Read at each request: cut-offs learnt before this rule apply too."""
-    if revoked_by_cutoff(token.user_id, token.created_at):
-        return False
-    user = db.session.get(UserReplica, token.user_id)
-    return user is None or user.is_active
 
 
 @dataclass(frozen=True)

@@ -230,17 +230,21 @@ class RevocationList:
             raise ServiceUnavailable("Tokens cannot be checked right now; try again shortly.")
         return self._cutoffs
 
+    def revoked(self, user_id: int | str, issued_at: float) -> bool:
+        """Whether a credential of the user issued at `issued_at` (Unix time) is before the user's cut-off."""
+        cutoff = self.cutoffs().get(str(user_id))
+        return cutoff is not None and issued_at < cutoff
+
     def __call__(self, principal: Principal) -> bool:
-        cutoff = self.cutoffs().get(str(principal.user_id))
-        return cutoff is not None and principal.issued_at < cutoff
+        return self.revoked(principal.user_id, principal.issued_at)
 
 
 def revoked_by_cutoff(user_id: int, issued_at: datetime) -> bool:
     """A credential other than an access token (a feed token), issued at `issued_at`, ended by the user's cut-off
-    from `user-events`, as access tokens are: every one while the user is deactivated, and after a reactivation
-    (or a role change) those issued before it."""
-    row = db.session.get(RevokedUser, str(user_id))
-    return row is not None and issued_at < row.revoked_at
+    from `user-events` exactly as access tokens are, through the app's `RevocationList`: every one while the user
+    is deactivated, and after a reactivation (or a role change) those issued before it."""
+    _, revocations = current_app.extensions["servicekit.auth"]
+    return revocations.revoked(user_id, issued_at.timestamp())
 
 
 def init_auth(app: Flask, verifier: TokenVerifier, is_revoked: Callable[[Principal], bool] | None = None) -> None:

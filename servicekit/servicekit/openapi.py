@@ -242,8 +242,12 @@ def query_parameters(model: type[BaseModel]) -> tuple[list[dict], dict[str, dict
 
 def _expand_short_form(status: int, answer: dict) -> None:
     """Swagger 2's short form of an answer, `schema:` beside `description:`, means JSON (problem+json for an
-    error); an error answer with no content is a problem document."""
-    if "$ref" in answer or "content" in answer:
+    error); an error answer with no content is a problem document; a 429 or 503 carries `Retry-After`."""
+    if "$ref" in answer:
+        return
+    if status in (429, 503):
+        answer.setdefault("headers", RETRY_AFTER)
+    if "content" in answer:
         return
     media = "application/problem+json" if status >= 400 else "application/json"
     if "schema" in answer:

@@ -111,6 +111,7 @@ def app(fresh_database, infrastructure):
         ---
         responses:
           200: {description: What was polished.}
+          429: {description: Polished too often; wait Retry-After seconds.}
         """
         return jsonify(polished=body.model_dump() if body else None)
 

@@ -79,6 +79,9 @@ def test_an_optional_body_is_documented_as_not_required_and_read_only_when_sent(
     operation = _spec(client)["paths"]["/api/gadgets/{gadget_id}/polish"]["post"]
     assert operation["requestBody"]["required"] is False
     assert {"400", "422"} <= set(operation["responses"])
+    # An answer written in the docstring: a 429 carries Retry-After, as the kit's own TooManyRequests does.
+    assert operation["responses"]["429"]["headers"]["Retry-After"]["schema"]["type"] == "integer"
+    assert operation["responses"]["429"]["content"] == PROBLEM
     headers = {"Authorization": "Bearer 7"}
     assert client.post("/api/gadgets/1/polish", headers=headers).get_json() == {"polished": None}
     sent = client.post("/api/gadgets/1/polish", json={"name": "w", "size": 2}, headers=headers)

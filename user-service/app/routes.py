@@ -55,8 +55,6 @@ def login(body: LoginRequest):
         description: >-
           Too many failed logins for this account from this client address: wait Retry-After seconds
           (the delay doubles with each further failure; other addresses are not affected).
-        headers:
-          Retry-After: {description: Seconds to wait before trying this account again., schema: {type: integer}}
       503: {$ref: '#/components/responses/ServiceUnavailable'}
     """
     return jsonify(services.login(body.email, body.password, _settings(), _client_address()))
@@ -157,8 +155,6 @@ def update_user(user_id: int, body: UserUpdate):
         description: An administrator tried to demote or deactivate themselves.
       429:
         description: Too many wrong current_password values from this client address (see Retry-After).
-        headers:
-          Retry-After: {description: Seconds to wait before trying again., schema: {type: integer}}
       503: {$ref: '#/components/responses/ServiceUnavailable'}
     """
     principal = current_principal()
