@@ -378,7 +378,7 @@ class Bench:
     # -- deferred work ---------------------------------------------------------------------------
 
     def sql(self, database: str, query: str, *args):
-        url = self.stack.database_urls[database].replace("postgresql+psycopg://", "postgresql://")
+        url = self.stack.libpq_url(database)
         with psycopg.connect(url, autocommit=True) as conn:
             return conn.execute(query, args).fetchone()[0]
 
@@ -444,7 +444,7 @@ class Bench:
     def vacuum(self, databases: list[str]) -> None:
         """`VACUUM (ANALYZE)` of each of `databases` (the baseline's too, after its INSERT load)."""
         for database in databases:
-            url = self.stack.database_urls[database].replace("postgresql+psycopg://", "postgresql://")
+            url = self.stack.libpq_url(database)
             with psycopg.connect(url, autocommit=True) as conn:
                 conn.execute("VACUUM (ANALYZE)")
 
@@ -521,7 +521,7 @@ class Bench:
             "status=cancelled (no match)": "WHERE status = 'cancelled'",
             "user_id (a user with none)": "WHERE user_id = 1",
         }
-        url = self.stack.database_urls["reservations"].replace("postgresql+psycopg://", "postgresql://")
+        url = self.stack.libpq_url("reservations")
         with psycopg.connect(url, autocommit=True) as conn:
             for name, where in filters.items():
                 total = 0.0
@@ -535,7 +535,7 @@ class Bench:
 
     def seed(self) -> None:
         """SEED_ROWS confirmed bookings over 1,000 rooms (ids unknown to room-service), by COPY, then ANALYZE."""
-        url = self.stack.database_urls["reservations"].replace("postgresql+psycopg://", "postgresql://")
+        url = self.stack.libpq_url("reservations")
         started = time.monotonic()
         per_room = max(1, SEED_ROWS // 1000)
         # From 20 days ago on, an hour a slot with a quarter of the hours left free: finding a room (issue 13)
@@ -603,7 +603,7 @@ class Bench:
             f"/api/availability/free-busy?{rooms}&from={quote(start.isoformat())}"
             f"&to={quote((start + timedelta(days=7)).isoformat())}"
         )
-        url = self.stack.database_urls["reservations"].replace("postgresql+psycopg://", "postgresql://")
+        url = self.stack.libpq_url("reservations")
         with psycopg.connect(url) as conn:
             room_id, booked_from = conn.execute(
                 "SELECT room_id, start_time FROM reservations WHERE room_id >= %s AND start_time > now() + interval '1 day' "

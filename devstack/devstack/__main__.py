@@ -81,7 +81,7 @@ def _print_banner(stack: Stack, seconds: float) -> None:
 {services}
   Kafka-compatible broker {stack.bootstrap}   (topics user-events, room-events, reservation-events)
   SMTP sink               localhost:{stack.ports.smtp}  -> every message is kept in .devstack/mail/*.eml
-  PostgreSQL              {", ".join(url.replace("postgresql+psycopg://", "postgresql://") for url in stack.database_urls.values())}
+  PostgreSQL              {", ".join(stack.libpq_url(database) for database in stack.database_urls)}
   Logs                    .devstack/logs/
 
   Admin: {email} / {password}   ({admin_note})

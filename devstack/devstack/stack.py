@@ -97,6 +97,10 @@ class Stack:
         self.admin: tuple[str, str, bool] | None = None
         self.broker: Broker | None = None
 
+    def libpq_url(self, database: str) -> str:
+        """`database`'s URL as libpq takes it (psql, psycopg.connect); `database_urls` are SQLAlchemy's."""
+        return self.database_urls[database].replace("postgresql+psycopg://", "postgresql://", 1)
+
     def fresh_broker(self) -> None:
         """Replace our broker with an empty one on the same port (test suites do not see each other's events)."""
         if self.broker is None:

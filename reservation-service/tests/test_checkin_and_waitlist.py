@@ -21,7 +21,7 @@ from test_events_and_mail import mails_to
 from app import checkin, create_app
 from servicekit.db import db
 from servicekit.metrics import metrics_of
-from servicekit.testing import wait_until
+from servicekit.testing import libpq_url, wait_until
 from servicekit.worker import Job, Scheduler
 
 PROBLEM = "application/problem+json"
@@ -53,7 +53,7 @@ def no_grace_app(config):
 
 
 def _database(config) -> str:
-    return config.database_url.replace("postgresql+psycopg://", "postgresql://")
+    return libpq_url(config.database_url)
 
 
 def released_events(app, reservation_ids) -> dict[int, int]:

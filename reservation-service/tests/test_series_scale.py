@@ -12,6 +12,7 @@ import psycopg
 from sqlalchemy import event
 
 from servicekit.db import db
+from servicekit.testing import libpq_url
 
 SEEDED = 10_000
 OCCURRENCES = 200
@@ -20,7 +21,7 @@ OCCURRENCES = 200
 def _seed(config, room_id: int) -> None:
     """10,000 confirmed bookings of the room by COPY: seven 50-minute slots a night (00:00-07:00 UTC),
     from about three years back to within the horizon, then ANALYZE."""
-    url = config.database_url.replace("postgresql+psycopg://", "postgresql://")
+    url = libpq_url(config.database_url)
     first = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(days=SEEDED // 7 - 300)
     with psycopg.connect(url) as conn:
         with conn.cursor() as cursor:
