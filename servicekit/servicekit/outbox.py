@@ -4,8 +4,9 @@ Rows are claimed in batches from a `LeasedQueue` (`FOR UPDATE SKIP LOCKED`, with
 lease), produced with an idempotent producer, and marked published from the delivery
 reports. No transaction is open while the broker is talked to. Only the oldest
 unpublished row of each (topic, key) is claimable, so several relays may run at
-once and per-entity order still holds. A broker outage only delays events: an
-unacknowledged row's claim is released with a backoff and it is produced again.
+once and per-entity order still holds. A broker outage only delays events: a row whose
+message failed (refused, or not acknowledged within `message.timeout.ms`) is released with a
+backoff and produced again.
 
 Delivery is at least once. While the broker is away (up to the producer's `message.timeout.ms`, 5 min) the
 producer retries each message in its idempotent session and the relay renews the leases of the rows in
